@@ -1,0 +1,1 @@
+"""Platform adapters; each registers through the ``confab.adapters`` entry point."""

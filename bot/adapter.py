@@ -1,0 +1,104 @@
+"""What a platform adapter provides: a few primitives and an honest declaration of limits.
+
+Adapters turn platform events into :class:`~bot.messages.Message` objects and
+hand them to the router; everything else (streaming, splitting, edit pacing)
+is written once in :mod:`bot.streaming` on top of :meth:`Adapter.send` and
+:meth:`Adapter.edit`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from bot.messages import Message, SentMessage
+
+MessageHandler = Callable[[Message, "Adapter"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do; using an undeclared capability raises ``Unsupported``."""
+
+    edit: bool = True
+    threads: bool = False
+    history: bool = True
+    typing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Platform rules the reply stream honours. ``None`` means no length cap."""
+
+    max_message_chars: int | None = None
+    min_edit_interval_s: float = 0.0
+
+
+class ChannelLog(Protocol):
+    """Stored channel messages, for adapters whose platform keeps no history (the console)."""
+
+    async def messages(
+        self,
+        platform: str,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Message]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """What the app hands an adapter when it builds one."""
+
+    config: BaseModel
+    bot_name: str
+    channel_log: ChannelLog
+
+
+class Adapter(ABC):
+    """One platform connection.
+
+    ``run`` delivers every incoming message to ``handler`` and returns when the
+    platform session ends (for the console: when the person quits).
+    """
+
+    platform: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    limits: ClassVar[Limits] = Limits()
+
+    def __init__(self, context: AdapterContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    async def run(self, handler: MessageHandler) -> None:
+        """Receive messages until the session ends; hand each to ``handler``."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Leave the platform; ``run`` returns soon after."""
+
+    @abstractmethod
+    async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
+        """Post a new message; raises ``MessageTooLong`` past ``limits.max_message_chars``."""
+
+    @abstractmethod
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        """Replace the text of a message this adapter sent."""
+
+    @abstractmethod
+    async def history(
+        self,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Recent messages of a channel or thread, oldest first."""

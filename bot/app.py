@@ -1,0 +1,164 @@
+"""The application: builds everything from config, runs the adapters, shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from bot.adapter import Adapter, AdapterContext
+from bot.channel_log import StoredChannelLog
+from bot.config import Config
+from bot.errors import ConfigError
+from bot.llm.backend import ModelBackend
+from bot.llm.weights import Progress
+from bot.plugins import AdapterCatalog, SkillCatalog
+from bot.registry import SkillRegistry
+from bot.router import Router
+from storage.conversations import ConversationStore
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[AdapterContext], Adapter]
+
+
+def build_backend(config: Config, progress: Progress | None = None) -> ModelBackend:
+    """The model backend named by ``model.backend``."""
+    from bot.llm.transformers_backend import TransformersBackend
+
+    return TransformersBackend(config.model, progress)
+
+
+class App:
+    """One Confab process: storage, model, skills, router and the enabled adapters."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        skills: SkillCatalog,
+        adapters: AdapterCatalog,
+        enabled: list[str] | None = None,
+        model: ModelBackend | None = None,
+        adapter_factories: Mapping[str, AdapterFactory] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self._skills = skills
+        self._catalog = adapters
+        self._enabled = enabled if enabled is not None else list(config.bot.adapters)
+        self._factories = dict(adapter_factories or {})
+        self._progress = progress
+        self.model = model
+        self.database: Database | None = None
+        self.router: Router | None = None
+        self.adapters: list[Adapter] = []
+        self._stopping = asyncio.Event()
+        self._check()
+
+    def _check(self) -> None:
+        unknown = [
+            name
+            for name in self._enabled
+            if name not in self._catalog.adapters and name not in self._factories
+        ]
+        if unknown:
+            installed = ", ".join(sorted(self._catalog.adapters)) or "none"
+            raise ConfigError(
+                f"bot.adapters = {self._enabled!r}: {', '.join(unknown)} not installed "
+                f"(installed adapters: {installed})"
+            )
+        if not self._enabled:
+            raise ConfigError("bot.adapters is empty: enable at least one adapter")
+        default = self.config.router.default_skill
+        if default not in self._skills.skills:
+            raise ConfigError(
+                f"router.default_skill = {default!r}: no such skill "
+                f"(installed skills: {', '.join(sorted(self._skills.skills))})"
+            )
+
+    async def start(self) -> None:
+        """Open the database (migrating it), load the model, build router and adapters."""
+        self.database = Database(self.config.bot.database_url)
+        await self.database.upgrade()
+        store = ConversationStore(self.database)
+        if self.model is None:
+            self.model = build_backend(self.config, self._progress)
+        await self.model.start()
+        registry = SkillRegistry(
+            cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
+        )
+        self.router = Router(
+            skills=registry,
+            model=self.model,
+            store=store,
+            config=self.config.router,
+            bot_name=self.config.bot.name,
+        )
+        channel_log = StoredChannelLog(store, self.config.bot.name)
+        for name in self._enabled:
+            section = self.config.section(name)
+            context = AdapterContext(section, self.config.bot.name, channel_log)
+            factory = self._factories.get(name) or self._catalog.adapters[name]
+            self.adapters.append(factory(context))
+
+    async def run(self) -> None:
+        """Start, serve until an adapter's session ends or :meth:`request_stop`, then stop."""
+        try:
+            if self.router is None:
+                await self.start()
+            await self.serve()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def serve(self) -> None:
+        """Run every adapter until one's session ends, all have failed, or a stop request."""
+        assert self.router is not None
+        router = self.router
+        tasks = {
+            asyncio.create_task(adapter.run(router.handle), name=adapter.platform): adapter
+            for adapter in self.adapters
+        }
+        stopper = asyncio.create_task(self._wait_for_stop_request())
+        try:
+            while tasks:
+                done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    return
+                for task in done:
+                    adapter = tasks.pop(task)
+                    if task.cancelled() or task.exception() is None:
+                        log.info("%s session ended; stopping", adapter.platform)
+                        return
+                    log.error(
+                        "%s adapter failed; the others keep serving",
+                        adapter.platform,
+                        exc_info=task.exception(),
+                    )
+            log.error("no adapter is running any more; stopping")
+        finally:
+            stopper.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+    async def _wait_for_stop_request(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Stop adapters, join the model worker, dispose of the database. Safe to repeat."""
+        for adapter in self.adapters:
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping the %s adapter failed", adapter.platform)
+        self.adapters = []
+        if self.model is not None:
+            await self.model.close()
+        if self.database is not None:
+            await self.database.close()
+            self.database = None

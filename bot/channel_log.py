@@ -1,0 +1,48 @@
+"""Stored channel messages as :class:`~bot.messages.Message` objects.
+
+The console has no platform history, so its history (and later summaries)
+come from what the router stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.messages import Author, Message
+from storage.conversations import ConversationKey, ConversationStore
+
+
+class StoredChannelLog:
+    """Implements :class:`bot.adapter.ChannelLog` over the conversation store."""
+
+    def __init__(self, store: ConversationStore, bot_name: str) -> None:
+        self._store = store
+        self._bot_name = bot_name
+
+    async def messages(
+        self,
+        platform: str,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[Message]:
+        turns = await self._store.channel_messages(
+            ConversationKey(platform, channel, thread), since=since, limit=limit
+        )
+        return [
+            Message(
+                platform=platform,
+                channel=channel,
+                thread=thread,
+                author=Author(turn.author_id, turn.author_name, is_bot=turn.role == "assistant"),
+                text=turn.text,
+                addressed=turn.addressed,
+                from_self=turn.role == "assistant",
+                id=turn.platform_message_id or f"turn-{turn.id}",
+                command=turn.skill if turn.role == "user" else None,
+                created_at=turn.created_at,
+            )
+            for turn in turns
+        ]

@@ -1,0 +1,162 @@
+"""The ``confab`` command line: run, console, config check, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from bot.config import Config, build_config_model, load_config
+from bot.errors import ConfabError
+from bot.logs import configure_logging
+from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
+
+log = logging.getLogger("confab")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="TOML file (default: ./config.toml)")
+    parser = argparse.ArgumentParser(prog="confab", description="Confab chat bot service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="start every adapter enabled in config")
+    commands.add_parser("console", parents=[common], help="chat with the bot in this terminal")
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_commands.add_parser(
+        "check", parents=[common], help="validate and print the effective settings"
+    )
+    db = commands.add_parser("db", help="database schema migrations")
+    db_commands = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", parents=[common], help="migrate to the newest schema")
+    down = db_commands.add_parser("downgrade", parents=[common], help="undo migrations")
+    down.add_argument("revision", nargs="?", default="-1", help="target (default: one step)")
+    db_commands.add_parser("current", parents=[common], help="print the schema revision")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        skills = discover_skills()
+        adapters = discover_adapters()
+        schema = build_config_model(
+            {name: cls.config_model for name, cls in adapters.adapters.items()},
+            {name: cls.config_model for name, cls in skills.skills.items()},
+        )
+        config = load_config(args.config, schema=schema)
+        configure_logging(config.bot.log_level)
+        if args.command == "config":
+            print(render_config(config))
+            return 0
+        if args.command == "db":
+            return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
+        enabled = ["console"] if args.command == "console" else None
+        return asyncio.run(_run(config, skills, adapters, enabled))
+    except ConfabError as error:
+        print(f"confab: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(
+    config: Config, skills: SkillCatalog, adapters: AdapterCatalog, enabled: list[str] | None
+) -> int:
+    from bot.app import App
+    from bot.llm.weights import conversion_folder, is_converted, resolve_model_path
+
+    app = App(config, skills=skills, adapters=adapters, enabled=enabled)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, app.request_stop)
+    model_path = resolve_model_path(config.model.path)
+    first_use = model_path.is_file() and not is_converted(
+        conversion_folder(model_path, config.model.cache_dir)
+    )
+    status = (
+        f"Preparing {model_path.name} for its first use (about 30 s, once)..."
+        if first_use
+        else "Loading the model..."
+    )
+    try:
+        with _status(status):
+            await app.start()
+        await app.serve()
+    finally:
+        await app.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def _status(text: str) -> Iterator[None]:
+    """A spinner on a terminal, one line otherwise."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(text):
+            yield
+    else:
+        print(text, file=sys.stderr, flush=True)
+        yield
+
+
+async def _db(config: Config, action: str, revision: str | None) -> int:
+    from storage import migrate
+    from storage.database import Database, masked_url
+
+    database = Database(config.bot.database_url)
+    try:
+        if action == "upgrade":
+            await migrate.upgrade(database.engine)
+        elif action == "downgrade":
+            await migrate.downgrade(database.engine, revision or "-1")
+        current = await migrate.current(database.engine)
+        print(f"{masked_url(config.bot.database_url)}: revision {current or '(empty)'}")
+    finally:
+        await database.close()
+    return 0
+
+
+def render_config(config: Config) -> str:
+    """The effective settings as TOML, secrets masked, env-named secrets marked set or unset."""
+    from storage.database import masked_url
+
+    data = config.model_dump(mode="json")
+    data["bot"]["database_url"] = masked_url(config.bot.database_url)
+    lines: list[str] = []
+    _render_tables(data, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _render_tables(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if path and (scalars or not table):
+        lines.append(f"\n[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        line = f"{key} = {_toml_value(value)}"
+        if key.endswith("_env") and isinstance(value, str) and value:
+            line += f"  # {'set' if os.environ.get(value) else 'NOT SET'}"
+        lines.append(line)
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _render_tables(value, [*path, key], lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""  # unset'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,224 @@
+"""Configuration: one TOML file, overridable by ``CONFAB_<SECTION>__<KEY>`` variables.
+
+The core sections (``bot``, ``router``, ``model``) are declared here. Each
+adapter adds a top-level section and each skill a ``[skills.NAME]`` table with
+its own pydantic model; :func:`build_config_model` assembles the full schema
+from whatever plugins are installed, so every key is validated at start.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config.toml")
+ENV_PREFIX = "CONFAB_"
+CORE_SECTIONS = ("bot", "router", "model", "skills")
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class BotConfig(Section):
+    name: str = Field("confab", min_length=1, max_length=64)
+    database_url: str = "sqlite+aiosqlite:///~/.local/share/confab/confab.db"
+    adapters: list[str] = Field(default_factory=lambda: ["console"])
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class RouterConfig(Section):
+    prefixes: list[str] = Field(default_factory=lambda: ["!"], min_length=1)
+    default_skill: str = "ask"
+    max_input_chars: int = Field(4000, gt=0, le=1_000_000)
+    ignore_bots: bool = True
+
+    @field_validator("prefixes")
+    @classmethod
+    def _usable_prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix or prefix != prefix.strip():
+                raise ValueError("each prefix must be non-empty and contain no spaces")
+        return value
+
+
+class ModelConfig(Section):
+    backend: Literal["transformers"] = "transformers"
+    path: str = ""
+    cache_dir: Path = Path("~/.cache/confab")
+    context_window: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, gt=0, le=8192)
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    threads: int = Field(0, ge=0)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class Config(BaseSettings):
+    """The validated settings of one Confab process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    bot: BotConfig = Field(default_factory=BotConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init arguments; the environment wins over them.
+        return (env_settings, init_settings)
+
+    def section(self, name: str) -> BaseModel:
+        """The validated section of an adapter (``[console]``, ``[discord]`` ...)."""
+        value = getattr(self, name, None)
+        if not isinstance(value, BaseModel):
+            raise KeyError(name)
+        return value
+
+    def skill_config(self, name: str) -> BaseModel | None:
+        """The validated ``[skills.NAME]`` table, or None for a skill without config."""
+        skills = getattr(self, "skills", None)
+        value = getattr(skills, name, None) if skills is not None else None
+        return value if isinstance(value, BaseModel) else None
+
+
+def _field_for(model: type[BaseModel]) -> tuple[Any, Any]:
+    try:
+        return (model, model())
+    except ValidationError:
+        return (model, ...)  # the section has required keys: it must be present
+
+
+def build_config_model(
+    adapters: Mapping[str, type[BaseModel]] | None = None,
+    skills: Mapping[str, type[BaseModel] | None] | None = None,
+) -> type[Config]:
+    """The full schema: core sections plus one per installed adapter and skill."""
+    skill_fields: dict[str, Any] = {}
+    for name, model in (skills or {}).items():
+        skill_fields[name] = _field_for(model) if model is not None else (dict[str, Any], {})
+    skills_model = create_model(
+        "SkillsConfig", __base__=Section, **skill_fields
+    )
+    adapter_fields: dict[str, Any] = {}
+    for name, model in (adapters or {}).items():
+        if name in CORE_SECTIONS:
+            raise ConfigError(f"adapter name {name!r} clashes with a core config section")
+        adapter_fields[name] = _field_for(model)
+    built: type[Config] = create_model(
+        "Config",
+        __base__=Config,
+        skills=(skills_model, Field(default_factory=skills_model)),
+        **adapter_fields,
+    )
+    return built
+
+
+def resolve_config_path(path: str | Path | None) -> Path | None:
+    """``--config PATH`` if given, else ``./config.toml`` if present, else None."""
+    if path is not None:
+        explicit = Path(path).expanduser()
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist")
+        return explicit
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    schema: type[Config] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, merge with the environment and validate; raise ConfigError on any problem."""
+    schema = schema or build_config_model()
+    resolved = resolve_config_path(path)
+    data = read_toml(resolved) if resolved else {}
+    if overrides:
+        data = _deep_merge(data, overrides)
+    source = str(resolved) if resolved else "the built-in defaults"
+    try:
+        return schema(**data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, schema, source)) from None
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_validation_error(error: ValidationError, schema: type[BaseModel], source: str) -> str:
+    """One line per problem: the dotted key, the value given and what is allowed."""
+    lines = [f"invalid configuration in {source}:"]
+    for problem in error.errors():
+        location = tuple(str(part) for part in problem["loc"])
+        key = ".".join(location) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(schema, location[:-1])
+            lines.append(f"  {key}: unknown key; allowed here: {', '.join(allowed)}")
+        elif problem["type"] == "missing":
+            lines.append(f"  {key}: required, but not set")
+        else:
+            value = problem.get("input")
+            lines.append(f"  {key} = {value!r}: {problem['msg']}")
+    lines.append(f"  (environment variables {ENV_PREFIX}<SECTION>__<KEY> override the file)")
+    return "\n".join(lines)
+
+
+def _allowed_keys(schema: type[BaseModel], location: Sequence[str]) -> list[str]:
+    model: Any = schema
+    for part in location:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if fields else []

@@ -1,0 +1,43 @@
+"""Exceptions that carry a sentence meant for the person chatting with the bot."""
+
+from __future__ import annotations
+
+
+class ConfabError(Exception):
+    """An error with a short, user-facing explanation.
+
+    ``user_message`` is what a chat user sees; ``str(error)`` (the log message)
+    may carry more detail for operators.
+    """
+
+    def __init__(self, user_message: str, log_message: str | None = None) -> None:
+        super().__init__(log_message or user_message)
+        self.user_message = user_message
+
+
+class SkillError(ConfabError):
+    """Raised by a skill to answer with a clear message instead of a result."""
+
+
+class ConfigError(ConfabError):
+    """The configuration file or environment is invalid; the bot cannot start."""
+
+
+class ModelError(ConfabError):
+    """The model backend failed to load or to generate."""
+
+
+class PromptTooLong(ModelError):
+    """Even the newest message alone does not fit the model's context window."""
+
+
+class AdapterError(ConfabError):
+    """A platform adapter was asked for something it cannot do."""
+
+
+class MessageTooLong(AdapterError):
+    """A text longer than the adapter's declared limit was sent directly."""
+
+
+class Unsupported(AdapterError):
+    """The adapter does not declare the capability that was used."""

@@ -1,0 +1,51 @@
+"""The platform-neutral message every adapter produces and the router consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a message, as the platform names them."""
+
+    id: str
+    name: str
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One incoming chat message, free of platform objects.
+
+    ``addressed`` is set by the adapter when the bot was spoken to (a mention, a
+    DM, a reply in a bot thread); the mention itself is already removed from
+    ``text``. ``command`` and ``args`` are filled in by an adapter for native
+    slash commands, and by the router for prefixed commands such as ``!ask``.
+    """
+
+    platform: str
+    channel: str
+    author: Author
+    text: str
+    thread: str | None = None
+    addressed: bool = False
+    from_self: bool = False
+    id: str | None = None
+    command: str | None = None
+    args: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def with_command(self, command: str, args: str) -> Message:
+        """A copy that carries the parsed command and its argument text."""
+        return replace(self, command=command, args=args)
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A handle to a message the bot posted, for later edits."""
+
+    id: str
+    channel: str
+    thread: str | None = None

@@ -1,0 +1,260 @@
+"""The router: guards, skill choice, memory and one error policy for every message.
+
+Order of work for one message: parse a prefixed command; run the guards (each
+may drop the message silently, keep it as channel chatter, or reject it with a
+short reply); pick the skill; store the person's turn; run the skill with its
+context; store each reply. A skill that raises gives one short reply and one
+logged traceback, and the bot carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.adapter import Adapter
+from bot.config import RouterConfig
+from bot.errors import ConfabError
+from bot.llm.backend import ChatMessage, ModelBackend
+from bot.messages import Message
+from bot.registry import SkillRegistry
+from bot.skill import NAME_PATTERN, ConversationMemory, Skill, SkillContext
+from bot.streaming import ReplyStream
+from storage.conversations import ConversationKey, ConversationStore, StoredTurn
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "(The command finished without an answer.)"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a guard stopped a message; ``reply`` is sent to the author when set."""
+
+    reason: str
+    reply: str | None = None
+    keep_as_chatter: bool = False
+
+
+Guard = Callable[[Message], Awaitable[Verdict | None]]
+
+
+def parse_command(text: str, prefixes: list[str]) -> tuple[str, str] | None:
+    """``'!ask what?'`` -> ``('ask', 'what?')`` for a known prefix; None otherwise."""
+    stripped = text.lstrip()
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if not stripped.startswith(prefix):
+            continue
+        word, _, rest = stripped[len(prefix) :].partition(" ")
+        word, newline, tail = word.partition("\n")
+        if NAME_PATTERN.match(word.lower()):
+            args = (tail + " " + rest if newline else rest).strip()
+            return word.lower(), args
+    return None
+
+
+class Router:
+    """Routes each incoming message of every adapter to one skill."""
+
+    def __init__(
+        self,
+        *,
+        skills: SkillRegistry,
+        model: ModelBackend,
+        store: ConversationStore,
+        config: RouterConfig,
+        bot_name: str,
+    ) -> None:
+        self.skills = skills
+        self.model = model
+        self.store = store
+        self.config = config
+        self.bot_name = bot_name
+        self.guards: list[Guard] = [
+            self._not_from_bots,
+            self._addressed,
+            self._not_empty,
+            self._not_too_long,
+        ]
+
+    # -- guards, in order ------------------------------------------------------
+
+    async def _not_from_bots(self, message: Message) -> Verdict | None:
+        if message.from_self:
+            return Verdict("own message")
+        if message.author.is_bot and self.config.ignore_bots:
+            return Verdict("message from another bot")
+        return None
+
+    async def _addressed(self, message: Message) -> Verdict | None:
+        if message.addressed:
+            return None
+        if message.command is not None and self.skills.find(message.command) is not None:
+            return None
+        return Verdict("not addressed to the bot", keep_as_chatter=True)
+
+    async def _not_empty(self, message: Message) -> Verdict | None:
+        if message.command is None and not message.text.strip():
+            return Verdict("empty message", reply="Your message was empty: ask me something.")
+        return None
+
+    async def _not_too_long(self, message: Message) -> Verdict | None:
+        limit = self.config.max_input_chars
+        if len(message.text) > limit:
+            return Verdict(
+                f"{len(message.text)} characters",
+                reply=f"Your message is too long ({len(message.text):,} characters; "
+                f"the limit is {limit:,}). Please shorten it.",
+            )
+        return None
+
+    # -- the flow --------------------------------------------------------------
+
+    async def handle(self, message: Message, adapter: Adapter) -> None:
+        """Route one message; every addressed message gets exactly one answer."""
+        parsed = None if message.command else parse_command(message.text, self.config.prefixes)
+        if parsed:
+            message = message.with_command(*parsed)
+        for guard in self.guards:
+            verdict = await guard(message)
+            if verdict is not None:
+                await self._stop(message, adapter, verdict)
+                return
+        if message.command is not None:
+            skill = self.skills.find(message.command)
+            if skill is None:
+                prefix = self.config.prefixes[0]
+                await self._reply_text(
+                    message,
+                    adapter,
+                    f"I don't know the command `{prefix}{message.command}`. "
+                    f"Try `{prefix}help` for the list.",
+                )
+                return
+            text = message.args
+        else:
+            skill = self.skills.find(self.config.default_skill)
+            if skill is None:
+                log.error("default skill %r is not installed", self.config.default_skill)
+                await self._reply_text(message, adapter, "No skill is set up to answer that.")
+                return
+            text = message.text.strip()
+        await self._run_skill(skill, message, text, adapter)
+
+    async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
+        log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
+        if verdict.keep_as_chatter and message.text.strip():
+            await self.store.append(
+                _key(message),
+                role="user",
+                author_id=message.author.id,
+                author_name=message.author.name,
+                text=message.text,
+                addressed=False,
+                token_count=self._tokens(message.text),
+                platform_message_id=message.id,
+                created_at=message.created_at,
+            )
+        if verdict.reply:
+            log.info("rejected message from %s: %s", message.author.id, verdict.reason)
+            await self._reply_text(message, adapter, verdict.reply)
+
+    async def _run_skill(self, skill: Skill, message: Message, text: str, adapter: Adapter) -> None:
+        key = _key(message)
+        question = await self.store.append(
+            key,
+            role="user",
+            author_id=message.author.id,
+            author_name=message.author.name,
+            text=text,
+            skill=skill.name,
+            token_count=self._tokens(text),
+            platform_message_id=message.id,
+            created_at=message.created_at,
+        )
+        replies = 0
+
+        async def reply_stream(chunks: AsyncIterable[str]) -> str:
+            nonlocal replies
+            replies += 1
+            stream = ReplyStream(adapter, message.channel, thread=message.thread)
+            answer = await stream.consume(chunks)
+            await self.store.append(
+                key,
+                role="assistant",
+                author_id=self.bot_name,
+                author_name=self.bot_name,
+                text=answer,
+                skill=skill.name,
+                token_count=self._tokens(answer),
+                platform_message_id=stream.sent[0].id if stream.sent else None,
+            )
+            return answer
+
+        context = SkillContext(
+            message=message,
+            args=text,
+            config=skill.config,
+            model=self.model,
+            memory=ConversationMemory(self._memory_loader(key, skill.name, question)),
+            skills=self.skills.infos,
+            prefix=self.config.prefixes[0],
+            _reply_stream=reply_stream,
+        )
+        try:
+            await skill.run(context)
+        except ConfabError as error:
+            log.warning("skill %s could not answer message %s: %s", skill.name, message.id, error)
+            await self._reply_text(message, adapter, error.user_message)
+            return
+        except Exception:
+            log.exception(
+                "skill %s failed on message %s from %s in %s/%s",
+                skill.name,
+                message.id,
+                message.author.id,
+                message.platform,
+                message.channel,
+            )
+            await self._reply_text(
+                message,
+                adapter,
+                f"Sorry, `{skill.name}` failed while answering. The error has been logged.",
+            )
+            return
+        if replies == 0:
+            log.warning("skill %s finished without replying to %s", skill.name, message.id)
+            await self._reply_text(message, adapter, NO_ANSWER)
+
+    def _memory_loader(
+        self, key: ConversationKey, skill: str, question: StoredTurn
+    ) -> Callable[[int, int | None], Awaitable[list[ChatMessage]]]:
+        async def load(max_turns: int, max_tokens: int | None) -> list[ChatMessage]:
+            turns = await self.store.recent(
+                key, limit=max_turns, max_tokens=max_tokens, before_id=question.id, skill=skill
+            )
+            return [
+                ChatMessage("assistant" if turn.role == "assistant" else "user", turn.text)
+                for turn in turns
+            ]
+
+        return load
+
+    async def _reply_text(self, message: Message, adapter: Adapter, text: str) -> None:
+        """A short answer outside any skill (errors, rejections); failures are only logged."""
+        try:
+            await ReplyStream(adapter, message.channel, thread=message.thread).send_text(text)
+        except Exception:
+            log.exception("could not send a reply in %s/%s", message.platform, message.channel)
+
+    def _tokens(self, text: str) -> int:
+        try:
+            return self.model.count_text(text)
+        except Exception:  # a model that is not loaded must not stop a turn being stored
+            log.debug("token count unavailable", exc_info=True)
+            return 0
+
+
+def _key(message: Message) -> ConversationKey:
+    return ConversationKey(message.platform, message.channel, message.thread)

@@ -1,0 +1,273 @@
+"""Test helpers for skill and adapter authors (and Confab's own tests).
+
+A skill's test in five lines::
+
+    from bot.testing import ChatHarness, ScriptedBackend
+
+    async def test_echo(tmp_path):
+        async with ChatHarness([Echo], tmp_path, model=ScriptedBackend()) as chat:
+            assert await chat.ask("!echo hi") == "hi"
+
+The harness runs the real router, skill registry, ReplyStream and a real SQLite
+file; only the platform (:class:`RecordingAdapter`) and, when you choose, the
+model (:class:`ScriptedBackend`) are stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from bot.channel_log import StoredChannelLog
+from bot.config import RouterConfig
+from bot.errors import MessageTooLong, ModelError, Unsupported
+from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from bot.llm.context import fit_messages
+from bot.messages import Author, Message, SentMessage
+from bot.registry import SkillRegistry
+from bot.router import Router
+from bot.skill import Skill
+from storage.conversations import ConversationStore
+from storage.database import Database
+
+Script = Callable[[Sequence[ChatMessage]], str]
+
+
+class ScriptedBackend(ModelBackend):
+    """A model that answers from a script, streams word by word and records its prompts.
+
+    ``replies`` is a list of answers given in turn (the last one repeats), or a
+    function of the prompt. Tokens are counted as whitespace-separated words
+    plus four per message, enough to exercise context trimming.
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Script = ("This is a scripted answer.",),
+        *,
+        context_window: int = 2048,
+        delay_s: float = 0.0,
+        fail_with: Exception | None = None,
+    ) -> None:
+        self._script: Script
+        if callable(replies):
+            self._script = replies
+        else:
+            answers = list(replies)
+            counter = itertools.count()
+            self._script = lambda _messages: answers[min(next(counter), len(answers) - 1)]
+        self._window = context_window
+        self._delay = delay_s
+        self.fail_with = fail_with
+        self.prompts: list[list[ChatMessage]] = []
+        self.closed = False
+
+    @property
+    def context_window(self) -> int:
+        return self._window
+
+    def count_text(self, text: str) -> int:
+        return len(text.split())
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(4 + self.count_text(message.content) for message in messages) + 2
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
+    ) -> AsyncIterator[str]:
+        params = params or self.default_params
+        fitted = fit_messages(messages, self.count_tokens, self._window - params.max_new_tokens)
+        self.prompts.append(fitted)
+        if self.fail_with is not None:
+            raise self.fail_with
+        words = self._script(fitted).split(" ")
+        for index, word in enumerate(words):
+            if self._delay:
+                await asyncio.sleep(self._delay)
+            yield word if index == 0 else " " + word
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class BrokenBackend(ScriptedBackend):
+    """A model whose every answer fails, for testing error replies."""
+
+    def __init__(self) -> None:
+        super().__init__(fail_with=ModelError("The model failed while answering.", "scripted"))
+
+
+class RecordingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Posted:
+    """A message as the recording platform shows it, with every version it had."""
+
+    sent: SentMessage
+    versions: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.versions[-1]
+
+
+class RecordingAdapter(Adapter):
+    """An in-memory platform: records what the bot sends and edits, holds history."""
+
+    platform = "test"
+    config_model = RecordingConfig
+
+    def __init__(
+        self,
+        context: AdapterContext | None = None,
+        *,
+        limits: Limits | None = None,
+        capabilities: Capabilities | None = None,
+    ) -> None:
+        super().__init__(context or AdapterContext(RecordingConfig(), "confab", _NoLog()))
+        if limits is not None:
+            self.limits = limits  # type: ignore[misc]
+        if capabilities is not None:
+            self.capabilities = capabilities  # type: ignore[misc]
+        self.posted: list[Posted] = []
+        self.incoming: list[Message] = []
+        self._ids = itertools.count(1)
+
+    async def run(self, handler: MessageHandler) -> None:
+        await asyncio.Event().wait()
+
+    async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
+        limit = self.limits.max_message_chars
+        if limit is not None and len(text) > limit:
+            raise MessageTooLong("That answer is too long.", f"{len(text)} > {limit} characters")
+        if thread is not None and not self.capabilities.threads:
+            raise Unsupported("Threads are not supported here.", "send to a thread")
+        sent = SentMessage(id=str(next(self._ids)), channel=channel, thread=thread)
+        self.posted.append(Posted(sent, [text]))
+        return sent
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        if not self.capabilities.edit:
+            raise Unsupported("Edits are not supported here.", "edit")
+        limit = self.limits.max_message_chars
+        if limit is not None and len(text) > limit:
+            raise MessageTooLong("That answer is too long.", f"{len(text)} > {limit} characters")
+        for posted in self.posted:
+            if posted.sent.id == sent.id:
+                posted.versions.append(text)
+                return
+        raise KeyError(sent.id)
+
+    def shown(self, sent: SentMessage) -> str:
+        return next(p.text for p in self.posted if p.sent.id == sent.id)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        found = [
+            m
+            for m in self.incoming
+            if m.channel == channel
+            and m.thread == thread
+            and (since is None or m.created_at >= since)
+        ]
+        return found[-limit:]
+
+
+class _NoLog:
+    async def messages(self, platform: str, channel: str, **_: Any) -> list[Message]:
+        return []
+
+
+class ChatHarness:
+    """A running bot core around the given skills, to talk to in tests."""
+
+    def __init__(
+        self,
+        skills: Iterable[type[Skill] | Skill],
+        tmp_path: Path,
+        *,
+        model: ModelBackend | None = None,
+        router_config: RouterConfig | None = None,
+        adapter: RecordingAdapter | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        self._skills = [s if isinstance(s, Skill) else s(_default_config(s)) for s in skills]
+        self.model = model or ScriptedBackend()
+        self.config = router_config or RouterConfig()
+        self.adapter = adapter or RecordingAdapter()
+        self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+        self.store = ConversationStore(self.database)
+        self.router = Router(
+            skills=SkillRegistry(self._skills),
+            model=self.model,
+            store=self.store,
+            config=self.config,
+            bot_name="confab",
+        )
+        self.channel_log = StoredChannelLog(self.store, "confab")
+
+    async def __aenter__(self) -> ChatHarness:
+        await self.database.upgrade()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.database.close()
+
+    async def send(
+        self,
+        text: str,
+        *,
+        channel: str = "dm",
+        author: str = "tester",
+        addressed: bool = True,
+        thread: str | None = None,
+        is_bot: bool = False,
+        command: str | None = None,
+    ) -> list[Posted]:
+        """Deliver one message; return the messages the bot posted for it."""
+        before = len(self.adapter.posted)
+        message = Message(
+            platform=self.adapter.platform,
+            channel=channel,
+            thread=thread,
+            author=Author(author, author, is_bot=is_bot),
+            text=text,
+            addressed=addressed,
+            command=command,
+            args=text if command else "",
+        )
+        self.adapter.incoming.append(message)
+        await self.router.handle(message, self.adapter)
+        return self.adapter.posted[before:]
+
+    async def ask(self, text: str, **options: Any) -> str:
+        """Deliver one message; return the bot's answer as one text ('' if none)."""
+        return "\n".join(posted.text for posted in await self.send(text, **options))
+
+
+def _default_config(skill: type[Skill]) -> BaseModel | None:
+    return skill.config_model() if skill.config_model is not None else None

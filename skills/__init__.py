@@ -1,0 +1,1 @@
+"""Confab's built-in skills; each registers through the ``confab.skills`` entry point."""

@@ -1,0 +1,13 @@
+"""``ping``: answers ``pong``, to check that the bot is alive."""
+
+from __future__ import annotations
+
+from bot.skill import Skill, SkillContext
+
+
+class PingSkill(Skill):
+    name = "ping"
+    help = "Check that the bot is alive."
+
+    async def run(self, ctx: SkillContext) -> None:
+        await ctx.reply("pong")
