@@ -41,16 +41,18 @@ Guard = Callable[[Message], Awaitable[Verdict | None]]
 
 
 def parse_command(text: str, prefixes: list[str]) -> tuple[str, str] | None:
-    """``'!ask what?'`` -> ``('ask', 'what?')`` for a known prefix; None otherwise."""
+    """``'!ask what?'`` -> ``('ask', 'what?')`` for a known prefix; None otherwise.
+
+    The arguments keep their line breaks (code arrives that way).
+    """
     stripped = text.lstrip()
     for prefix in sorted(prefixes, key=len, reverse=True):
-        if not stripped.startswith(prefix):
+        after = stripped[len(prefix) :]
+        if not stripped.startswith(prefix) or not after or after[0].isspace():
             continue
-        word, _, rest = stripped[len(prefix) :].partition(" ")
-        word, newline, tail = word.partition("\n")
+        word, *rest = after.split(maxsplit=1)
         if NAME_PATTERN.match(word.lower()):
-            args = (tail + " " + rest if newline else rest).strip()
-            return word.lower(), args
+            return word.lower(), rest[0].strip() if rest else ""
     return None
 
 

@@ -76,10 +76,10 @@ class ReplyStream:
 
     async def _overflow(self) -> None:
         while self._limit is not None and len(self._pending) > self._limit:
-            head, rest = split_message(self._pending, self._limit)
-            self._pending = head
+            split = split_message(self._pending, self._limit)
+            self._pending = split.head
             await self._show(final=True)
-            self._current, self._pending, self._shown = None, rest, ""
+            self._current, self._pending, self._shown = None, split.rest, ""
 
     async def _show(self, final: bool = False) -> None:
         text = self._pending

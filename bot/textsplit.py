@@ -50,8 +50,18 @@ def _cut_point(text: str, budget: int) -> int:
     return budget
 
 
-def split_message(text: str, limit: int) -> tuple[str, str]:
-    """Split ``text`` into a head of at most ``limit`` characters and the rest.
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One cut: ``head`` fits the limit; ``closer``/``opener`` are what the cut added."""
+
+    head: str
+    rest: str
+    closer: str = ""
+    opener: str = ""
+
+
+def split_message(text: str, limit: int) -> Split:
+    """Cut ``text`` into a head of at most ``limit`` characters and the rest.
 
     A code fence open at the cut is closed at the end of the head and reopened
     (same marker and language) at the start of the rest, so each message renders
@@ -60,15 +70,15 @@ def split_message(text: str, limit: int) -> tuple[str, str]:
     if limit < MIN_LIMIT:
         raise ValueError(f"message limit {limit} is below the minimum of {MIN_LIMIT}")
     if len(text) <= limit:
-        return text, ""
+        return Split(text, "")
     budget = limit
     while True:
         cut = _cut_point(text, budget)
         head, rest = text[:cut], text[cut:]
         fence = open_fence(head)
         if fence is None:
-            return head, rest
+            return Split(head, rest)
         closer = ("" if head.endswith("\n") else "\n") + fence.marker
         if len(head) + len(closer) <= limit:
-            return head + closer, fence.opener + rest
+            return Split(head + closer, fence.opener + rest, closer, fence.opener)
         budget = limit - len(closer)

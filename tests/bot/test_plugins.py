@@ -1,0 +1,65 @@
+"""Skills and adapters are found through entry points; broken ones are left out."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from bot.plugins import ADAPTER_GROUP, SKILL_GROUP, discover_adapters, discover_skills
+
+
+def point(name: str, value: str, group: str = SKILL_GROUP) -> EntryPoint:
+    return EntryPoint(name=name, value=value, group=group)
+
+
+def test_builtins_register_through_installed_entry_points() -> None:
+    skills = discover_skills()
+    assert {"ask", "help", "ping"} <= set(skills.skills)
+    assert skills.skills["ask"].aliases == ("q",)
+    assert "console" in discover_adapters().adapters
+
+
+def test_a_skill_that_fails_to_import_is_logged_and_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        catalog = discover_skills(
+            [
+                point("ping", "skills.ping:PingSkill"),
+                point("broken", "tests.bot.plugins_broken:Anything"),
+            ]
+        )
+    assert list(catalog.skills) == ["ping"]
+    assert "import failed" in catalog.failed["broken"]
+    assert any("'broken'" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_bad_declarations_and_name_clashes_are_left_out() -> None:
+    catalog = discover_skills(
+        [
+            point("ping", "skills.ping:PingSkill"),
+            point("again", "skills.ping:PingSkill"),
+            point("notaskill", "bot.messages:Message"),
+            point("badname", "tests.bot.plugins_fixtures:BadName"),
+            point("nohelp", "tests.bot.plugins_fixtures:NoHelp"),
+        ]
+    )
+    assert list(catalog.skills) == ["ping"]
+    assert "taken" in catalog.failed["again"]
+    assert "not a Skill subclass" in catalog.failed["notaskill"]
+    assert "must be lowercase" in catalog.failed["badname"]
+    assert "help must be" in catalog.failed["nohelp"]
+
+
+def test_adapters_are_checked_too() -> None:
+    catalog = discover_adapters(
+        [
+            point("console", "adapters.console:ConsoleAdapter", ADAPTER_GROUP),
+            point("fake", "skills.ping:PingSkill", ADAPTER_GROUP),
+            point("gone", "nowhere.at.all:Adapter", ADAPTER_GROUP),
+        ]
+    )
+    assert list(catalog.adapters) == ["console"]
+    assert set(catalog.failed) == {"fake", "gone"}

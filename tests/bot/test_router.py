@@ -1,0 +1,179 @@
+"""The router: what is answered, what is dropped, which skill runs, and how failures look."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.config import RouterConfig
+from bot.errors import SkillError
+from bot.llm.backend import ChatMessage
+from bot.router import NO_ANSWER, parse_command
+from bot.skill import Skill, SkillContext
+from bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
+from skills.help import HelpSkill
+from skills.ping import PingSkill
+from skills.qa import AskSkill
+from storage.conversations import ConversationKey
+
+BUILTINS = [AskSkill, HelpSkill, PingSkill]
+
+
+class ExplodingSkill(Skill):
+    name = "explode"
+    help = "Always fails."
+
+    async def run(self, ctx: SkillContext) -> None:
+        raise RuntimeError("kaboom")
+
+
+class RefusingSkill(Skill):
+    name = "refuse"
+    help = "Fails politely."
+
+    async def run(self, ctx: SkillContext) -> None:
+        raise SkillError("I can't do that with these arguments.")
+
+
+class SilentSkill(Skill):
+    name = "silent"
+    help = "Never answers."
+
+    async def run(self, ctx: SkillContext) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("!ask what is up", ("ask", "what is up")),
+        ("  !PING", ("ping", "")),
+        ("!code fix\nprint(1)", ("code", "fix\nprint(1)")),
+        ("!ask\nwhat?", ("ask", "what?")),
+        ("!", None),
+        ("! ask", None),
+        ("!!!", None),
+        ("hello !ask", None),
+        ("?ask x", None),
+    ],
+)
+def test_parse_command(text: str, expected: tuple[str, str] | None) -> None:
+    assert parse_command(text, ["!"]) == expected
+
+
+async def test_commands_and_aliases_pick_their_skill(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Paris."])
+    async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
+        assert await chat.ask("!ping") == "pong"
+        assert "`!ask <question>`" in await chat.ask("!help")
+        assert await chat.ask("!q capital of France?") == "Paris."
+        assert model.prompts[-1][-1] == ChatMessage("user", "capital of France?")
+
+
+async def test_addressed_message_without_command_goes_to_the_default_skill(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Hi!"])
+    async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
+        assert await chat.ask("hello there") == "Hi!"
+        assert model.prompts[0][-1].content == "hello there"
+
+
+async def test_default_skill_and_prefixes_come_from_config(tmp_path: Path) -> None:
+    config = RouterConfig(prefixes=["?"], default_skill="ping")
+    async with ChatHarness(BUILTINS, tmp_path, router_config=config) as chat:
+        assert await chat.ask("anything") == "pong"
+        assert "`?help [command]`" in await chat.ask("?help")
+
+
+async def test_chatter_is_stored_but_not_answered(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+        assert await chat.send("lunch at noon?", channel="general", addressed=False) == []
+        assert await chat.send("!unknowncmd", channel="general", addressed=False) == []
+        history = await chat.store.channel_messages(ConversationKey("test", "general"))
+        assert [(t.text, t.addressed) for t in history] == [
+            ("lunch at noon?", False),
+            ("!unknowncmd", False),
+        ]
+
+
+async def test_a_known_command_is_answered_without_a_mention(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+        assert await chat.ask("!ping", channel="general", addressed=False) == "pong"
+
+
+async def test_bots_and_own_messages_are_ignored(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+        assert await chat.send("!ping", is_bot=True) == []
+    config = RouterConfig(ignore_bots=False)
+    async with ChatHarness(BUILTINS, tmp_path, router_config=config) as chat:
+        assert await chat.ask("!ping", is_bot=True) == "pong"
+
+
+async def test_empty_and_oversized_input_get_a_clear_reply(tmp_path: Path) -> None:
+    model = ScriptedBackend()
+    config = RouterConfig(max_input_chars=50)
+    async with ChatHarness(BUILTINS, tmp_path, model=model, router_config=config) as chat:
+        assert "empty" in await chat.ask("   ")
+        answer = await chat.ask("x" * 51)
+        assert "too long (51 characters; the limit is 50)" in answer
+        assert model.prompts == []  # the model never saw either
+
+
+async def test_unknown_command_when_addressed_points_to_help(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+        assert "I don't know the command `!frobnicate`" in await chat.ask("!frobnicate now")
+
+
+async def test_a_failing_skill_gives_one_short_reply_and_a_logged_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ChatHarness([*BUILTINS, ExplodingSkill], tmp_path) as chat:
+        with caplog.at_level(logging.ERROR):
+            posted = await chat.send("!explode")
+        assert [p.text for p in posted] == [
+            "Sorry, `explode` failed while answering. The error has been logged."
+        ]
+        assert "kaboom" not in posted[0].text
+        failure = next(r for r in caplog.records if "skill explode failed" in r.getMessage())
+        assert failure.exc_info is not None and "kaboom" in str(failure.exc_info[1])
+        assert await chat.ask("!ping") == "pong"  # the bot carries on
+
+
+async def test_skill_errors_and_silent_skills_still_answer_once(tmp_path: Path) -> None:
+    async with ChatHarness([*BUILTINS, RefusingSkill, SilentSkill], tmp_path) as chat:
+        assert await chat.ask("!refuse") == "I can't do that with these arguments."
+        assert await chat.ask("!silent") == NO_ANSWER
+
+
+async def test_model_failure_is_a_clear_reply(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path, model=BrokenBackend()) as chat:
+        assert await chat.ask("hello?") == "The model failed while answering."
+
+
+async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Paris.", "About 2 million."])
+    async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
+        await chat.ask("What is the capital of France?")
+        await chat.ask("!ping")  # another skill's turns stay out of the Q&A memory
+        await chat.ask("How many people live there?")
+        turns = await chat.store.recent(ConversationKey("test", "dm"), skill="ask")
+        assert [(t.role, t.text) for t in turns] == [
+            ("user", "What is the capital of France?"),
+            ("assistant", "Paris."),
+            ("user", "How many people live there?"),
+            ("assistant", "About 2 million."),
+        ]
+        assert model.prompts[-1][1:] == [
+            ChatMessage("user", "What is the capital of France?"),
+            ChatMessage("assistant", "Paris."),
+            ChatMessage("user", "How many people live there?"),
+        ]
+
+
+async def test_memory_is_per_channel(tmp_path: Path) -> None:
+    model = ScriptedBackend(["A.", "B."])
+    async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
+        await chat.ask("first", channel="one")
+        await chat.ask("second", channel="two")
+        assert [m.content for m in model.prompts[-1][1:]] == ["second"]

@@ -1,0 +1,26 @@
+"""Shared fixtures: real SQLite files, and the real bundled model loaded once per run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import ModelConfig
+from bot.llm.transformers_backend import TransformersBackend
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'confab.db'}"
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Iterator[TransformersBackend]:
+    """The bundled SmolLM2, greedy, from the user's cache (converted on first use)."""
+    backend = TransformersBackend(ModelConfig(temperature=0.0, max_new_tokens=48))
+    asyncio.run(backend.start())
+    yield backend
+    asyncio.run(backend.close())
