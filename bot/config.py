@@ -129,9 +129,7 @@ def build_config_model(
     skill_fields: dict[str, Any] = {}
     for name, model in (skills or {}).items():
         skill_fields[name] = _field_for(model) if model is not None else (dict[str, Any], {})
-    skills_model = create_model(
-        "SkillsConfig", __base__=Section, **skill_fields
-    )
+    skills_model = create_model("SkillsConfig", __base__=Section, **skill_fields)
     adapter_fields: dict[str, Any] = {}
     for name, model in (adapters or {}).items():
         if name in CORE_SECTIONS:

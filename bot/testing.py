@@ -137,7 +137,7 @@ class RecordingAdapter(Adapter):
         limits: Limits | None = None,
         capabilities: Capabilities | None = None,
     ) -> None:
-        super().__init__(context or AdapterContext(RecordingConfig(), "confab", _NoLog()))
+        super().__init__(context or AdapterContext(RecordingConfig(), "confab", EmptyChannelLog()))
         if limits is not None:
             self.limits = limits  # type: ignore[misc]
         if capabilities is not None:
@@ -192,7 +192,9 @@ class RecordingAdapter(Adapter):
         return found[-limit:]
 
 
-class _NoLog:
+class EmptyChannelLog:
+    """A channel log with nothing in it, for adapters tested without storage."""
+
     async def messages(self, platform: str, channel: str, **_: Any) -> list[Message]:
         return []
 

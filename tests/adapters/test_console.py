@@ -1,0 +1,124 @@
+"""The console adapter: the contract, scripted mode end to end, and rendering."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.console import ConsoleAdapter, ConsoleConfig
+from bot.adapter import AdapterContext
+from bot.channel_log import StoredChannelLog
+from bot.llm.backend import ChatMessage
+from bot.messages import SentMessage
+from bot.testing import EmptyChannelLog, ScriptedBackend
+from storage.conversations import ConversationKey, ConversationStore
+from storage.database import Database
+from tests.adapters.contract import AdapterContract
+from tests.helpers import run_console
+
+
+@dataclass
+class ConsoleUnderTest:
+    adapter: ConsoleAdapter
+    store: ConversationStore
+    output: io.StringIO
+    channel: str = "general"
+
+    def shown(self, sent: SentMessage) -> str:
+        return self.adapter.shown(sent)
+
+    async def seed_history(self, channel: str, entries: list[tuple[str, str]]) -> None:
+        for author, text in entries:
+            await self.store.append(
+                ConversationKey("console", channel),
+                role="user",
+                author_id=author,
+                author_name=author,
+                text=text,
+                addressed=False,
+            )
+
+
+class TestConsoleContract(AdapterContract):
+    @pytest.fixture
+    async def under_test(self, db_url: str) -> AsyncIterator[ConsoleUnderTest]:
+        database = Database(db_url)
+        await database.upgrade()
+        store = ConversationStore(database)
+        output = io.StringIO()
+        context = AdapterContext(ConsoleConfig(), "confab", StoredChannelLog(store, "confab"))
+        adapter = ConsoleAdapter(context, stdout=output, stderr=io.StringIO(), interactive=False)
+        yield ConsoleUnderTest(adapter, store, output)
+        await database.close()
+
+
+async def test_scripted_console_end_to_end(db_url: str) -> None:
+    model = ScriptedBackend(["Paris is the capital.", "Yes, I am here."])
+    lines = (
+        "!ping\n"
+        "What is the capital of France?\n"
+        "\n"
+        "/as alice\n"
+        "/channel general\n"
+        "lunch anyone?\n"
+        "@confab are you there?\n"
+        "/ping\n"
+        "/quit\n"
+        "!ping\n"
+    )
+    out, err = await run_console(db_url, lines, model)
+    assert out == "pong\nParis is the capital.\nYes, I am here.\npong\n"
+    assert "Now speaking as alice." in err and "Now in #general." in err
+    assert model.prompts[1][-1] == ChatMessage("user", "are you there?")
+
+    database = Database(db_url)
+    store = ConversationStore(database)
+    general = await store.channel_messages(ConversationKey("console", "general"))
+    assert [(t.author_name, t.text, t.addressed) for t in general] == [
+        ("alice", "lunch anyone?", False),
+        ("alice", "are you there?", True),
+        ("confab", "Yes, I am here.", True),
+        ("alice", "", True),
+        ("confab", "pong", True),
+    ]
+    await database.close()
+    assert model.closed
+
+
+async def test_the_conversation_survives_a_restart(db_url: str) -> None:
+    await run_console(db_url, "My name is Ada.\n", ScriptedBackend(["Nice to meet you, Ada."]))
+    model = ScriptedBackend(["Your name is Ada."])
+    out, _ = await run_console(db_url, "What is my name?\n", model)
+    assert out == "Your name is Ada.\n"
+    assert model.prompts[0][1:] == [
+        ChatMessage("user", "My name is Ada."),
+        ChatMessage("assistant", "Nice to meet you, Ada."),
+        ChatMessage("user", "What is my name?"),
+    ]
+
+
+async def test_streamed_edits_print_only_the_new_text() -> None:
+    out = io.StringIO()
+    context = AdapterContext(ConsoleConfig(), "confab", EmptyChannelLog())
+    adapter = ConsoleAdapter(context, stdout=out, interactive=False)
+    sent = await adapter.send("dm", "The answer")
+    await adapter.edit(sent, "The answer is")
+    await adapter.edit(sent, "The answer is 42.")
+    assert out.getvalue() == "The answer is 42."
+
+
+async def test_interactive_rendering_shows_markdown(tmp_path: Path) -> None:
+    out = io.StringIO()
+    config = ConsoleConfig(history_file=tmp_path / "history")
+    context = AdapterContext(config, "confab", EmptyChannelLog())
+    adapter = ConsoleAdapter(context, stdout=out, interactive=True)
+    sent = await adapter.send("dm", "Some **bold** text")
+    await adapter.edit(sent, "Some **bold** text and `code`")
+    await adapter.stop()
+    rendered = out.getvalue()
+    assert "confab" in rendered
+    assert "bold" in rendered and "**bold**" not in rendered

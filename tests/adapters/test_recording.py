@@ -1,0 +1,33 @@
+"""The in-memory adapter shipped in bot.testing honours the contract too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from bot.adapter import Limits
+from bot.messages import Author, Message, SentMessage
+from bot.testing import RecordingAdapter
+from tests.adapters.contract import AdapterContract
+
+
+@dataclass
+class RecordingUnderTest:
+    adapter: RecordingAdapter
+    channel: str = "c1"
+
+    def shown(self, sent: SentMessage) -> str:
+        return self.adapter.shown(sent)
+
+    async def seed_history(self, channel: str, entries: list[tuple[str, str]]) -> None:
+        for author, text in entries:
+            self.adapter.incoming.append(
+                Message(platform="test", channel=channel, author=Author(author, author), text=text)
+            )
+
+
+class TestRecordingAdapter(AdapterContract):
+    @pytest.fixture(params=[None, 500], ids=["uncapped", "capped"])
+    def under_test(self, request: pytest.FixtureRequest) -> RecordingUnderTest:
+        return RecordingUnderTest(RecordingAdapter(limits=Limits(max_message_chars=request.param)))

@@ -1,0 +1,43 @@
+"""Helpers shared by the test suites."""
+
+from __future__ import annotations
+
+import io
+
+from adapters.console import ConsoleAdapter
+from bot.adapter import AdapterContext
+from bot.app import App
+from bot.config import Config, build_config_model, load_config
+from bot.llm.backend import ModelBackend
+from bot.plugins import discover_adapters, discover_skills
+
+
+def console_config(db_url: str) -> Config:
+    adapters = discover_adapters()
+    skills = discover_skills()
+    schema = build_config_model(
+        {name: cls.config_model for name, cls in adapters.adapters.items()},
+        {name: cls.config_model for name, cls in skills.skills.items()},
+    )
+    return load_config(overrides={"bot": {"database_url": db_url}}, schema=schema)
+
+
+async def run_console(db_url: str, lines: str, model: ModelBackend) -> tuple[str, str]:
+    """Run the whole app with the console reading ``lines``; return stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def console(context: AdapterContext) -> ConsoleAdapter:
+        return ConsoleAdapter(
+            context, stdin=io.StringIO(lines), stdout=out, stderr=err, interactive=False
+        )
+
+    app = App(
+        console_config(db_url),
+        skills=discover_skills(),
+        adapters=discover_adapters(),
+        enabled=["console"],
+        model=model,
+        adapter_factories={"console": console},
+    )
+    await app.run()
+    return out.getvalue(), err.getvalue()
