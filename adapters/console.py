@@ -120,7 +120,11 @@ class ConsoleAdapter(Adapter):
         )
         while True:
             try:
-                yield await session.prompt_async(f"[{self.channel}] {self.user}> ")
+                # Ctrl-C at the prompt is a key; leaving SIGINT alone keeps the app's
+                # handler in place for Ctrl-C while an answer streams.
+                yield await session.prompt_async(
+                    f"[{self.channel}] {self.user}> ", handle_sigint=False
+                )
             except (EOFError, KeyboardInterrupt):
                 return
 
@@ -259,7 +263,9 @@ class ConsoleAdapter(Adapter):
             self._renderable(text),
             console=self._rich,
             refresh_per_second=12,
-            vertical_overflow="visible",
+            # Rich cannot redraw above the top of the screen: while streaming, an
+            # answer taller than the terminal is cut; the final render shows it all.
+            vertical_overflow="ellipsis",
         )
         self._live.start()
 

@@ -52,14 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             {name: cls.config_model for name, cls in skills.skills.items()},
         )
         config = load_config(args.config, schema=schema)
-        configure_logging(config.bot.log_level)
+        terminal = _terminal()
+        configure_logging(config.bot.log_level, terminal)
         if args.command == "config":
             print(render_config(config))
             return 0
         if args.command == "db":
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
         enabled = ["console"] if args.command == "console" else None
-        return asyncio.run(_run(config, skills, adapters, enabled))
+        return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except ConfabError as error:
         print(f"confab: {error}", file=sys.stderr)
         return 2
@@ -67,8 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _terminal() -> Any:
+    """A rich console on stderr when it is a terminal, shared by logs and the spinner."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 async def _run(
-    config: Config, skills: SkillCatalog, adapters: AdapterCatalog, enabled: list[str] | None
+    config: Config,
+    skills: SkillCatalog,
+    adapters: AdapterCatalog,
+    enabled: list[str] | None,
+    terminal: Any,
 ) -> int:
     from bot.app import App
     from bot.llm.weights import conversion_folder, is_converted, resolve_model_path
@@ -87,7 +101,7 @@ async def _run(
         else "Loading the model..."
     )
     try:
-        with _status(status):
+        with _status(status, terminal):
             await app.start()
         await app.serve()
     finally:
@@ -96,12 +110,10 @@ async def _run(
 
 
 @contextlib.contextmanager
-def _status(text: str) -> Iterator[None]:
+def _status(text: str, terminal: Any) -> Iterator[None]:
     """A spinner on a terminal, one line otherwise."""
-    if sys.stderr.isatty():
-        from rich.console import Console
-
-        with Console(stderr=True).status(text):
+    if terminal is not None:
+        with terminal.status(text):
             yield
     else:
         print(text, file=sys.stderr, flush=True)

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; quiet the chatty libraries below WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
+def configure_logging(level: str, terminal: Any = None) -> None:
+    """Log to stderr at ``level``; quiet the chatty libraries below WARNING.
+
+    With ``terminal`` (a rich Console on stderr) records go through rich, so
+    they print cleanly above that console's spinner or live display.
+    """
+    handler: logging.Handler
+    if terminal is not None:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=terminal, show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -102,8 +102,14 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         packed = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **kwargs)
         settings = packed.config.to_dict()
         settings.pop("quantization_config", None)
-        fresh = AutoModelForCausalLM.from_config(type(packed.config).from_dict(settings))
-        fresh.load_state_dict(packed.state_dict())
+        # Built on the meta device and given the loaded tensors, not copies of them:
+        # a second full set of weights would raise the first start's peak memory.
+        import torch
+
+        with torch.device("meta"):
+            fresh = AutoModelForCausalLM.from_config(type(packed.config).from_dict(settings))
+        fresh.load_state_dict(packed.state_dict(), assign=True)
+        fresh.tie_weights()
         fresh.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / COMPLETE_MARKER).write_text(str(gguf.resolve()))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from bot.cli import main
 from storage import migrate
 from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
@@ -142,3 +144,18 @@ async def test_migrations_match_the_models_and_go_down_and_up_again(db_url: str)
     await migrate.upgrade(database.engine)
     assert await migrate.current(database.engine) == "0001"
     await database.close()
+
+
+def test_the_db_commands_upgrade_report_and_downgrade(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", db_url)
+    assert main(["db", "current"]) == 0
+    assert main(["db", "upgrade"]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+    output = capsys.readouterr().out.splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in output] == [
+        "revision (empty)",
+        "revision 0001",
+        "revision (empty)",
+    ]

@@ -1,0 +1,89 @@
+"""Start-up figures: seconds from the command to the first answer byte, and peak RSS.
+
+Runs ``confab console`` as a person would, piping in one question, and times
+the first byte of the answer on stdout. A cold run starts with an empty model
+cache (the GGUF is de-quantised and saved); warm runs reuse that cache.
+
+    .venv/bin/python bench/startup.py [--cold-runs 1] [--warm-runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUESTION = b"What is the capital of France?\n"
+
+
+def one_run(cache_dir: Path, workdir: Path) -> tuple[float, float, float]:
+    """(seconds to first answer byte, seconds to exit, peak RSS in MiB) of one start."""
+    confab = Path(sys.executable).with_name("confab")
+    environment = {
+        **os.environ,
+        "CONFAB_MODEL__CACHE_DIR": str(cache_dir),
+        "CONFAB_MODEL__TEMPERATURE": "0",
+        "CONFAB_MODEL__MAX_NEW_TOKENS": "32",
+        "CONFAB_BOT__DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        "CONFAB_BOT__LOG_LEVEL": "WARNING",
+    }
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(confab), "console"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment,
+        cwd=workdir,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(QUESTION)
+    process.stdin.close()
+    first = process.stdout.read(1)
+    first_byte = time.perf_counter() - started
+    rest = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    finished = time.perf_counter() - started
+    if status != 0 or not first:
+        raise SystemExit(f"confab console failed (status {status}); answer: {first + rest!r}")
+    return first_byte, finished, usage.ru_maxrss / 1024
+
+
+def report(label: str, runs: list[tuple[float, float, float]]) -> None:
+    firsts = [r[0] for r in runs]
+    totals = [r[1] for r in runs]
+    rss = [r[2] for r in runs]
+    print(
+        f"{label}: runs={len(runs)}"
+        f" first_answer_s median={statistics.median(firsts):.2f}"
+        f" min={min(firsts):.2f} max={max(firsts):.2f}"
+        f" | exit_s median={statistics.median(totals):.2f}"
+        f" | peak_rss_mib median={statistics.median(rss):.0f} max={max(rss):.0f}"
+    )
+    print(f"  raw first_answer_s: {', '.join(f'{v:.2f}' for v in firsts)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-runs", type=int, default=1)
+    parser.add_argument("--warm-runs", type=int, default=5)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="confab-bench-") as scratch:
+        root = Path(scratch)
+        cold = []
+        for index in range(options.cold_runs):
+            cache = root / f"cache-{index}"  # empty: this start converts the GGUF
+            cold.append(one_run(cache, root))
+        warm = [one_run(root / "cache-0", root) for _ in range(options.warm_runs)]
+    if cold:
+        report("cold start (empty model cache)", cold)
+    report("warm start (cached safetensors)", warm)
+
+
+if __name__ == "__main__":
+    main()
