@@ -9,6 +9,7 @@ logged traceback, and the bot carries on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
@@ -114,7 +115,27 @@ class Router:
     # -- the flow --------------------------------------------------------------
 
     async def handle(self, message: Message, adapter: Adapter) -> None:
-        """Route one message; every addressed message gets exactly one answer."""
+        """Route one message; every addressed message gets exactly one answer.
+
+        Nothing raises out of here: a failure outside any skill (storage, say)
+        is logged with its context and answered with one short error.
+        """
+        try:
+            await self._route(message, adapter)
+        except Exception:
+            log.exception(
+                "handling message %s from %s in %s/%s failed",
+                message.id,
+                message.author.id,
+                message.platform,
+                message.channel,
+            )
+            if message.addressed or message.command is not None:
+                await self._reply_text(
+                    message, adapter, "Sorry, something went wrong. The error has been logged."
+                )
+
+    async def _route(self, message: Message, adapter: Adapter) -> None:
         parsed = None if message.command else parse_command(message.text, self.config.prefixes)
         if parsed:
             message = message.with_command(*parsed)
@@ -181,18 +202,22 @@ class Router:
             nonlocal replies
             replies += 1
             stream = ReplyStream(adapter, message.channel, thread=message.thread)
-            answer = await stream.consume(chunks)
-            await self.store.append(
-                key,
-                role="assistant",
-                author_id=self.bot_name,
-                author_name=self.bot_name,
-                text=answer,
-                skill=skill.name,
-                token_count=self._tokens(answer),
-                platform_message_id=stream.sent[0].id if stream.sent else None,
-            )
-            return answer
+            try:
+                await stream.consume(chunks)
+            finally:
+                # What the person saw is remembered, even when the stream broke off.
+                if stream.received.strip() and not _cancelling():
+                    await self.store.append(
+                        key,
+                        role="assistant",
+                        author_id=self.bot_name,
+                        author_name=self.bot_name,
+                        text=stream.received,
+                        skill=skill.name,
+                        token_count=self._tokens(stream.received),
+                        platform_message_id=stream.sent[0].id if stream.sent else None,
+                    )
+            return stream.received
 
         context = SkillContext(
             message=message,
@@ -256,6 +281,11 @@ class Router:
         except Exception:  # a model that is not loaded must not stop a turn being stored
             log.debug("token count unavailable", exc_info=True)
             return 0
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _key(message: Message) -> ConversationKey:

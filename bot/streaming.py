@@ -38,6 +38,7 @@ class ReplyStream:
         self._limit = limits.max_message_chars
         self._interval = limits.min_edit_interval_s if adapter.capabilities.edit else None
         self.sent: list[SentMessage] = []
+        self.received = ""  # the text streamed in so far, as the model wrote it
         self._current: SentMessage | None = None
         self._pending = ""  # text of the current message, shown or not
         self._shown = ""  # what the platform displays for the current message
@@ -56,11 +57,10 @@ class ReplyStream:
 
         An empty stream still produces one message, so no question goes unanswered.
         """
-        received: list[str] = []
         async for chunk in chunks:
             if not chunk:
                 continue
-            received.append(chunk)
+            self.received += chunk
             self._pending += chunk
             await self._overflow()
             if self._interval is None:
@@ -68,7 +68,7 @@ class ReplyStream:
             if self._current is None or self._due():
                 await self._show()
         await self._finish()
-        return "".join(received)
+        return self.received
 
     def _due(self) -> bool:
         assert self._interval is not None

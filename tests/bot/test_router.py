@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.config import RouterConfig
-from bot.errors import SkillError
+from bot.errors import ModelError, SkillError
 from bot.llm.backend import ChatMessage
 from bot.router import NO_ANSWER, parse_command
 from bot.skill import Skill, SkillContext
@@ -177,3 +178,35 @@ async def test_memory_is_per_channel(tmp_path: Path) -> None:
         await chat.ask("first", channel="one")
         await chat.ask("second", channel="two")
         assert [m.content for m in model.prompts[-1][1:]] == ["second"]
+
+
+async def test_a_storage_failure_is_answered_and_logged_and_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+        async with chat.database.engine.begin() as connection:
+            await connection.execute(text("DROP TABLE turns"))
+        with caplog.at_level(logging.ERROR):
+            answer = await chat.ask("hello?")
+        assert answer == "Sorry, something went wrong. The error has been logged."
+        assert any(
+            "no such table: turns" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
+        )
+        # Chatter is logged, never answered.
+        assert await chat.send("anyone?", channel="general", addressed=False) == []
+
+
+async def test_an_answer_that_breaks_off_is_remembered_as_far_as_it_went(tmp_path: Path) -> None:
+    class Faltering(ScriptedBackend):
+        async def stream(self, messages, params=None):  # type: ignore[no-untyped-def]
+            yield "The answer is"
+            raise ModelError("The model failed while answering.", "worker died")
+
+    async with ChatHarness(BUILTINS, tmp_path, model=Faltering()) as chat:
+        posted = await chat.send("what is it?")
+        assert [p.text for p in posted] == ["The answer is", "The model failed while answering."]
+        turns = await chat.store.recent(ConversationKey("test", "dm"))
+        assert [(t.role, t.text) for t in turns] == [
+            ("user", "what is it?"),
+            ("assistant", "The answer is"),
+        ]
