@@ -74,13 +74,7 @@ class ConversationStore:
         dialect = session.get_bind().dialect.name
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         await session.execute(insert(ConversationRow).values(values).on_conflict_do_nothing())
-        found = await session.scalar(
-            select(ConversationRow.id).where(
-                ConversationRow.platform == key.platform,
-                ConversationRow.channel == key.channel,
-                ConversationRow.thread == (key.thread or ""),
-            )
-        )
+        found = await self._find(session, key)
         assert found is not None
         return found
 

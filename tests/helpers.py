@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 from adapters.console import ConsoleAdapter
-from bot.adapter import AdapterContext
+from bot.adapter import Adapter, AdapterContext
 from bot.app import App
 from bot.config import Config, build_config_model, load_config
 from bot.llm.backend import ModelBackend
 from bot.plugins import discover_adapters, discover_skills
 
 
-def console_config(db_url: str) -> Config:
-    adapters = discover_adapters()
+def console_config(
+    db_url: str, extra_adapters: Mapping[str, type[Adapter]] | None = None
+) -> Config:
+    """The installed plugins' config, plus sections for ``extra_adapters``, on ``db_url``."""
+    adapters = {**discover_adapters().adapters, **(extra_adapters or {})}
     skills = discover_skills()
     schema = build_config_model(
-        {name: cls.config_model for name, cls in adapters.adapters.items()},
+        {name: cls.config_model for name, cls in adapters.items()},
         {name: cls.config_model for name, cls in skills.skills.items()},
     )
     return load_config(overrides={"bot": {"database_url": db_url}}, schema=schema)

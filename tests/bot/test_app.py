@@ -1,0 +1,58 @@
+"""The app: one adapter failing leaves the others serving."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from adapters.console import ConsoleAdapter
+from bot.adapter import AdapterContext, MessageHandler
+from bot.app import App
+from bot.errors import ConfigError
+from bot.plugins import discover_adapters, discover_skills
+from bot.testing import RecordingAdapter, ScriptedBackend
+from tests.helpers import console_config
+
+
+class CrashingAdapter(RecordingAdapter):
+    platform = "crashing"
+
+    async def run(self, handler: MessageHandler) -> None:
+        raise ConnectionError("gateway refused the connection")
+
+
+async def test_a_failing_adapter_leaves_the_console_serving(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = io.StringIO()
+
+    def console(context: AdapterContext) -> ConsoleAdapter:
+        return ConsoleAdapter(
+            context,
+            stdin=io.StringIO("!ping\n"),
+            stdout=out,
+            stderr=io.StringIO(),
+            interactive=False,
+        )
+
+    app = App(
+        console_config(db_url, {"crashing": CrashingAdapter}),
+        skills=discover_skills(),
+        adapters=discover_adapters(),
+        enabled=["crashing", "console"],
+        model=ScriptedBackend(),
+        adapter_factories={"console": console, "crashing": lambda _: CrashingAdapter()},
+    )
+    await app.run()
+    assert out.getvalue() == "pong\n"
+    assert any("crashing adapter failed" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_adapters_and_default_skill_stop_the_start(db_url: str) -> None:
+    config = console_config(db_url)
+    with pytest.raises(ConfigError, match="discord not installed"):
+        App(config, skills=discover_skills(), adapters=discover_adapters(), enabled=["discord"])
+    config.router.default_skill = "nosuch"
+    with pytest.raises(ConfigError, match=r"router\.default_skill = 'nosuch': no such skill"):
+        App(config, skills=discover_skills(), adapters=discover_adapters())
