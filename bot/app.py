@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from bot.adapter import Adapter, AdapterContext
 from bot.channel_log import StoredChannelLog
-from bot.config import Config
+from bot.config import Config, check_plugins
 from bot.errors import ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
@@ -58,25 +58,14 @@ class App:
         self._check()
 
     def _check(self) -> None:
-        unknown = [
-            name
-            for name in self._enabled
-            if name not in self._catalog.adapters and name not in self._factories
-        ]
-        if unknown:
-            installed = ", ".join(sorted(self._catalog.adapters)) or "none"
-            raise ConfigError(
-                f"bot.adapters = {self._enabled!r}: {', '.join(unknown)} not installed "
-                f"(installed adapters: {installed})"
-            )
         if not self._enabled:
-            raise ConfigError("bot.adapters is empty: enable at least one adapter")
-        default = self.config.router.default_skill
-        if default not in self._skills.skills:
-            raise ConfigError(
-                f"router.default_skill = {default!r}: no such skill "
-                f"(installed skills: {', '.join(sorted(self._skills.skills))})"
-            )
+            raise ConfigError("no adapter is enabled: set bot.adapters")
+        check_plugins(
+            self.config,
+            self._skills.skills,
+            [*self._catalog.adapters, *self._factories],
+            self._enabled,
+        )
 
     async def start(self) -> None:
         """Open the database (migrating it), load the model, build router and adapters."""

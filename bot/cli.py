@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bot.config import Config, build_config_model, load_config
+from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
 from bot.logs import configure_logging
 from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         terminal = _terminal()
         configure_logging(config.bot.log_level, terminal)
         if args.command == "config":
+            check_plugins(config, skills.skills, adapters.adapters)
             print(render_config(config))
             return 0
         if args.command == "db":

@@ -8,13 +8,27 @@ from whatever plugins are installed, so every key is validated at start.
 
 from __future__ import annotations
 
+import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bot.errors import ConfigError
 
@@ -32,8 +46,15 @@ class Section(BaseModel):
 class BotConfig(Section):
     name: str = Field("confab", min_length=1, max_length=64)
     database_url: str = "sqlite+aiosqlite:///~/.local/share/confab/confab.db"
-    adapters: list[str] = Field(default_factory=lambda: ["console"])
+    adapters: list[str] = Field(default_factory=lambda: ["console"], min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("adapters")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each adapter may be listed once")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -72,6 +93,15 @@ class ModelConfig(Section):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _room_for_a_prompt(self) -> ModelConfig:
+        if self.context_window and self.context_window <= self.max_new_tokens:
+            raise ValueError(
+                f"context_window ({self.context_window}) must be larger than "
+                f"max_new_tokens ({self.max_new_tokens}), or 0 for the model's own"
+            )
+        return self
 
 
 class Config(BaseSettings):
@@ -128,7 +158,7 @@ def build_config_model(
     """The full schema: core sections plus one per installed adapter and skill."""
     skill_fields: dict[str, Any] = {}
     for name, model in (skills or {}).items():
-        skill_fields[name] = _field_for(model) if model is not None else (dict[str, Any], {})
+        skill_fields[name] = _field_for(model or Section)
     skills_model = create_model("SkillsConfig", __base__=Section, **skill_fields)
     adapter_fields: dict[str, Any] = {}
     for name, model in (adapters or {}).items():
@@ -181,6 +211,25 @@ def load_config(
         return schema(**data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, schema, source)) from None
+    except SettingsError as error:
+        raise ConfigError(_unparsable_environment(error)) from None
+
+
+def env_name(location: Sequence[str]) -> str:
+    """The environment variable that sets the key at ``location``."""
+    return ENV_PREFIX + "__".join(location).upper()
+
+
+def _unparsable_environment(error: SettingsError) -> str:
+    # pydantic-settings names only the section; name the variables that feed it.
+    section = str(error).split('field "', 1)[-1].split('"', 1)[0]
+    prefix = env_name([section]) + "__"
+    suspects = sorted(name for name in os.environ if name.upper().startswith(prefix))
+    named = ", ".join(suspects) or f"{prefix}*"
+    return (
+        f"invalid configuration in the environment: {named} could not be read; "
+        f'lists and tables must be JSON, e.g. {env_name([section, "KEY"])}=\'["a", "b"]\''
+    )
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,9 +248,15 @@ def format_validation_error(error: ValidationError, schema: type[BaseModel], sou
     for problem in error.errors():
         location = tuple(str(part) for part in problem["loc"])
         key = ".".join(location) or "(top level)"
+        variable = env_name(location)
+        if location and variable in os.environ:
+            key = f"{key} (from {variable})"
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(schema, location[:-1])
-            lines.append(f"  {key}: unknown key; allowed here: {', '.join(allowed)}")
+            rule = (
+                f"allowed here: {', '.join(allowed)}" if allowed else "this section takes no keys"
+            )
+            lines.append(f"  {key}: unknown key; {rule}")
         elif problem["type"] == "missing":
             lines.append(f"  {key}: required, but not set")
         else:
@@ -220,3 +275,27 @@ def _allowed_keys(schema: type[BaseModel], location: Sequence[str]) -> list[str]
         model = field.annotation
     fields = getattr(model, "model_fields", None)
     return sorted(fields) if fields else []
+
+
+def check_plugins(
+    config: Config,
+    skills: Iterable[str],
+    adapters: Iterable[str],
+    enabled: Sequence[str] | None = None,
+) -> None:
+    """Check the keys that name plugins against what is installed."""
+    installed_adapters = sorted(adapters)
+    enabled = list(config.bot.adapters) if enabled is None else list(enabled)
+    unknown = [name for name in enabled if name not in installed_adapters]
+    if unknown:
+        raise ConfigError(
+            f"bot.adapters = {enabled!r}: {', '.join(unknown)} not installed "
+            f"(installed adapters: {', '.join(installed_adapters) or 'none'})"
+        )
+    installed_skills = sorted(skills)
+    default = config.router.default_skill
+    if default not in installed_skills:
+        raise ConfigError(
+            f"router.default_skill = {default!r}: no such skill "
+            f"(installed skills: {', '.join(installed_skills)})"
+        )

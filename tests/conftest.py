@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,14 @@ import pytest
 
 from bot.config import ModelConfig
 from bot.llm.transformers_backend import TransformersBackend
+
+
+@pytest.fixture(autouse=True)
+def _no_confab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the developer's shell must not leak into tests."""
+    for name in list(os.environ):
+        if name.startswith("CONFAB_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -79,6 +79,9 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("[routr]\nprefixes = ['!']\n", "routr: unknown key; allowed here: bot, desk, model"),
         ("[skills.echo]\ntimes = 'x'\n", "skills.echo.times = 'x'"),
         ("[skills.nope]\na = 1\n", "skills.nope: unknown key; allowed here: echo, plain"),
+        ("[skills.plain]\na = 1\n", "skills.plain.a: unknown key; this section takes no keys"),
+        ('[bot]\nadapters = ["desk", "desk"]\n', "each adapter may be listed once"),
+        ("[model]\ncontext_window = 200\n", "must be larger than max_new_tokens (256)"),
         ('[bot]\ndatabase_url = "mysql://x"\n', "bot.database_url = 'mysql://x': Value error"),
         ('[bot]\nlog_level = "LOUD"\n', "bot.log_level = 'LOUD'"),
     ],
@@ -89,6 +92,18 @@ def test_bad_values_name_the_key_the_value_and_what_is_allowed(
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), schema=SCHEMA)
     assert expected in str(caught.value)
+
+
+def test_bad_environment_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFAB_ROUTER__MAX_INPUT_CHARS", "-1")
+    with pytest.raises(
+        ConfigError, match=r"router\.max_input_chars \(from CONFAB_ROUTER__MAX_INPUT_CHARS\) = '-1'"
+    ):
+        load_config(schema=SCHEMA)
+    monkeypatch.delenv("CONFAB_ROUTER__MAX_INPUT_CHARS")
+    monkeypatch.setenv("CONFAB_ROUTER__PREFIXES", "!")  # not JSON
+    with pytest.raises(ConfigError, match="CONFAB_ROUTER__PREFIXES could not be read; lists"):
+        load_config(schema=SCHEMA)
 
 
 def test_invalid_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
@@ -130,3 +145,8 @@ def test_config_check_command_prints_settings_or_one_clear_error(tmp_path: Path)
     assert "router.max_input_chars = 0" in bad.stderr
     assert "console.colour: unknown key" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+    write(tmp_path, '[router]\ndefault_skill = "nosuch"\n')
+    unknown = run_cli("config", "check", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "router.default_skill = 'nosuch': no such skill (installed skills: ask" in unknown.stderr
