@@ -17,6 +17,7 @@ from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
 from bot.logs import configure_logging
 from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
+from storage.errors import StorageError
 
 log = logging.getLogger("confab")
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
-    except ConfabError as error:
+    except (ConfabError, StorageError) as error:
         print(f"confab: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from storage.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -20,7 +22,12 @@ def expand_url(url: str) -> URL:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageError(
+                f"cannot create the folder for the database {path}: {error.strerror}"
+            ) from error
         parsed = parsed.set(database=str(path))
     return parsed
 
@@ -44,7 +51,10 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = expand_url(url)
-        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
+        try:
+            self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
+        except ImportError as error:
+            raise StorageError(f"the database driver is not installed: {error}") from error
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -54,6 +64,10 @@ class Database:
         from storage.migrate import upgrade
 
         await upgrade(self.engine)
+
+    def describe(self) -> str:
+        """The URL for messages: password hidden."""
+        return self.url.render_as_string(hide_password=True)
 
     async def close(self) -> None:
         await self.engine.dispose()

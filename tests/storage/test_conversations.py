@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -159,3 +160,22 @@ def test_the_db_commands_upgrade_report_and_downgrade(
         "revision 0001",
         "revision (empty)",
     ]
+
+
+def test_database_problems_are_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = {
+        f"sqlite+aiosqlite:///{tmp_path}": "unable to open database file",  # a folder
+        f"sqlite+aiosqlite:///{tmp_path / 'f.db'}": "didn't produce 1 migrations",  # at base
+        "postgresql+asyncpg://postgres@127.0.0.1:1/none": "Connect call failed",
+    }
+    for url, reason in cases.items():
+        monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", url)
+        assert main(["db", "downgrade"]) == 2
+        error = capsys.readouterr().err
+        assert reason in error and "Traceback" not in error
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/file/x.db")
+    assert main(["db", "upgrade"]) == 2
+    assert "cannot create the folder for the database" in capsys.readouterr().err
