@@ -85,7 +85,7 @@ class App:
             config=self.config.router,
             bot_name=self.config.bot.name,
         )
-        channel_log = StoredChannelLog(store, self.config.bot.name)
+        channel_log = StoredChannelLog(store)
         for name in self._enabled:
             section = self.config.section(name)
             context = AdapterContext(section, self.config.bot.name, channel_log)

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.messages import Author, Message
+from bot.messages import Author, Message, args_after_command
 from storage.conversations import ConversationKey, ConversationStore
 
 
 class StoredChannelLog:
     """Implements :class:`bot.adapter.ChannelLog` over the conversation store."""
 
-    def __init__(self, store: ConversationStore, bot_name: str) -> None:
+    def __init__(self, store: ConversationStore) -> None:
         self._store = store
-        self._bot_name = bot_name
 
     async def messages(
         self,
@@ -41,7 +40,8 @@ class StoredChannelLog:
                 addressed=turn.addressed,
                 from_self=turn.role == "assistant",
                 id=turn.platform_message_id or f"turn-{turn.id}",
-                command=turn.skill if turn.role == "user" else None,
+                command=turn.command,
+                args=args_after_command(turn.text) if turn.command else "",
                 created_at=turn.created_at,
             )
             for turn in turns

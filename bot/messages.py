@@ -22,7 +22,8 @@ class Message:
     ``addressed`` is set by the adapter when the bot was spoken to (a mention, a
     DM, a reply in a bot thread); the mention itself is already removed from
     ``text``. ``command`` and ``args`` are filled in by an adapter for native
-    slash commands, and by the router for prefixed commands such as ``!ask``.
+    slash commands, and by the router for prefixed commands such as ``!ask``;
+    ``text`` then still starts with the command as typed (``/ask what?``).
     """
 
     platform: str
@@ -40,6 +41,12 @@ class Message:
     def with_command(self, command: str, args: str) -> Message:
         """A copy that carries the parsed command and its argument text."""
         return replace(self, command=command, args=args)
+
+
+def args_after_command(text: str) -> str:
+    """What follows the command word of a command message's text."""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
 
 
 @dataclass(frozen=True, slots=True)

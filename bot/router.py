@@ -18,7 +18,7 @@ from bot.adapter import Adapter
 from bot.config import RouterConfig
 from bot.errors import ConfabError
 from bot.llm.backend import ChatMessage, ModelBackend
-from bot.messages import Message
+from bot.messages import Message, args_after_command
 from bot.registry import SkillRegistry
 from bot.skill import NAME_PATTERN, ConversationMemory, Skill, SkillContext
 from bot.streaming import ReplyStream
@@ -155,15 +155,15 @@ class Router:
                     f"Try `{prefix}help` for the list.",
                 )
                 return
-            text = message.args
+            args = message.args
         else:
             skill = self.skills.find(self.config.default_skill)
             if skill is None:
                 log.error("default skill %r is not installed", self.config.default_skill)
                 await self._reply_text(message, adapter, "No skill is set up to answer that.")
                 return
-            text = message.text.strip()
-        await self._run_skill(skill, message, text, adapter)
+            args = message.text.strip()
+        await self._run_skill(skill, message, args, adapter)
 
     async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
         log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
@@ -183,16 +183,17 @@ class Router:
             log.info("rejected message from %s: %s", message.author.id, verdict.reason)
             await self._reply_text(message, adapter, verdict.reply)
 
-    async def _run_skill(self, skill: Skill, message: Message, text: str, adapter: Adapter) -> None:
+    async def _run_skill(self, skill: Skill, message: Message, args: str, adapter: Adapter) -> None:
         key = _key(message)
         question = await self.store.append(
             key,
             role="user",
             author_id=message.author.id,
             author_name=message.author.name,
-            text=text,
+            text=message.text,
             skill=skill.name,
-            token_count=self._tokens(text),
+            command=message.command,
+            token_count=self._tokens(message.text),
             platform_message_id=message.id,
             created_at=message.created_at,
         )
@@ -205,23 +206,15 @@ class Router:
             try:
                 await stream.consume(chunks)
             finally:
-                # What the person saw is remembered, even when the stream broke off.
-                if stream.received.strip() and not _cancelling():
-                    await self.store.append(
-                        key,
-                        role="assistant",
-                        author_id=self.bot_name,
-                        author_name=self.bot_name,
-                        text=stream.received,
-                        skill=skill.name,
-                        token_count=self._tokens(stream.received),
-                        platform_message_id=stream.sent[0].id if stream.sent else None,
-                    )
+                # What the person saw is remembered, even when the stream broke off
+                # or the bot is shutting down (hence the shield).
+                if stream.received.strip():
+                    await asyncio.shield(self._remember_answer(key, skill.name, stream))
             return stream.received
 
         context = SkillContext(
             message=message,
-            args=text,
+            args=args,
             config=skill.config,
             model=self.model,
             memory=ConversationMemory(self._memory_loader(key, skill.name, question)),
@@ -254,6 +247,18 @@ class Router:
             log.warning("skill %s finished without replying to %s", skill.name, message.id)
             await self._reply_text(message, adapter, NO_ANSWER)
 
+    async def _remember_answer(self, key: ConversationKey, skill: str, stream: ReplyStream) -> None:
+        await self.store.append(
+            key,
+            role="assistant",
+            author_id=self.bot_name,
+            author_name=self.bot_name,
+            text=stream.received,
+            skill=skill,
+            token_count=self._tokens(stream.received),
+            platform_message_id=stream.sent[0].id if stream.sent else None,
+        )
+
     def _memory_loader(
         self, key: ConversationKey, skill: str, question: StoredTurn
     ) -> Callable[[int, int | None], Awaitable[list[ChatMessage]]]:
@@ -261,10 +266,7 @@ class Router:
             turns = await self.store.recent(
                 key, limit=max_turns, max_tokens=max_tokens, before_id=question.id, skill=skill
             )
-            return [
-                ChatMessage("assistant" if turn.role == "assistant" else "user", turn.text)
-                for turn in turns
-            ]
+            return _as_chat(turns)
 
         return load
 
@@ -283,9 +285,24 @@ class Router:
             return 0
 
 
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+def _as_chat(turns: list[StoredTurn]) -> list[ChatMessage]:
+    """Stored turns as the model sees them: the skill's input, not the command typed.
+
+    An exchange whose question was empty (``!ask`` alone, answered with usage
+    help) says nothing about the conversation and is left out.
+    """
+    chat: list[ChatMessage] = []
+    skipping = False
+    for turn in turns:
+        if turn.role == "assistant":
+            if not skipping:
+                chat.append(ChatMessage("assistant", turn.text))
+            continue
+        content = args_after_command(turn.text) if turn.command else turn.text.strip()
+        skipping = not content
+        if not skipping:
+            chat.append(ChatMessage("user", content))
+    return chat
 
 
 def _key(message: Message) -> ConversationKey:

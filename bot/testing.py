@@ -225,7 +225,7 @@ class ChatHarness:
             config=self.config,
             bot_name="confab",
         )
-        self.channel_log = StoredChannelLog(self.store, "confab")
+        self.channel_log = StoredChannelLog(self.store)
 
     async def __aenter__(self) -> ChatHarness:
         await self.database.upgrade()
@@ -257,7 +257,7 @@ class ChatHarness:
             channel=channel,
             thread=thread,
             author=Author(author, author, is_bot=is_bot),
-            text=text,
+            text=f"/{command} {text}".strip() if command else text,
             addressed=addressed,
             command=command,
             args=text if command else "",

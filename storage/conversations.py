@@ -32,6 +32,7 @@ class StoredTurn:
     text: str
     addressed: bool
     skill: str | None
+    command: str | None
     token_count: int
     created_at: datetime
     platform_message_id: str | None = None
@@ -51,6 +52,7 @@ def _turn(row: TurnRow) -> StoredTurn:
         text=row.text,
         addressed=row.addressed,
         skill=row.skill,
+        command=row.command,
         token_count=row.token_count,
         created_at=_aware(row.created_at),
         platform_message_id=row.platform_message_id,
@@ -97,6 +99,7 @@ class ConversationStore:
         text: str,
         addressed: bool = True,
         skill: str | None = None,
+        command: str | None = None,
         token_count: int = 0,
         platform_message_id: str | None = None,
         created_at: datetime | None = None,
@@ -111,6 +114,7 @@ class ConversationStore:
                 text=text,
                 addressed=addressed,
                 skill=skill,
+                command=command,
                 token_count=token_count,
                 platform_message_id=platform_message_id,
                 created_at=created_at or datetime.now(UTC),

@@ -50,7 +50,8 @@ class TurnRow(Base):
 
     ``addressed`` is false for channel chatter that was stored but not answered;
     ``skill`` names the skill that handled an addressed turn, so each skill sees
-    its own thread of the conversation.
+    its own thread of the conversation; ``command`` is set when the person typed
+    one (``text`` is always what they wrote, command included).
     """
 
     __tablename__ = "turns"
@@ -64,6 +65,7 @@ class TurnRow(Base):
     text: Mapped[str] = mapped_column(Text)
     addressed: Mapped[bool] = mapped_column(Boolean, default=True)
     skill: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    command: Mapped[str | None] = mapped_column(String(64), nullable=True)
     platform_message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -50,7 +50,7 @@ class TestConsoleContract(AdapterContract):
         await database.upgrade()
         store = ConversationStore(database)
         output = io.StringIO()
-        context = AdapterContext(ConsoleConfig(), "confab", StoredChannelLog(store, "confab"))
+        context = AdapterContext(ConsoleConfig(), "confab", StoredChannelLog(store))
         adapter = ConsoleAdapter(context, stdout=output, stderr=io.StringIO(), interactive=False)
         yield ConsoleUnderTest(adapter, store, output)
         await database.close()
@@ -82,8 +82,17 @@ async def test_scripted_console_end_to_end(db_url: str) -> None:
         ("alice", "lunch anyone?", False),
         ("alice", "are you there?", True),
         ("confab", "Yes, I am here.", True),
-        ("alice", "", True),
+        ("alice", "/ping", True),
         ("confab", "pong", True),
+    ]
+    context = AdapterContext(ConsoleConfig(), "confab", StoredChannelLog(store))
+    history = await ConsoleAdapter(context, interactive=False).history("general")
+    assert [(m.text, m.command, m.from_self) for m in history] == [
+        ("lunch anyone?", None, False),
+        ("are you there?", None, False),
+        ("Yes, I am here.", None, True),
+        ("/ping", "ping", False),
+        ("pong", None, True),
     ]
     await database.close()
     assert model.closed

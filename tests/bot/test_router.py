@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -172,6 +173,22 @@ async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: P
         ]
 
 
+async def test_the_model_remembers_questions_not_commands_or_empty_asks(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Paris.", "Yes."])
+    async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
+        await chat.ask("!ask What is the capital of France?")
+        assert "Ask me something" in await chat.ask("!ask")
+        await chat.ask("Are you sure?")
+        assert model.prompts[-1][1:] == [
+            ChatMessage("user", "What is the capital of France?"),
+            ChatMessage("assistant", "Paris."),
+            ChatMessage("user", "Are you sure?"),
+        ]
+        stored = await chat.store.recent(ConversationKey("test", "dm"))
+        assert stored[0].text == "!ask What is the capital of France?"
+        assert stored[0].command == "ask"
+
+
 async def test_memory_is_per_channel(tmp_path: Path) -> None:
     model = ScriptedBackend(["A.", "B."])
     async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
@@ -210,3 +227,29 @@ async def test_an_answer_that_breaks_off_is_remembered_as_far_as_it_went(tmp_pat
             ("user", "what is it?"),
             ("assistant", "The answer is"),
         ]
+
+
+async def test_an_answer_cut_short_by_shutdown_is_remembered(tmp_path: Path) -> None:
+    halfway = asyncio.Event()
+
+    class Endless(ScriptedBackend):
+        async def stream(self, messages, params=None):  # type: ignore[no-untyped-def]
+            yield "one"
+            yield " two"
+            halfway.set()
+            await asyncio.Event().wait()  # the rest never comes
+            yield " three"
+
+    async with ChatHarness(BUILTINS, tmp_path, model=Endless()) as chat:
+        answering = asyncio.create_task(chat.send("count please"))
+        await halfway.wait()
+        await asyncio.sleep(0)  # let ReplyStream show " two"
+        answering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await answering
+        turns = await chat.store.recent(ConversationKey("test", "dm"))
+        assert [(t.role, t.text) for t in turns] == [
+            ("user", "count please"),
+            ("assistant", "one two"),
+        ]
+        assert chat.adapter.posted[0].text == "one two"

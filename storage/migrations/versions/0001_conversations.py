@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("addressed", sa.Boolean(), nullable=False),
         sa.Column("skill", sa.String(length=64), nullable=True),
+        sa.Column("command", sa.String(length=64), nullable=True),
         sa.Column("platform_message_id", sa.String(length=255), nullable=True),
         sa.Column("token_count", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
