@@ -14,9 +14,11 @@ mentions ``@<bot name>`` or is a command. Console-only commands: ``/as NAME``,
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import sys
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +30,7 @@ from bot.errors import Unsupported
 from bot.messages import Author, Message, SentMessage
 
 DM_CHANNEL = "dm"
+SHOWN_KEPT = 100  # messages whose text is kept for later edits
 _EOF = None
 
 
@@ -63,6 +66,9 @@ class ConsoleAdapter(Adapter):
         self.config = config
         self.user = config.user
         self.channel = config.channel
+        if stdin is None and isinstance(sys.stdin, io.TextIOWrapper):
+            # Bytes that are not UTF-8 become U+FFFD, not surrogates the database refuses.
+            sys.stdin.reconfigure(errors="replace")
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
         self._err = stderr or sys.stderr
@@ -70,7 +76,8 @@ class ConsoleAdapter(Adapter):
             interactive if interactive is not None else self._in.isatty() and self._out.isatty()
         )
         self._mention = re.compile(rf"(?<![\w@])@{re.escape(context.bot_name)}\b", re.IGNORECASE)
-        self._shown: dict[str, str] = {}
+        self._shown: OrderedDict[str, str] = OrderedDict()  # the latest few, for edits
+        self._sent_count = 0
         self._last_id: str | None = None
         self._at_line_start = True
         self._told_chatter: set[str] = set()
@@ -136,8 +143,11 @@ class ConsoleAdapter(Adapter):
         command: str | None = None
         args = ""
         if line.startswith("/"):
-            word, _, rest = line[1:].partition(" ")
-            word, rest = word.lower(), rest.strip()
+            parts = line[1:].split(maxsplit=1)
+            if not parts or line[1].isspace():
+                self._notice("Type /COMMAND, e.g. /help; /quit leaves.")
+                return True
+            word, rest = parts[0].lower(), parts[1].strip() if len(parts) > 1 else ""
             if word in ("quit", "exit"):
                 return False
             if word == "as":
@@ -197,7 +207,8 @@ class ConsoleAdapter(Adapter):
     async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
         if thread is not None:
             raise Unsupported("The console has no threads.", f"send to thread {thread!r}")
-        sent = SentMessage(id=f"out-{len(self._shown) + 1}", channel=channel, thread=thread)
+        self._sent_count += 1
+        sent = SentMessage(id=f"out-{self._sent_count}", channel=channel, thread=thread)
         if self.interactive:
             self._start_live(channel, text)
         else:
@@ -205,6 +216,8 @@ class ConsoleAdapter(Adapter):
                 self._write("\n")
             self._write(text)
         self._shown[sent.id] = text
+        if len(self._shown) > SHOWN_KEPT:
+            self._shown.popitem(last=False)
         self._last_id = sent.id
         return sent
 

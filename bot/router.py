@@ -147,12 +147,11 @@ class Router:
         if message.command is not None:
             skill = self.skills.find(message.command)
             if skill is None:
-                prefix = self.config.prefixes[0]
                 await self._reply_text(
                     message,
                     adapter,
-                    f"I don't know the command `{prefix}{message.command}`. "
-                    f"Try `{prefix}help` for the list.",
+                    f"I don't know the command `{message.command}`. "
+                    f"Try `{self.config.prefixes[0]}help` for the list.",
                 )
                 return
             args = message.args

@@ -28,8 +28,18 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from bot.llm.backend import ChatMessage, ModelBackend
+from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.messages import Message
+
+__all__ = [
+    "ChatMessage",
+    "ConversationMemory",
+    "GenerationParams",
+    "ModelBackend",
+    "Skill",
+    "SkillContext",
+    "SkillInfo",
+]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 

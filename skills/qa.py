@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.llm.backend import ChatMessage, GenerationParams
-from bot.skill import Skill, SkillContext
+from bot.skill import ChatMessage, GenerationParams, Skill, SkillContext
 
 SYSTEM_PROMPT = (
     "You are Confab, a helpful assistant in a team chat. Answer clearly and briefly. "

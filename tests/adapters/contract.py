@@ -68,6 +68,11 @@ class AdapterContract:
         if not adapter.capabilities.threads:
             with pytest.raises(Unsupported):
                 await adapter.send(under_test.channel, "in a thread", thread="t-1")
+            return
+        thread = getattr(under_test, "thread", "t-1")
+        sent = await adapter.send(under_test.channel, "in a thread", thread=thread)
+        assert sent.thread == thread
+        assert under_test.shown(sent) == "in a thread"
 
     async def test_a_streamed_reply_fits_the_platform(self, under_test: Any) -> None:
         adapter = under_test.adapter

@@ -131,3 +131,12 @@ async def test_interactive_rendering_shows_markdown(tmp_path: Path) -> None:
     rendered = out.getvalue()
     assert "confab" in rendered
     assert "bold" in rendered and "**bold**" not in rendered
+
+
+async def test_odd_console_lines_get_a_hint_not_a_question(db_url: str) -> None:
+    model = ScriptedBackend(["A reply."])
+    out, err = await run_console(db_url, "/\n/as\tbob\n   \n/channel\n", model)
+    assert out == ""
+    assert "Type /COMMAND" in err and "Now speaking as bob." in err
+    assert "You are in #dm. Usage: /channel NAME" in err
+    assert model.prompts == []

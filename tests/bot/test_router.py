@@ -124,7 +124,9 @@ async def test_empty_and_oversized_input_get_a_clear_reply(tmp_path: Path) -> No
 
 async def test_unknown_command_when_addressed_points_to_help(tmp_path: Path) -> None:
     async with ChatHarness(BUILTINS, tmp_path) as chat:
-        assert "I don't know the command `!frobnicate`" in await chat.ask("!frobnicate now")
+        assert "I don't know the command `frobnicate`. Try `!help`" in await chat.ask(
+            "!frobnicate now"
+        )
 
 
 async def test_a_failing_skill_gives_one_short_reply_and_a_logged_traceback(
