@@ -13,8 +13,8 @@ from bot.errors import ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
 from bot.plugins import AdapterCatalog, SkillCatalog
-from bot.registry import SkillRegistry
 from bot.router import Router
+from bot.skillset import SkillSet
 from storage.conversations import ConversationStore
 from storage.database import Database
 
@@ -75,11 +75,11 @@ class App:
         if self.model is None:
             self.model = build_backend(self.config, self._progress)
         await self.model.start()
-        registry = SkillRegistry(
+        skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
         self.router = Router(
-            skills=registry,
+            skills=skill_set,
             model=self.model,
             store=store,
             config=self.config.router,

@@ -19,8 +19,8 @@ from bot.config import RouterConfig
 from bot.errors import ConfabError
 from bot.llm.backend import ChatMessage, ModelBackend
 from bot.messages import Message, args_after_command
-from bot.registry import SkillRegistry
 from bot.skill import NAME_PATTERN, ConversationMemory, Skill, SkillContext
+from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
 from storage.conversations import ConversationKey, ConversationStore, StoredTurn
 
@@ -63,7 +63,7 @@ class Router:
     def __init__(
         self,
         *,
-        skills: SkillRegistry,
+        skills: SkillSet,
         model: ModelBackend,
         store: ConversationStore,
         config: RouterConfig,

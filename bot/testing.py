@@ -8,7 +8,7 @@ A skill's test in five lines::
         async with ChatHarness([Echo], tmp_path, model=ScriptedBackend()) as chat:
             assert await chat.ask("!echo hi") == "hi"
 
-The harness runs the real router, skill registry, ReplyStream and a real SQLite
+The harness runs the real router, skill set, ReplyStream and a real SQLite
 file; only the platform (:class:`RecordingAdapter`) and, when you choose, the
 model (:class:`ScriptedBackend`) are stand-ins.
 """
@@ -33,9 +33,9 @@ from bot.errors import MessageTooLong, ModelError, Unsupported
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import fit_messages
 from bot.messages import Author, Message, SentMessage
-from bot.registry import SkillRegistry
 from bot.router import Router
 from bot.skill import Skill
+from bot.skillset import SkillSet
 from storage.conversations import ConversationStore
 from storage.database import Database
 
@@ -219,7 +219,7 @@ class ChatHarness:
         self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         self.store = ConversationStore(self.database)
         self.router = Router(
-            skills=SkillRegistry(self._skills),
+            skills=SkillSet(self._skills),
             model=self.model,
             store=self.store,
             config=self.config,

@@ -10,8 +10,8 @@ from bot.skill import Skill, SkillInfo
 log = logging.getLogger(__name__)
 
 
-class SkillRegistry:
-    """Configured skill instances; names win over aliases, the first alias claim wins."""
+class SkillSet:
+    """Configured skill instances by command; names win over aliases, the first alias claim wins."""
 
     def __init__(self, skills: Iterable[Skill]) -> None:
         self._by_name: dict[str, Skill] = {}
