@@ -85,8 +85,9 @@ class ModelConfig(Section):
     cache_dir: Path = Path("~/.cache/confab")
     context_window: int = Field(0, ge=0)
     max_new_tokens: int = Field(256, gt=0, le=8192)
-    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
     threads: int = Field(0, ge=0)
 
     @field_validator("cache_dir")

@@ -5,9 +5,11 @@ The default skill: an addressed message without a command comes here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.skill import ChatMessage, GenerationParams, Skill, SkillContext
+from bot.skill import ChatMessage, Skill, SkillContext
 
 SYSTEM_PROMPT = (
     "You are Confab, a helpful assistant in a team chat. Answer clearly and briefly. "
@@ -44,5 +46,5 @@ class AskSkill(Skill):
         ]
         params = ctx.model.default_params
         if config.temperature is not None:
-            params = GenerationParams(params.max_new_tokens, config.temperature, params.top_p)
+            params = replace(params, temperature=config.temperature)
         await ctx.reply_stream(ctx.model.stream(messages, params))

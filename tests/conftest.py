@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from bot.config import ModelConfig
 from bot.llm.transformers_backend import TransformersBackend
@@ -28,8 +29,10 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def bundled_model() -> Iterator[TransformersBackend]:
-    """The bundled SmolLM2, greedy, from the user's cache (converted on first use)."""
-    backend = TransformersBackend(ModelConfig(temperature=0.0, max_new_tokens=48))
+    """The bundled SmolLM2 with the shipped sampling settings, from the user's cache
+    (converted on first use); seeded, so a run's answers repeat."""
+    torch.manual_seed(0)
+    backend = TransformersBackend(ModelConfig(max_new_tokens=48))
     asyncio.run(backend.start())
     yield backend
     asyncio.run(backend.close())

@@ -20,11 +20,16 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """How to sample. ``temperature == 0`` means greedy decoding."""
+    """How to sample. ``temperature == 0`` means greedy decoding.
+
+    ``repetition_penalty`` above 1 discourages repeating earlier tokens, which
+    keeps small models from looping.
+    """
 
     max_new_tokens: int = 256
-    temperature: float = 0.3
+    temperature: float = 0.2
     top_p: float = 0.9
+    repetition_penalty: float = 1.1
 
 
 class ModelBackend(ABC):

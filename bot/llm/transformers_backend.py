@@ -39,6 +39,7 @@ class TransformersBackend(ModelBackend):
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
             top_p=config.top_p,
+            repetition_penalty=config.repetition_penalty,
         )
 
     @property
@@ -157,6 +158,7 @@ class TransformersBackend(ModelBackend):
                     streamer=_chunk_streamer(self._tokenizer, push),
                     stopping_criteria=_stop_when(cancel),
                     pad_token_id=self._tokenizer.eos_token_id,
+                    repetition_penalty=params.repetition_penalty,
                     **sampling,
                 )
         except ConfabError as error:
