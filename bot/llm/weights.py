@@ -94,7 +94,8 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # Our own status line stands for the library's progress bars.
+    # The app shows its own status line; transformers' loading bars would only
+    # clutter it. (The GGUF de-quantisation bar is plain tqdm and still shows.)
     transformers.utils.logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))

@@ -126,11 +126,13 @@ async def test_interactive_rendering_shows_markdown(tmp_path: Path) -> None:
     context = AdapterContext(config, "confab", EmptyChannelLog())
     adapter = ConsoleAdapter(context, stdout=out, interactive=True)
     sent = await adapter.send("dm", "Some **bold** text")
-    await adapter.edit(sent, "Some **bold** text and `code`")
+    await adapter.edit(sent, "Some **bold** text and:\n\n```python\nprint('hi')\n```\n")
     await adapter.stop()
     rendered = out.getvalue()
     assert "confab" in rendered
-    assert "bold" in rendered and "**bold**" not in rendered
+    final = rendered[rendered.rindex("Some") :]  # the last frame the live display drew
+    assert "Some bold text and:" in final and "**" not in final
+    assert "print('hi')" in final and "```" not in final
 
 
 async def test_odd_console_lines_get_a_hint_not_a_question(db_url: str) -> None:
