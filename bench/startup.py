@@ -79,6 +79,8 @@ def main() -> None:
         for index in range(options.cold_runs):
             cache = root / f"cache-{index}"  # empty: this start converts the GGUF
             cold.append(one_run(cache, root))
+        if not cold:
+            one_run(root / "cache-0", root)  # untimed: fill the cache for the warm runs
         warm = [one_run(root / "cache-0", root) for _ in range(options.warm_runs)]
     if cold:
         report("cold start (empty model cache)", cold)
