@@ -51,9 +51,9 @@ def parse_command(text: str, prefixes: list[str]) -> tuple[str, str] | None:
         after = stripped[len(prefix) :]
         if not stripped.startswith(prefix) or not after or after[0].isspace():
             continue
-        word, *rest = after.split(maxsplit=1)
-        if NAME_PATTERN.match(word.lower()):
-            return word.lower(), rest[0].strip() if rest else ""
+        word = after.split(maxsplit=1)[0].lower()
+        if NAME_PATTERN.match(word):
+            return word, args_after_command(after)
     return None
 
 

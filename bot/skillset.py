@@ -29,9 +29,6 @@ class SkillSet:
         command = command.lower()
         return self._by_name.get(command) or self._by_alias.get(command)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._by_name
-
     @property
     def infos(self) -> list[SkillInfo]:
         return [SkillInfo.of(type(skill)) for skill in sorted(self._by_name.values(), key=_name)]

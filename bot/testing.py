@@ -27,7 +27,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.channel_log import StoredChannelLog
 from bot.config import RouterConfig
 from bot.errors import MessageTooLong, ModelError, Unsupported
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
@@ -225,7 +224,6 @@ class ChatHarness:
             config=self.config,
             bot_name="confab",
         )
-        self.channel_log = StoredChannelLog(self.store)
 
     async def __aenter__(self) -> ChatHarness:
         await self.database.upgrade()
