@@ -31,10 +31,12 @@ from pydantic_settings import (
 )
 
 from bot.errors import ConfigError
+from bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
 CORE_SECTIONS = ("bot", "router", "model", "skills")
+_SAMPLING = GenerationParams()
 
 
 class Section(BaseModel):
@@ -84,10 +86,11 @@ class ModelConfig(Section):
     path: str = ""
     cache_dir: Path = Path("~/.cache/confab")
     context_window: int = Field(0, ge=0)
-    max_new_tokens: int = Field(256, gt=0, le=8192)
-    temperature: float = Field(0.2, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    # Sampling defaults live in one place: GenerationParams.
+    max_new_tokens: int = Field(_SAMPLING.max_new_tokens, gt=0, le=8192)
+    temperature: float = Field(_SAMPLING.temperature, ge=0.0, le=2.0)
+    top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(_SAMPLING.repetition_penalty, ge=1.0, le=2.0)
     threads: int = Field(0, ge=0)
 
     @field_validator("cache_dir")
