@@ -74,24 +74,16 @@ async def test_channel_messages_since_a_time_and_per_thread(db_url: str) -> None
     now = datetime.now(UTC)
     general = ConversationKey("discord", "general")
     thread = ConversationKey("discord", "general", "t1")
-    await store.append(
-        general,
-        role="user",
-        author_id="a",
-        author_name="A",
-        text="old",
-        addressed=False,
-        created_at=now - timedelta(hours=3),
-    )
-    await store.append(
-        general,
-        role="user",
-        author_id="b",
-        author_name="B",
-        text="new",
-        addressed=False,
-        created_at=now - timedelta(minutes=5),
-    )
+    for said, age in (("old", timedelta(hours=3)), ("new", timedelta(minutes=5))):
+        await store.append(
+            general,
+            role="user",
+            author_id="a",
+            author_name="A",
+            text=said,
+            addressed=False,
+            created_at=now - age,
+        )
     await store.append(thread, role="user", author_id="c", author_name="C", text="in thread")
     recent = await store.channel_messages(general, since=now - timedelta(hours=1))
     assert [t.text for t in recent] == ["new"]
