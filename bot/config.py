@@ -81,8 +81,28 @@ class RouterConfig(Section):
         return value
 
 
+class OpenAIConfig(Section):
+    """A model served elsewhere behind an OpenAI-compatible chat completions API."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""
+    # The environment variable holding the API key; unset or empty sends none.
+    api_key_env: str = "CONFAB_OPENAI_API_KEY"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    # Longest wait for the next piece of a streamed answer.
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
 class ModelConfig(Section):
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers", "openai"] = "transformers"
     path: str = ""
     cache_dir: Path = Path("~/.cache/confab")
     context_window: int = Field(0, ge=0)
@@ -92,6 +112,20 @@ class ModelConfig(Section):
     top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
     repetition_penalty: float = Field(_SAMPLING.repetition_penalty, ge=1.0, le=2.0)
     threads: int = Field(0, ge=0)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    max_batch_size: int = Field(8, ge=1, le=64)
+    max_queue: int = Field(32, ge=0, le=10_000)
+    request_timeout_s: float = Field(120.0, gt=0)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    def sampling(self) -> GenerationParams:
+        """The default generation parameters these settings describe."""
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+        )
 
     @field_validator("cache_dir")
     @classmethod

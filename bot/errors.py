@@ -31,6 +31,29 @@ class PromptTooLong(ModelError):
     """Even the newest message alone does not fit the model's context window."""
 
 
+class ModelBusy(ModelError):
+    """Too many requests are waiting for the model; this one was refused at once."""
+
+    def __init__(self, log_message: str) -> None:
+        super().__init__("I'm busy answering others; please try again in a moment.", log_message)
+
+
+class ModelTimeout(ModelError):
+    """The model did not finish answering within the configured time."""
+
+    def __init__(self, log_message: str) -> None:
+        super().__init__("The model took too long to answer; please try again.", log_message)
+
+
+class ModelUnavailable(ModelError):
+    """The model cannot answer now: its worker failed or the remote server is down."""
+
+    def __init__(self, log_message: str) -> None:
+        super().__init__(
+            "The model is unavailable right now; please try again shortly.", log_message
+        )
+
+
 class AdapterError(ConfabError):
     """A platform adapter was asked for something it cannot do."""
 

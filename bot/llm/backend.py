@@ -23,13 +23,16 @@ class GenerationParams:
     """How to sample. ``temperature == 0`` means greedy decoding.
 
     ``repetition_penalty`` above 1 discourages repeating earlier tokens, which
-    keeps small models from looping.
+    keeps small models from looping. ``seed`` makes sampling repeatable; the
+    answer ends before the first of the ``stop`` strings, which is not included.
     """
 
     max_new_tokens: int = 256
     temperature: float = 0.2
     top_p: float = 0.9
     repetition_penalty: float = 1.1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
 
 
 class ModelBackend(ABC):
