@@ -25,6 +25,10 @@ AdapterFactory = Callable[[AdapterContext], Adapter]
 
 def build_backend(config: Config, progress: Progress | None = None) -> ModelBackend:
     """The model backend named by ``model.backend``."""
+    if config.model.backend == "openai":
+        from bot.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(config.model)
     from bot.llm.transformers_backend import TransformersBackend
 
     return TransformersBackend(config.model, progress)
