@@ -47,8 +47,11 @@ class _Retry(Exception):
 class OpenAIBackend(ModelBackend):
     """Streams chat completions from ``model.openai.base_url``."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(
+        self, config: ModelConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._config = config
+        self._transport = transport  # tests put faults between us and a real server
         self._settings = config.openai
         self._client: httpx.AsyncClient | None = None
         self._model = self._settings.model
@@ -73,6 +76,7 @@ class OpenAIBackend(ModelBackend):
         self._client = httpx.AsyncClient(
             base_url=self._settings.base_url + "/",
             headers=headers,
+            transport=self._transport,
             timeout=httpx.Timeout(
                 self._settings.read_timeout_s, connect=self._settings.connect_timeout_s
             ),
