@@ -113,6 +113,7 @@ class ModelConfig(Section):
     repetition_penalty: float = Field(_SAMPLING.repetition_penalty, ge=1.0, le=2.0)
     threads: int = Field(0, ge=0)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    attention: Literal["auto", "sdpa", "eager"] = "auto"
     max_batch_size: int = Field(8, ge=1, le=64)
     max_queue: int = Field(32, ge=0, le=10_000)
     request_timeout_s: float = Field(120.0, gt=0)

@@ -32,7 +32,7 @@ def bundled_model() -> Iterator[TransformersBackend]:
     """The bundled SmolLM2 with the shipped sampling settings, from the user's cache
     (converted on first use); float32 and seeded, so answers repeat on every CPU."""
     torch.manual_seed(0)
-    backend = TransformersBackend(ModelConfig(max_new_tokens=48, dtype="float32"))
+    backend = TransformersBackend(ModelConfig(max_new_tokens=48, dtype="float32", attention="sdpa"))
     asyncio.run(backend.start())
     yield backend
     asyncio.run(backend.close())

@@ -15,8 +15,8 @@ from typing import Any
 from bot.config import ModelConfig
 from bot.errors import ModelError, ModelUnavailable
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
-from bot.llm.dtype import pick_model
 from bot.llm.engine import BatchEngine, EngineLoad
 from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
@@ -78,7 +78,14 @@ class TransformersBackend(ModelBackend):
             raise ModelError(
                 "The model could not be loaded.", f"loading {folder} failed: {error}"
             ) from error
-        model = pick_model(model.eval(), self._config.dtype, self._config.cache_dir, str(folder))
+        model = pick_model(
+            model.eval(),
+            self._config.dtype,
+            self._config.attention,
+            self._config.cache_dir,
+            str(folder),
+            self._progress,
+        )
         self._model = model
         native = int(getattr(model.config, "max_position_embeddings", 2048))
         self._window = min(self._config.context_window or native, native)
@@ -91,9 +98,10 @@ class TransformersBackend(ModelBackend):
         )
         self.name = model_path.name
         log.info(
-            "model %s ready (%s, context window %d tokens, batches of up to %d)",
+            "model %s ready (%s, %s attention, context window %d tokens, batches of up to %d)",
             self.name,
             self.dtype,
+            model.config._attn_implementation,
             self._window,
             self._config.max_batch_size,
         )

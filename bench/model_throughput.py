@@ -1,0 +1,326 @@
+"""Model throughput: many people asking at once, three ways of serving them.
+
+Designs, each measured in its own process on the same weights and dtype:
+  naive    one ``model.generate`` after another (the console slice's way)
+  manager  transformers' continuous-batching manager (``init_continuous_batching``)
+  engine   Confab's :class:`bot.llm.engine.BatchEngine`
+
+For each concurrency (requests of mixed prompt lengths, greedy, ``--new-tokens``
+each) and arrival pattern (``burst``: all at once; ``staggered``: spread over
+``--spread-s``), it prints aggregate tokens/s, time to first token and request
+latency (p50/p95), the speedup over naive at the same point, and the process's
+peak RSS.
+
+    .venv/bin/python bench/model_throughput.py [--concurrency 1,4,8,16]
+        [--arrivals burst,staggered] [--designs naive,manager,engine]
+        [--new-tokens 128] [--dtype auto|float32|bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SYSTEM = "You are Confab, a helpful assistant in a team chat. Answer clearly."
+PARAGRAPH = (
+    "Our release process has three stages. First, a release branch is cut from main "
+    "every second Tuesday and only fixes are merged into it. Second, the branch is "
+    "deployed to staging, where the on-call engineer runs the smoke tests and watches "
+    "error rates for a day. Third, if nothing regressed, the branch is tagged and rolled "
+    "out to production in waves of ten percent of traffic every hour. "
+)
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "Summarise this for a new colleague:\n" + PARAGRAPH * 2,
+    "Explain what a hash map is and when to use one.",
+    "Read this and list the risks you see:\n" + PARAGRAPH * 5,
+    "Give three tips for writing good commit messages.",
+]
+
+
+@dataclass
+class Timing:
+    submitted: float
+    first: float
+    done: float
+    tokens: int
+
+
+def prompts(tokenizer: Any, count: int) -> list[list[int]]:
+    out = []
+    for i in range(count):
+        chat = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]},
+        ]
+        out.append(
+            list(
+                tokenizer.apply_chat_template(
+                    chat, add_generation_prompt=True, tokenize=True, return_dict=False
+                )
+            )
+        )
+    return out
+
+
+def arrival_offsets(count: int, pattern: str, spread: float) -> list[float]:
+    if pattern == "burst" or count == 1:
+        return [0.0] * count
+    return [spread * i / (count - 1) for i in range(count)]
+
+
+def load(dtype: str, attention: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bot.config import ModelConfig
+    from bot.llm.compute import pick_model
+    from bot.llm.weights import loadable_folder, resolve_model_path
+
+    cache = ModelConfig().cache_dir
+    folder = loadable_folder(resolve_model_path(""), cache, print)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    return pick_model(model, dtype, attention, cache, str(folder)), tokenizer
+
+
+def run_naive(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
+    """One generate per request, in arrival order, on one thread."""
+    import torch
+    from transformers import TextStreamer
+
+    class FirstToken(TextStreamer):
+        first = 0.0
+
+        def put(self, value: Any) -> None:
+            if self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            if not self.first:
+                self.first = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    start = time.perf_counter()
+    timings = []
+    with torch.inference_mode():
+        for prompt, offset in zip(batch, offsets, strict=True):
+            submitted = start + offset
+            time.sleep(max(0.0, submitted - time.perf_counter()))
+            streamer = FirstToken(tokenizer)
+            ids = torch.tensor([prompt])
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                streamer=streamer,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+            done = time.perf_counter()
+            timings.append(Timing(submitted, streamer.first, done, out.shape[1] - len(prompt)))
+    return timings
+
+
+def run_manager(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
+    """transformers' continuous-batching manager, results through its asyncio handler."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=new,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    manager = model.init_continuous_batching(generation_config=config)
+    manager.start()
+
+    async def main() -> list[Timing]:
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        timings: list[Timing] = []
+        finished: list[asyncio.Event] = []
+        for i, (prompt, offset) in enumerate(zip(batch, offsets, strict=True)):
+            await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+            timing = Timing(time.perf_counter(), 0.0, 0.0, 0)
+            event = asyncio.Event()
+
+            def handle(result: Any, timing: Timing = timing, event: asyncio.Event = event) -> None:
+                if result.generated_tokens and not timing.first:
+                    timing.first = time.perf_counter()
+                if result.is_finished():
+                    timing.done = time.perf_counter()
+                    timing.tokens = len(result.generated_tokens)
+                    event.set()
+
+            request_id = f"r{i}"
+            manager.register_result_handler(request_id, handle)
+            manager.add_request(prompt, request_id=request_id, max_new_tokens=new, streaming=True)
+            timings.append(timing)
+            finished.append(event)
+        await asyncio.gather(*(e.wait() for e in finished))
+        del loop
+        return timings
+
+    try:
+        return asyncio.run(main())
+    finally:
+        manager.stop(block=True)
+
+
+def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
+    """Confab's engine, through its request API so token counts are exact."""
+    from bot.llm.backend import GenerationParams
+    from bot.llm.engine import BatchEngine, Finished, Request
+
+    engine = BatchEngine(
+        model, tokenizer, window=8192, max_batch_size=len(batch), max_queue=len(batch)
+    )
+    params = GenerationParams(max_new_tokens=new, temperature=0, repetition_penalty=1.0)
+
+    async def one(prompt: list[int], submitted: float) -> Timing:
+        await asyncio.sleep(max(0.0, submitted - time.perf_counter()))
+        loop = asyncio.get_running_loop()
+        timing = Timing(time.perf_counter(), 0.0, 0.0, 0)
+        done = asyncio.Event()
+
+        def emit(item: object) -> None:  # on the engine's thread
+            now = time.perf_counter()
+            if isinstance(item, str) and not timing.first:
+                timing.first = now
+            elif isinstance(item, Finished):
+                timing.done, timing.tokens = now, item.tokens
+                loop.call_soon_threadsafe(done.set)
+            elif isinstance(item, BaseException):
+                loop.call_soon_threadsafe(done.set)
+
+        engine.submit(Request(prompt, params, emit))
+        await done.wait()
+        return timing
+
+    async def main() -> list[Timing]:
+        start = time.perf_counter()
+        return await asyncio.gather(
+            *(one(p, start + o) for p, o in zip(batch, offsets, strict=True))
+        )
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.close()
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Run one design over every point and print one JSON line per point."""
+    model, tokenizer = load(args.dtype, args.attention)
+    designs = {"naive": run_naive, "manager": run_manager, "engine": run_engine}
+    run = designs[args.worker]
+    warm = prompts(tokenizer, 2)
+    run(model, tokenizer, warm, [0.0, 0.0], 8)  # first-call costs are not the design's
+    for count in args.concurrency:
+        for pattern in args.arrivals:
+            batch = prompts(tokenizer, count)
+            offsets = arrival_offsets(count, pattern, args.spread_s)
+            started = time.perf_counter()
+            timings = run(model, tokenizer, batch, offsets, args.new_tokens)
+            wall = time.perf_counter() - started
+            point = {
+                "design": args.worker,
+                "dtype": str(model.dtype).removeprefix("torch.")
+                + "/"
+                + model.config._attn_implementation,
+                "concurrency": count,
+                "arrivals": pattern,
+                "wall_s": wall,
+                "timings": [asdict(t) for t in timings],
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+            print(json.dumps(point), flush=True)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def summarise(point: dict[str, Any]) -> dict[str, float]:
+    timings = [Timing(**t) for t in point["timings"]]
+    tokens = sum(t.tokens for t in timings)
+    ttft = [t.first - t.submitted for t in timings]
+    latency = [t.done - t.submitted for t in timings]
+    return {
+        "tok_s": tokens / point["wall_s"],
+        "ttft_p50": percentile(ttft, 0.5),
+        "ttft_p95": percentile(ttft, 0.95),
+        "lat_p50": percentile(latency, 0.5),
+        "lat_p95": percentile(latency, 0.95),
+        "tokens": tokens,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,4,8,16")
+    parser.add_argument("--arrivals", default="burst,staggered")
+    parser.add_argument("--designs", default="naive,manager,engine")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--spread-s", type=float, default=4.0)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.arrivals = args.arrivals.split(",")
+    if args.worker:
+        worker(args)
+        return
+
+    results: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for design in args.designs.split(","):
+        command = [sys.executable, __file__, "--worker", design, "--dtype", args.dtype]
+        command += ["--attention", args.attention]
+        command += ["--concurrency", ",".join(map(str, args.concurrency))]
+        command += ["--arrivals", ",".join(args.arrivals), "--new-tokens", str(args.new_tokens)]
+        command += ["--spread-s", str(args.spread_s)]
+        output = subprocess.run(command, capture_output=True, text=True, check=False)
+        if output.returncode != 0:
+            print(f"{design}: failed\n{output.stderr[-2000:]}", file=sys.stderr)
+            continue
+        for line in output.stdout.splitlines():
+            if line.startswith("{"):
+                point = json.loads(line)
+                key = (design, point["concurrency"], point["arrivals"])
+                results[key] = {**point, **summarise(point)}
+
+    print(
+        f"{'design':8} {'compute':14} {'conc':>4} {'arrivals':9} {'tok/s':>7} {'vs naive':>8} "
+        f"{'ttft p50':>8} {'ttft p95':>8} {'lat p50':>8} {'lat p95':>8} "
+        f"{'tokens':>6} {'rss MiB':>7}"
+    )
+    for (design, count, pattern), r in results.items():
+        naive = results.get(("naive", count, pattern))
+        speedup = f"{r['tok_s'] / naive['tok_s']:.1f}x" if naive else "-"
+        print(
+            f"{design:8} {r['dtype']:14} {count:>4} {pattern:9} {r['tok_s']:7.1f} {speedup:>8} "
+            f"{r['ttft_p50']:8.2f} {r['ttft_p95']:8.2f} {r['lat_p50']:8.2f} {r['lat_p95']:8.2f} "
+            f"{r['tokens']:>6} {r['peak_rss_mib']:7.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
