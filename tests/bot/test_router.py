@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import RouterConfig
-from bot.errors import ModelError, SkillError
+from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable, SkillError
 from bot.llm.backend import ChatMessage
 from bot.router import NO_ANSWER, parse_command
 from bot.skill import Skill, SkillContext
@@ -153,6 +153,25 @@ async def test_skill_errors_and_silent_skills_still_answer_once(tmp_path: Path) 
 async def test_model_failure_is_a_clear_reply(tmp_path: Path) -> None:
     async with ChatHarness(BUILTINS, tmp_path, model=BrokenBackend()) as chat:
         assert await chat.ask("hello?") == "The model failed while answering."
+
+
+@pytest.mark.parametrize(
+    ("error", "reply"),
+    [
+        (ModelBusy("queue full"), "I'm busy answering others; please try again in a moment."),
+        (ModelTimeout("120 s passed"), "The model took too long to answer; please try again."),
+        (
+            ModelUnavailable("worker died"),
+            "The model is unavailable right now; please try again shortly.",
+        ),
+    ],
+)
+async def test_an_overloaded_or_failed_model_is_one_short_sentence(
+    tmp_path: Path, error: Exception, reply: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ChatHarness(BUILTINS, tmp_path, model=ScriptedBackend(fail_with=error)) as chat:
+        assert await chat.ask("hello?") == reply
+    assert any(str(error) in record.getMessage() for record in caplog.records)
 
 
 async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: Path) -> None:

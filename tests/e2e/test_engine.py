@@ -4,8 +4,11 @@ streamed per request, and polite under overload, timeouts and crashes."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ import torch
 from bot.config import ModelConfig
 from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from bot.llm.backend import GenerationParams
+from bot.llm.compute import pick_model
 from bot.llm.engine import BatchEngine
 from bot.llm.weights import loadable_folder, resolve_model_path
 
@@ -242,3 +246,18 @@ async def test_a_dead_worker_fails_its_requests_and_a_new_one_is_started(
     with pytest.raises(ModelUnavailable):
         await collect(engine.stream(prompts[0], GREEDY, 60), [], 0)
     assert await collect(engine.stream(prompts[0], GREEDY, 60), [], 0) == reference[0]
+
+
+def test_auto_compute_settings_are_measured_once_then_remembered(
+    weights: tuple[Any, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, _ = weights
+    with caplog.at_level(logging.INFO, logger="bot.llm.compute"):
+        first = pick_model(copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
+        second = pick_model(copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
+    probes = [r.getMessage() for r in caplog.records if "compute probe" in r.getMessage()]
+    assert len(probes) == 1 and "float32/sdpa" in probes[0] and "float32/eager" in probes[0]
+    chosen = first.config._attn_implementation
+    assert chosen in probes[0].split("using ")[1]
+    assert second.config._attn_implementation == chosen
+    assert first.dtype == second.dtype == torch.float32
