@@ -30,8 +30,8 @@ from bot.llm.sampling import Sampler, TextTail
 
 log = logging.getLogger(__name__)
 
-# Prompt tokens (padding included) prefilled in one forward pass; more requests
-# than fit wait for the next turn, so running answers keep streaming.
+# Prompt tokens (padding included) prefilled in one forward pass; requests that
+# do not fit wait for the next turn, so running answers keep streaming.
 PREFILL_TOKENS = 2048
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -228,18 +228,14 @@ class BatchEngine:
                 self._wake.wait()
             if self._closing:
                 return None
-            joining: list[Request] = []
-            padded = 0
-            while self._waiting and len(batch.rows) + len(joining) < self._max_batch:
-                request = self._waiting[0]
-                if request.cancelled.is_set():
-                    self._waiting.popleft()
-                    continue
-                longest = max([len(request.prompt), *(len(r.prompt) for r in joining)])
-                padded = longest * (len(joining) + 1)
-                if joining and padded > PREFILL_TOKENS:
-                    break
-                joining.append(self._waiting.popleft())
+            candidates: list[Request] = []
+            while self._waiting and len(batch.rows) + len(candidates) < self._max_batch:
+                request = self._waiting.popleft()
+                if not request.cancelled.is_set():
+                    candidates.append(request)
+            joining = _prefill_group(candidates)
+            # The rest go back to the front, in arrival order, for the next turn.
+            self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
             self._running = len(batch.rows) + len(joining)
             return joining
 
@@ -342,6 +338,20 @@ class BatchEngine:
         for layer in batch.cache.layers:
             layer.keys = layer.keys[index, :, start:, :]
             layer.values = layer.values[index, :, start:, :]
+
+
+def _prefill_group(candidates: list[Request]) -> list[Request]:
+    """The shortest prompts whose left-padded prefill fits :data:`PREFILL_TOKENS`.
+
+    Grouping by length wastes little on padding, and short prompts, which are
+    quick to answer, get their first token first. There is always at least one.
+    """
+    group: list[Request] = []
+    for request in sorted(candidates, key=lambda r: len(r.prompt)):
+        if group and len(request.prompt) * (len(group) + 1) > PREFILL_TOKENS:
+            break
+        group.append(request)
+    return group
 
 
 def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:
