@@ -13,7 +13,8 @@ peak RSS.
 
     .venv/bin/python bench/model_throughput.py [--concurrency 1,4,8,16]
         [--arrivals burst,staggered] [--designs naive,manager,engine]
-        [--new-tokens 128] [--dtype auto|float32|bfloat16]
+        [--new-tokens 128] [--dtype auto|float32|bfloat16] [--attention auto|sdpa|eager]
+        [--max-batch-size N]
 """
 
 from __future__ import annotations
@@ -39,14 +40,18 @@ PARAGRAPH = (
     "error rates for a day. Third, if nothing regressed, the branch is tagged and rolled "
     "out to production in waves of ten percent of traffic every hour. "
 )
+# Mixed prompt lengths (about 30 to 450 tokens), each asking for a long answer.
 QUESTIONS = [
-    "What is the capital of France?",
-    "Write a short poem about the sea.",
-    "Summarise this for a new colleague:\n" + PARAGRAPH * 2,
-    "Explain what a hash map is and when to use one.",
-    "Read this and list the risks you see:\n" + PARAGRAPH * 5,
-    "Give three tips for writing good commit messages.",
+    "Describe Paris for a first-time visitor: history, districts, food and museums.",
+    "Write a long poem about the sea, with at least six stanzas.",
+    "Explain this process to a new colleague in detail, step by step:\n" + PARAGRAPH * 2,
+    "Explain in detail what a hash map is, how it works inside, and when to use one.",
+    "Read this and discuss every risk you see, in detail:\n" + PARAGRAPH * 5,
+    "Give ten detailed tips for writing good commit messages, with examples.",
 ]
+
+
+MAX_BATCH_SIZE = 0  # the engine's; 0 = model.max_batch_size's default
 
 
 @dataclass
@@ -75,7 +80,7 @@ def prompts(tokenizer: Any, count: int) -> list[list[int]]:
 
 
 def arrival_offsets(count: int, pattern: str, spread: float) -> list[float]:
-    if pattern == "burst" or count == 1:
+    if pattern == "burst":
         return [0.0] * count
     return [spread * i / (count - 1) for i in range(count)]
 
@@ -91,8 +96,11 @@ def load(dtype: str, attention: str) -> tuple[Any, Any]:
     cache = ModelConfig().cache_dir
     folder = loadable_folder(resolve_model_path(""), cache, print)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
-    return pick_model(model, dtype, attention, cache, str(folder)), tokenizer
+
+    def load_model() -> Any:
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+
+    return pick_model(load_model, dtype, attention, cache, str(folder)), tokenizer
 
 
 def run_naive(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
@@ -185,11 +193,17 @@ def run_manager(model: Any, tokenizer: Any, batch: list[list[int]], offsets: lis
 
 def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
     """Confab's engine, through its request API so token counts are exact."""
+    from bot.config import ModelConfig
     from bot.llm.backend import GenerationParams
     from bot.llm.engine import BatchEngine, Finished, Request
 
+    limits = ModelConfig()  # the shipped defaults, unless --max-batch-size says otherwise
     engine = BatchEngine(
-        model, tokenizer, window=8192, max_batch_size=len(batch), max_queue=len(batch)
+        model,
+        tokenizer,
+        window=8192,
+        max_batch_size=MAX_BATCH_SIZE or limits.max_batch_size,
+        max_queue=limits.max_queue,
     )
     params = GenerationParams(max_new_tokens=new, temperature=0, repetition_penalty=1.0)
 
@@ -233,11 +247,16 @@ def worker(args: argparse.Namespace) -> None:
     warm = prompts(tokenizer, 2)
     run(model, tokenizer, warm, [0.0, 0.0], 8)  # first-call costs are not the design's
     for count in args.concurrency:
-        for pattern in args.arrivals:
-            batch = prompts(tokenizer, count)
-            offsets = arrival_offsets(count, pattern, args.spread_s)
+        for pattern in args.arrivals if count > 1 else ["alone"]:
             started = time.perf_counter()
-            timings = run(model, tokenizer, batch, offsets, args.new_tokens)
+            if count == 1:  # each prompt of the mix on its own, one after another
+                timings = []
+                for prompt in prompts(tokenizer, len(QUESTIONS)):
+                    timings += run(model, tokenizer, [prompt], [0.0], args.new_tokens)
+            else:
+                batch = prompts(tokenizer, count)
+                offsets = arrival_offsets(count, pattern, args.spread_s)
+                timings = run(model, tokenizer, batch, offsets, args.new_tokens)
             wall = time.perf_counter() - started
             point = {
                 "design": args.worker,
@@ -282,11 +301,14 @@ def main() -> None:
     parser.add_argument("--spread-s", type=float, default=4.0)
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"])
+    parser.add_argument("--max-batch-size", type=int, default=0, help="the engine's (0: default)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.arrivals = args.arrivals.split(",")
     if args.worker:
+        global MAX_BATCH_SIZE
+        MAX_BATCH_SIZE = args.max_batch_size
         worker(args)
         return
 
@@ -296,7 +318,7 @@ def main() -> None:
         command += ["--attention", args.attention]
         command += ["--concurrency", ",".join(map(str, args.concurrency))]
         command += ["--arrivals", ",".join(args.arrivals), "--new-tokens", str(args.new_tokens)]
-        command += ["--spread-s", str(args.spread_s)]
+        command += ["--spread-s", str(args.spread_s), "--max-batch-size", str(args.max_batch_size)]
         output = subprocess.run(command, capture_output=True, text=True, check=False)
         if output.returncode != 0:
             print(f"{design}: failed\n{output.stderr[-2000:]}", file=sys.stderr)
@@ -320,6 +342,39 @@ def main() -> None:
             f"{r['ttft_p50']:8.2f} {r['ttft_p95']:8.2f} {r['lat_p50']:8.2f} {r['lat_p95']:8.2f} "
             f"{r['tokens']:>6} {r['peak_rss_mib']:7.0f}"
         )
+    print_targets(results)
+
+
+def print_targets(results: dict[tuple[str, int, str], dict[str, Any]]) -> None:
+    """The issue's targets, from this run's figures."""
+
+    def get(design: str, count: int, pattern: str) -> dict[str, Any] | None:
+        return results.get((design, count, pattern))
+
+    lone_engine, lone_naive = get("engine", 1, "alone"), get("naive", 1, "alone")
+    print("\ntargets (engine):")
+    for pattern in ("burst", "staggered"):
+        at8, naive8, at16 = (
+            get("engine", 8, pattern),
+            get("naive", 8, pattern),
+            get("engine", 16, pattern),
+        )
+        manager8 = get("manager", 8, pattern)
+        if at8 and naive8:
+            line = f"  8 {pattern}: {at8['tok_s'] / naive8['tok_s']:.1f}x naive (target >= 5x)"
+            if manager8:
+                line += f", {at8['tok_s'] / manager8['tok_s']:.1f}x the manager (target > 1x)"
+            print(line)
+        if at8 and at16:
+            print(f"  16 vs 8 {pattern}: {at16['tok_s'] / at8['tok_s']:.2f} (target >= 1)")
+        if at8 and lone_engine:
+            ratio = at8["ttft_p95"] / lone_engine["ttft_p95"]
+            print(f"  ttft p95 at 8 {pattern} / lone ttft p95: {ratio:.1f} (target <= 3)")
+    if lone_engine and lone_naive:
+        ratio = lone_engine["tok_s"] / lone_naive["tok_s"]
+        print(f"  lone request: {ratio:.2f}x naive tokens/s (target >= 1)")
+    peak = max((r["peak_rss_mib"] for (d, _, _), r in results.items() if d == "engine"), default=0)
+    print(f"  peak RSS {peak:.0f} MiB (target <= 1536)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ model and torch build, and remembers the winner.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -33,18 +32,24 @@ REQUIRED_GAIN = 0.9
 
 
 def pick_model(
-    model: Any,
+    load: Callable[[], Any],
     dtype: str,
     attention: str,
     cache_dir: Path,
     model_key: str,
     progress: Callable[[str], None] | None = None,
 ) -> Any:
-    """``model`` (loaded in float32) set to the dtype and attention kernel asked for,
-    or, for ``"auto"``, to those that measure fastest here."""
+    """The model ``load`` gives (in float32), set to the dtype and attention kernel
+    asked for, or, for ``"auto"``, to those that measure fastest here.
+
+    Candidates are tried on the one loaded copy, float32 first, then converted
+    in place to bfloat16: a second copy would raise the start's peak memory. If
+    float32 wins after that, the model is loaded again (bfloat16 lost precision).
+    """
     dtypes = list(DTYPES) if dtype == "auto" else [dtype]
     kernels = list(ATTENTION) if attention == "auto" else [attention]
     candidates = [(d, k) for d in dtypes for k in kernels]
+    model = load()
     if len(candidates) == 1:
         return _configured(model, *candidates[0])
     key = "|".join(
@@ -52,16 +57,12 @@ def pick_model(
         + [f"{d}/{k}" for d, k in candidates]
     )
     choices = _read(cache_dir / CHOICES_FILE)
-    remembered = choices.get(key, "").split("/")
-    if tuple(remembered) in candidates:
+    remembered = tuple(choices.get(key, "").split("/"))
+    if remembered in candidates:
         return _configured(model, remembered[0], remembered[1])
     if progress:
         progress("Measuring which compute settings are fastest here (first start only)...")
-    timings = {}
-    for candidate in candidates:
-        trial = _configured(copy.deepcopy(model), *candidate)
-        timings[candidate] = _seconds(trial)
-        del trial
+    timings = {candidate: _seconds(_configured(model, *candidate)) for candidate in candidates}
     default = candidates[0]
     best = min(timings, key=lambda c: timings[c])
     chosen = best if timings[best] < timings[default] * REQUIRED_GAIN else default
@@ -72,6 +73,9 @@ def pick_model(
     )
     choices[key] = "/".join(chosen)
     _write(cache_dir / CHOICES_FILE, choices)
+    if model.dtype != DTYPES[chosen[0]] and DTYPES[chosen[0]] == torch.float32:
+        del model
+        model = load()
     return _configured(model, *chosen)
 
 

@@ -150,7 +150,10 @@ class BatchEngine:
         queue: asyncio.Queue[object] = asyncio.Queue()
 
         def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the asker's event loop has closed: nobody is listening
+                request.cancelled.set()
 
         request = Request(prompt, params, emit)
         self.submit(request)
@@ -322,8 +325,8 @@ class BatchEngine:
         with self._wake:
             self._running = len(batch.rows)
         for row in finished:
-            assert row.done is not None
-            row.request.emit(Finished(row.done, row.generated))
+            if row.done is not None and row.done != "cancelled":
+                row.request.emit(Finished(row.done, row.generated))
 
     @staticmethod
     def _shrink(batch: _Batch, keep: list[int]) -> None:

@@ -69,23 +69,27 @@ class TransformersBackend(ModelBackend):
         transformers.utils.logging.disable_progress_bar()
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+        def load_model() -> Any:
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), local_files_only=True, dtype=torch.float32
+            )
+            return model.eval()
+
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            model = pick_model(
+                load_model,
+                self._config.dtype,
+                self._config.attention,
+                self._config.cache_dir,
+                str(folder),
+                self._progress,
             )
         except (OSError, ValueError) as error:
             raise ModelError(
                 "The model could not be loaded.", f"loading {folder} failed: {error}"
             ) from error
-        model = pick_model(
-            model.eval(),
-            self._config.dtype,
-            self._config.attention,
-            self._config.cache_dir,
-            str(folder),
-            self._progress,
-        )
         self._model = model
         native = int(getattr(model.config, "max_position_embeddings", 2048))
         self._window = min(self._config.context_window or native, native)

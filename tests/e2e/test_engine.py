@@ -253,8 +253,8 @@ def test_auto_compute_settings_are_measured_once_then_remembered(
 ) -> None:
     model, _ = weights
     with caplog.at_level(logging.INFO, logger="bot.llm.compute"):
-        first = pick_model(copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
-        second = pick_model(copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
+        first = pick_model(lambda: copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
+        second = pick_model(lambda: copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
     probes = [r.getMessage() for r in caplog.records if "compute probe" in r.getMessage()]
     assert len(probes) == 1 and "float32/sdpa" in probes[0] and "float32/eager" in probes[0]
     chosen = first.config._attn_implementation

@@ -83,9 +83,11 @@ class Faulty(httpx.AsyncHTTPTransport):
         self.status = status
         self.headers = headers or {}
         self.requests = 0
+        self.authorization: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
+        self.authorization.append(request.headers.get("authorization", ""))
         if request.url.path.endswith("/chat/completions") and self.failures > 0:
             self.failures -= 1
             return httpx.Response(self.status, headers=self.headers, text="simulated failure")
@@ -181,3 +183,19 @@ async def test_an_unreachable_server_is_unavailable_after_retries(
         await backend.close()
     assert "cannot reach" in str(failed.value)
     assert any("retrying" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_api_key_comes_from_its_variable_and_is_never_logged(
+    server: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TEAM_LLM_KEY", "sk-test-4242")
+    edge = Faulty(failures=1, status=502)
+    backend = OpenAIBackend(settings(server, api_key_env="TEAM_LLM_KEY"), transport=edge)
+    with caplog.at_level(logging.DEBUG):
+        await backend.start()
+        try:
+            assert "Paris" in "".join(await answer(backend))
+        finally:
+            await backend.close()
+    assert edge.authorization and set(edge.authorization) == {"Bearer sk-test-4242"}
+    assert "sk-test-4242" not in caplog.text
