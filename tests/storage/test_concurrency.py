@@ -10,7 +10,7 @@ from storage.users import UserStore
 
 WRITERS = 200
 CONVERSATIONS = 20
-TURNS_EACH = 3
+TURNS_EACH = 2
 
 
 async def test_200_writers_on_20_conversations_lose_nothing_and_keep_order(

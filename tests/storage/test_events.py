@@ -42,7 +42,7 @@ async def test_of_many_concurrent_attempts_exactly_one_wins(db_url: str) -> None
 async def test_processes_racing_on_the_same_events_mark_each_exactly_once(
     database: Database, db_url: str
 ) -> None:
-    count, processes = 40, 3
+    count, processes = 40, 2
     children = [
         await asyncio.create_subprocess_exec(
             sys.executable,
