@@ -13,10 +13,12 @@ from bot.errors import ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
 from bot.plugins import AdapterCatalog, SkillCatalog
+from bot.retention import RetentionJob
 from bot.router import Router
 from bot.skillset import SkillSet
 from storage.conversations import ConversationStore
 from storage.database import Database
+from storage.events import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class App:
         self.model = model
         self.database: Database | None = None
         self.router: Router | None = None
+        self.retention: RetentionJob | None = None
         self.adapters: list[Adapter] = []
         self._stopping = asyncio.Event()
         self._check()
@@ -72,10 +75,15 @@ class App:
         )
 
     async def start(self) -> None:
-        """Open the database (migrating it), load the model, build router and adapters."""
+        """Open the database (migrating it), start the retention job, load the model,
+        build router and adapters."""
         self.database = Database(self.config.bot.database_url)
         await self.database.upgrade()
         store = ConversationStore(self.database)
+        self.retention = RetentionJob(
+            store, EventLog(self.database), self.config.storage.retention_days
+        )
+        self.retention.start()
         if self.model is None:
             self.model = build_backend(self.config, self._progress)
         await self.model.start()
@@ -143,13 +151,17 @@ class App:
         await self._stopping.wait()
 
     async def stop(self) -> None:
-        """Stop adapters, join the model worker, dispose of the database. Safe to repeat."""
+        """Stop adapters and jobs, join the model worker, dispose of the database.
+        Safe to repeat."""
         for adapter in self.adapters:
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping the %s adapter failed", adapter.platform)
         self.adapters = []
+        if self.retention is not None:
+            await self.retention.stop()
+            self.retention = None
         if self.model is not None:
             await self.model.close()
         if self.database is not None:

@@ -34,12 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     config_commands.add_parser(
         "check", parents=[common], help="validate and print the effective settings"
     )
-    db = commands.add_parser("db", help="database schema migrations")
+    db = commands.add_parser("db", help="database schema migrations and data export")
     db_commands = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", parents=[common], help="migrate to the newest schema")
     down = db_commands.add_parser("downgrade", parents=[common], help="undo migrations")
     down.add_argument("revision", nargs="?", default="-1", help="target (default: one step)")
     db_commands.add_parser("current", parents=[common], help="print the schema revision")
+    export = db_commands.add_parser(
+        "export", parents=[common], help="write one person's stored data as JSON"
+    )
+    export.add_argument("--user", required=True, metavar="ID", help="their platform user id")
+    export.add_argument("--platform", required=True, metavar="P", help="e.g. console, discord")
+    export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     return parser
 
 
@@ -59,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_plugins(config, skills.skills, adapters.adapters)
             print(render_config(config))
             return 0
+        if args.command == "db" and args.action == "export":
+            data = asyncio.run(_db_export(config, args.platform, args.user))
+            return _write_export(data, args.out)
         if args.command == "db":
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
         enabled = ["console"] if args.command == "console" else None
@@ -136,6 +145,34 @@ async def _db(config: Config, action: str, revision: str | None) -> int:
         print(f"{masked_url(config.bot.database_url)}: revision {current or '(empty)'}")
     finally:
         await database.close()
+    return 0
+
+
+async def _db_export(config: Config, platform: str, user: str) -> dict[str, Any]:
+    from storage.database import Database
+    from storage.export import export_user
+
+    database = Database(config.bot.database_url)
+    try:
+        return await export_user(database, platform, user)
+    finally:
+        await database.close()
+
+
+def _write_export(data: dict[str, Any], out: str | None) -> int:
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        # Personal data: readable by its owner only.
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise ConfabError(f"cannot write {out}: {error.strerror}") from None
+    who = f"{data['platform']}:{data['user_id']}"
+    print(f"wrote {len(data['turns'])} turns of {who} to {out}", file=sys.stderr)
     return 0
 
 

@@ -35,7 +35,7 @@ from bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
-CORE_SECTIONS = ("bot", "router", "model", "skills")
+CORE_SECTIONS = ("bot", "router", "model", "storage", "skills")
 _SAMPLING = GenerationParams()
 
 
@@ -71,6 +71,18 @@ class RouterConfig(Section):
     default_skill: str = "ask"
     max_input_chars: int = Field(4000, gt=0, le=1_000_000)
     ignore_bots: bool = True
+    # "platform:user_id", or "platform:*" for everyone there (the console's
+    # user is the person at the keyboard, who runs the bot anyway).
+    admins: list[str] = Field(default_factory=lambda: ["console:*"])
+
+    @field_validator("admins")
+    @classmethod
+    def _platform_and_user(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            platform, _, user = entry.partition(":")
+            if not platform or not user or entry != entry.strip():
+                raise ValueError(f"{entry!r} must be 'platform:user_id' or 'platform:*'")
+        return value
 
     @field_validator("prefixes")
     @classmethod
@@ -143,6 +155,11 @@ class ModelConfig(Section):
         return self
 
 
+class StorageConfig(Section):
+    # Days a turn is kept; a daily job deletes older ones. 0 keeps them forever.
+    retention_days: int = Field(0, ge=0, le=36_500)
+
+
 class Config(BaseSettings):
     """The validated settings of one Confab process."""
 
@@ -156,6 +173,7 @@ class Config(BaseSettings):
     bot: BotConfig = Field(default_factory=BotConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @classmethod
     def settings_customise_sources(

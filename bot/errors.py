@@ -19,6 +19,10 @@ class SkillError(ConfabError):
     """Raised by a skill to answer with a clear message instead of a result."""
 
 
+class NotAllowed(ConfabError):
+    """The person asked for something only an admin may do."""
+
+
 class ConfigError(ConfabError):
     """The configuration file or environment is invalid; the bot cannot start."""
 

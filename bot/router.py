@@ -19,6 +19,7 @@ from bot.config import RouterConfig
 from bot.errors import ConfabError
 from bot.llm.backend import ChatMessage, ModelBackend
 from bot.messages import Message, args_after_command
+from bot.privacy import StoredPrivacy, is_admin
 from bot.skill import NAME_PATTERN, ConversationMemory, Skill, SkillContext
 from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
@@ -208,7 +209,9 @@ class Router:
                 # What the person saw is remembered, even when the stream broke off
                 # or the bot is shutting down (hence the shield).
                 if stream.received.strip():
-                    await asyncio.shield(self._remember_answer(key, skill.name, stream))
+                    await asyncio.shield(
+                        self._remember_answer(key, skill.name, stream, question.id)
+                    )
             return stream.received
 
         context = SkillContext(
@@ -219,6 +222,7 @@ class Router:
             memory=ConversationMemory(self._memory_loader(key, skill.name, question)),
             skills=self.skills.infos,
             prefix=self.config.prefixes[0],
+            privacy=StoredPrivacy(self.store, message, admin=is_admin(self.config.admins, message)),
             _reply_stream=reply_stream,
         )
         try:
@@ -246,7 +250,9 @@ class Router:
             log.warning("skill %s finished without replying to %s", skill.name, message.id)
             await self._reply_text(message, adapter, NO_ANSWER)
 
-    async def _remember_answer(self, key: ConversationKey, skill: str, stream: ReplyStream) -> None:
+    async def _remember_answer(
+        self, key: ConversationKey, skill: str, stream: ReplyStream, question_id: int
+    ) -> None:
         await self.store.append(
             key,
             role="assistant",
@@ -256,6 +262,7 @@ class Router:
             skill=skill,
             token_count=self._tokens(stream.received),
             platform_message_id=stream.sent[0].id if stream.sent else None,
+            reply_to_id=question_id,
         )
 
     def _memory_loader(

@@ -24,18 +24,21 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.messages import Message
+from storage.conversations import Forgotten
 
 __all__ = [
     "ChatMessage",
     "ConversationMemory",
+    "Forgotten",
     "GenerationParams",
     "ModelBackend",
+    "Privacy",
     "Skill",
     "SkillContext",
     "SkillInfo",
@@ -104,6 +107,23 @@ class ConversationMemory:
         return await self._load(max_turns, max_tokens)
 
 
+class Privacy(Protocol):
+    """What the author of the message being answered may have the bot forget.
+
+    Each call deletes at once and says how much went. ``forget_channel``
+    raises :class:`bot.errors.NotAllowed` unless the author is an admin
+    (``router.admins``), whichever skill calls it.
+    """
+
+    async def forget_author(self) -> Forgotten:
+        """Every stored turn of the author on this platform, and the bot's replies to them."""
+        ...
+
+    async def forget_channel(self) -> Forgotten:
+        """Every stored turn of this channel, its threads included."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SkillContext:
     """Everything a skill may use while answering one message."""
@@ -115,6 +135,7 @@ class SkillContext:
     memory: ConversationMemory
     skills: Sequence[SkillInfo]
     prefix: str
+    privacy: Privacy
     _reply_stream: Callable[[AsyncIterable[str]], Awaitable[str]]
 
     async def reply(self, text: str) -> None:

@@ -1,17 +1,25 @@
-"""Conversations and their turns: the bot's memory of what was said where."""
+"""Conversations and their turns: the bot's memory of what was said where.
+
+Each write is one transaction, committed before the call returns: a turn that
+``append`` returned survives the process being killed the next moment.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import CursorResult, Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
+from storage.sql import aware, in_utc, upsert, utcnow
 from storage.tables import ConversationRow, TurnRow
+from storage.users import record_user
+
+RETENTION_BATCH = 1000  # rows per transaction, so a large clean-up never holds the lock long
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +44,15 @@ class StoredTurn:
     token_count: int
     created_at: datetime
     platform_message_id: str | None = None
+    reply_to_id: int | None = None
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything is stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What a deletion removed: people's turns, and the bot's replies."""
+
+    messages: int
+    replies: int
 
 
 def _turn(row: TurnRow) -> StoredTurn:
@@ -54,16 +66,22 @@ def _turn(row: TurnRow) -> StoredTurn:
         skill=row.skill,
         command=row.command,
         token_count=row.token_count,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         platform_message_id=row.platform_message_id,
+        reply_to_id=row.reply_to_id,
     )
+
+
+def _deleted(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 class ConversationStore:
     """Appends turns and reads them back, on SQLite or PostgreSQL alike."""
 
     def __init__(self, database: Database) -> None:
-        self._sessions = database.sessions
+        self._database = database
 
     async def _conversation_id(self, session: AsyncSession, key: ConversationKey) -> int:
         # Insert-or-ignore then select: atomic under concurrent first messages.
@@ -71,11 +89,11 @@ class ConversationStore:
             "platform": key.platform,
             "channel": key.channel,
             "thread": key.thread or "",
-            "created_at": datetime.now(UTC),
+            "created_at": utcnow(),
         }
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        await session.execute(insert(ConversationRow).values(values).on_conflict_do_nothing())
+        await session.execute(
+            upsert(session, ConversationRow).values(values).on_conflict_do_nothing()
+        )
         found = await self._find(session, key)
         assert found is not None
         return found
@@ -103,9 +121,15 @@ class ConversationStore:
         token_count: int = 0,
         platform_message_id: str | None = None,
         created_at: datetime | None = None,
+        reply_to_id: int | None = None,
     ) -> StoredTurn:
-        """Store one turn at the end of the conversation and return it."""
-        async with self._sessions.begin() as session:
+        """Store one turn at the end of the conversation, committed, and return it.
+
+        A person's turn also records them as a user (display name kept current).
+        """
+        async with self._database.writing() as session:
+            if role == "user":
+                await record_user(session, key.platform, author_id, author_name)
             row = TurnRow(
                 conversation_id=await self._conversation_id(session, key),
                 role=role,
@@ -117,7 +141,8 @@ class ConversationStore:
                 command=command,
                 token_count=token_count,
                 platform_message_id=platform_message_id,
-                created_at=created_at or datetime.now(UTC),
+                created_at=created_at or utcnow(),
+                reply_to_id=reply_to_id,
             )
             session.add(row)
             await session.flush()
@@ -137,7 +162,7 @@ class ConversationStore:
 
         ``skill`` keeps only the turns that skill handled.
         """
-        async with self._sessions() as session:
+        async with self._database.reading() as session:
             conversation = await self._find(session, key)
             if conversation is None:
                 return []
@@ -166,12 +191,83 @@ class ConversationStore:
         limit: int = 200,
     ) -> list[StoredTurn]:
         """Everything said in a channel or thread (chatter too), oldest first."""
-        async with self._sessions() as session:
+        async with self._database.reading() as session:
             conversation = await self._find(session, key)
             if conversation is None:
                 return []
             query = select(TurnRow).where(TurnRow.conversation_id == conversation)
             if since is not None:
-                query = query.where(TurnRow.created_at >= since.astimezone(UTC))
+                query = query.where(TurnRow.created_at >= in_utc(since))
             rows = (await session.scalars(query.order_by(TurnRow.id.desc()).limit(limit))).all()
         return [_turn(row) for row in reversed(rows)]
+
+    # -- privacy and retention ---------------------------------------------------
+
+    async def forget_author(self, platform: str, author_id: str) -> Forgotten:
+        """Delete every turn this person wrote on ``platform``, and the bot's replies to them."""
+        theirs = _authored_by(platform, author_id)
+        async with self._database.writing() as session:
+            replies = await session.execute(
+                delete(TurnRow).where(TurnRow.role == "assistant", TurnRow.reply_to_id.in_(theirs))
+            )
+            messages = await session.execute(delete(TurnRow).where(TurnRow.id.in_(theirs)))
+        return Forgotten(messages=_deleted(messages), replies=_deleted(replies))
+
+    async def forget_channel(self, platform: str, channel: str) -> Forgotten:
+        """Delete every turn of a channel, its threads included."""
+        in_channel = select(ConversationRow.id).where(
+            ConversationRow.platform == platform, ConversationRow.channel == channel
+        )
+        counts = {}
+        async with self._database.writing() as session:
+            for role in ("user", "assistant"):
+                result = await session.execute(
+                    delete(TurnRow).where(
+                        TurnRow.role == role, TurnRow.conversation_id.in_(in_channel)
+                    )
+                )
+                counts[role] = _deleted(result)
+        return Forgotten(messages=counts["user"], replies=counts["assistant"])
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        """Delete every turn stored before ``cutoff``; return how many went."""
+        older = select(TurnRow.id).where(TurnRow.created_at < in_utc(cutoff))
+        total = 0
+        while True:
+            async with self._database.writing() as session:
+                result = await session.execute(
+                    delete(TurnRow).where(TurnRow.id.in_(older.limit(RETENTION_BATCH)))
+                )
+            total += _deleted(result)
+            if _deleted(result) < RETENTION_BATCH:
+                return total
+
+    async def by_author(
+        self, platform: str, author_id: str
+    ) -> list[tuple[ConversationKey, StoredTurn]]:
+        """This person's turns on ``platform`` and the bot's replies to them, oldest first."""
+        theirs = _authored_by(platform, author_id)
+        query = (
+            select(ConversationRow, TurnRow)
+            .join(TurnRow, TurnRow.conversation_id == ConversationRow.id)
+            .where(
+                TurnRow.id.in_(theirs)
+                | ((TurnRow.role == "assistant") & TurnRow.reply_to_id.in_(theirs))
+            )
+            .order_by(TurnRow.id)
+        )
+        async with self._database.reading() as session:
+            rows: Sequence[Any] = (await session.execute(query)).all()
+        return [
+            (ConversationKey(c.platform, c.channel, c.thread or None), _turn(t)) for c, t in rows
+        ]
+
+
+def _authored_by(platform: str, author_id: str) -> Select[int]:
+    return select(TurnRow.id).where(
+        TurnRow.role == "user",
+        TurnRow.author_id == author_id,
+        TurnRow.conversation_id.in_(
+            select(ConversationRow.id).where(ConversationRow.platform == platform)
+        ),
+    )

@@ -1,14 +1,30 @@
-"""The async engine: URL handling, SQLite pragmas, migrations at open."""
+"""The async engine: URL handling, SQLite pragmas, read and write transactions.
+
+On SQLite a write transaction starts with ``BEGIN IMMEDIATE``: it takes the
+write lock before its first read, so a transaction that reads and then writes
+waits its turn (up to the busy timeout) instead of failing with "database is
+locked" when another connection committed in between. Reads use a plain
+``BEGIN`` and, under WAL, never wait for writers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from storage.errors import StorageError
 
@@ -37,7 +53,12 @@ def masked_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+WRITE_OPTION = "confab_write"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is switched off; _sqlite_begin issues ours.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -46,8 +67,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    writing = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
 class Database:
-    """One engine and its session factory, built from a URL; closed with :meth:`close`."""
+    """One engine, with read and write sessions, built from a URL; closed with :meth:`close`."""
 
     def __init__(self, url: str) -> None:
         self.url = expand_url(url)
@@ -57,7 +83,34 @@ class Database:
             raise StorageError(f"the database driver is not installed: {error}") from error
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(writer, expire_on_commit=False)
+        # SQLite has one writer at a time anyway. This process's writers queue here,
+        # in order, so only other processes ever wait on the file lock, and none
+        # of ours can lose the race for it until the busy timeout runs out.
+        self._write_turn = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for queries; nothing it does is committed."""
+        async with self._reads() as session:
+            yield session
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A session in one write transaction, committed when the block ends without error.
+
+        Not re-entrant: on SQLite, writers of this process take turns.
+        """
+        async with self._write_turn or contextlib.nullcontext(), self._writes.begin() as session:
+            yield session
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     ForeignKey,
@@ -51,11 +53,23 @@ class TurnRow(Base):
     ``addressed`` is false for channel chatter that was stored but not answered;
     ``skill`` names the skill that handled an addressed turn, so each skill sees
     its own thread of the conversation; ``command`` is set when the person typed
-    one (``text`` is always what they wrote, command included).
+    one (``text`` is always what they wrote, command included). A bot turn's
+    ``reply_to_id`` is the person's turn it answers, so forgetting a person
+    forgets the answers they were given too; it is not a foreign key, so
+    deleting a question never has to touch its answers' rows first.
     """
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        # The last N turns of a conversation.
+        Index("ix_turns_conversation_id_id", "conversation_id", "id"),
+        # A channel's messages since T.
+        Index("ix_turns_conversation_id_created_at", "conversation_id", "created_at"),
+        # Retention, forgetting a person, and their answers.
+        Index("ix_turns_created_at", "created_at"),
+        Index("ix_turns_author_id", "author_id"),
+        Index("ix_turns_reply_to_id", "reply_to_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -69,3 +83,62 @@ class TurnRow(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reply_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class UserRow(Base):
+    """A person as one platform knows them, with the settings they chose."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_user_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChannelSettingsRow(Base):
+    """A channel's overrides; NULL means "use the default" for each column."""
+
+    __tablename__ = "channel_settings"
+    __table_args__ = (UniqueConstraint("platform", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(255))
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enabled_skills: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SkillStateRow(Base):
+    """One key-value entry a skill keeps, within a scope it names (a channel, a user...)."""
+
+    __tablename__ = "skill_state"
+    __table_args__ = (UniqueConstraint("skill", "scope", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    skill: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedEventRow(Base):
+    """A platform event already handled: a Slack retry or Discord replay of it is dropped."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id"),
+        Index("ix_processed_events_processed_at", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

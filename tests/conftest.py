@@ -1,12 +1,15 @@
-"""Shared fixtures: real SQLite files, and the real bundled model loaded once per run."""
+"""Shared fixtures: real SQLite files, a real PostgreSQL database of this run's own,
+and the real bundled model loaded once per run."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import torch
 
@@ -23,8 +26,73 @@ def _no_confab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'confab.db'}"
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """The database most tests use: a fresh SQLite file (the storage suites use both)."""
+    return sqlite_url
+
+
+# The local server of the development and CI machines (trust auth); libpq's
+# variables point elsewhere.
+PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PGPORT", "5432"))
+PG_USER = os.environ.get("PGUSER", "postgres")
+
+
+async def _postgres(database: str, *statements: str) -> None:
+    connection = await asyncpg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, database=database, timeout=10
+    )
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test run's own on the local PostgreSQL, dropped at the end.
+
+    Fails (never skips) when no server answers: the storage suites must run on both.
+    """
+    name = f"confab_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_postgres("postgres", f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        pytest.fail(
+            f"PostgreSQL at {PG_USER}@{PG_HOST}:{PG_PORT} is needed by the storage tests and "
+            f"did not answer ({error}). Start it, e.g. `.ci/run` does: pg_ctlcluster "
+            "--skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            pytrace=False,
+        )
+    yield name
+    asyncio.run(_postgres("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgresql_url(postgres_database: str) -> str:
+    """The run's PostgreSQL database, emptied for this test (as a fresh SQLite file is)."""
+    asyncio.run(
+        _postgres(
+            postgres_database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            "DROP SCHEMA public CASCADE",
+            "CREATE SCHEMA public",
+        )
+    )
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{postgres_database}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """Each test that takes this runs twice: on a SQLite file and on PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture(scope="session")

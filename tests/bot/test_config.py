@@ -75,7 +75,10 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     [
         ("[router]\nmax_input_chars = -5\n", "router.max_input_chars = -5: Input should be"),
         ('[router]\nmax_input_chars = "lots"\n', "router.max_input_chars = 'lots'"),
-        ("[router]\nprefix = '!'\n", "router.prefix: unknown key; allowed here: default_skill"),
+        (
+            "[router]\nprefix = '!'\n",
+            "router.prefix: unknown key; allowed here: admins, default_skill",
+        ),
         ("[routr]\nprefixes = ['!']\n", "routr: unknown key; allowed here: bot, desk, model"),
         ("[skills.echo]\ntimes = 'x'\n", "skills.echo.times = 'x'"),
         ("[skills.nope]\na = 1\n", "skills.nope: unknown key; allowed here: echo, plain"),
@@ -84,6 +87,8 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("[model]\ncontext_window = 200\n", "must be larger than max_new_tokens (256)"),
         ('[bot]\ndatabase_url = "mysql://x"\n', "bot.database_url = 'mysql://x': Value error"),
         ('[bot]\nlog_level = "LOUD"\n', "bot.log_level = 'LOUD'"),
+        ('[router]\nadmins = ["alice"]\n', "'alice' must be 'platform:user_id' or 'platform:*'"),
+        ("[storage]\nretention_days = -1\n", "storage.retention_days = -1: Input should be"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_allowed(

@@ -18,7 +18,8 @@ from bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
 from skills.help import HelpSkill
 from skills.ping import PingSkill
 from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from storage.conversations import ConversationKey, ConversationStore
+from storage.database import Database
 
 BUILTINS = [AskSkill, HelpSkill, PingSkill]
 
@@ -192,6 +193,25 @@ async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: P
             ChatMessage("assistant", "Paris."),
             ChatMessage("user", "How many people live there?"),
         ]
+
+
+async def test_the_question_is_committed_before_the_model_is_asked(tmp_path: Path) -> None:
+    seen_by_another_connection: list[list[str]] = []
+
+    class Peeking(ScriptedBackend):
+        async def stream(self, messages, params=None):  # type: ignore[no-untyped-def]
+            other = Database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+            turns = await ConversationStore(other).recent(ConversationKey("test", "dm"))
+            seen_by_another_connection.append([t.text for t in turns])
+            await other.close()
+            async for chunk in super().stream(messages, params):
+                yield chunk
+
+    async with ChatHarness(BUILTINS, tmp_path, model=Peeking(["Hi."])) as chat:
+        await chat.ask("hello?")
+        assert seen_by_another_connection == [["hello?"]]
+        question, reply = await chat.store.recent(ConversationKey("test", "dm"))
+        assert (reply.text, reply.reply_to_id) == ("Hi.", question.id)
 
 
 async def test_the_model_remembers_questions_not_commands_or_empty_asks(tmp_path: Path) -> None:

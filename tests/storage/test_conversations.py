@@ -1,4 +1,4 @@
-"""Conversation storage on a real SQLite file."""
+"""Conversation storage, on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from bot.cli import main
-from storage import migrate
 from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
-from storage.tables import Base
 
 DM = ConversationKey("console", "dm")
 
@@ -106,52 +102,6 @@ async def test_concurrent_first_messages_share_one_conversation(db_url: str) -> 
     assert count == 1
     assert len(await store.recent(key, limit=100)) == 20
     await database.close()
-
-
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db_url: str) -> None:
-    database, _ = await open_store(db_url)
-    async with database.engine.connect() as connection:
-        assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
-        assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
-    await database.close()
-
-
-async def test_migrations_match_the_models_and_go_down_and_up_again(db_url: str) -> None:
-    database = Database(db_url)
-    assert await migrate.current(database.engine) is None
-    await migrate.upgrade(database.engine)
-    assert await migrate.current(database.engine) == "0001"
-
-    async with database.engine.connect() as connection:
-
-        def differences(sync: object) -> list[object]:
-            context = MigrationContext.configure(sync)  # type: ignore[arg-type]
-            return list(compare_metadata(context, Base.metadata))
-
-        assert await connection.run_sync(differences) == []
-
-    await migrate.downgrade(database.engine, "base")
-    async with database.engine.connect() as connection:
-        tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-    assert "turns" not in tables and "conversations" not in tables
-    await migrate.upgrade(database.engine)
-    assert await migrate.current(database.engine) == "0001"
-    await database.close()
-
-
-def test_the_db_commands_upgrade_report_and_downgrade(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", db_url)
-    assert main(["db", "current"]) == 0
-    assert main(["db", "upgrade"]) == 0
-    assert main(["db", "downgrade", "base"]) == 0
-    output = capsys.readouterr().out.splitlines()
-    assert [line.rsplit(": ", 1)[1] for line in output] == [
-        "revision (empty)",
-        "revision 0001",
-        "revision (empty)",
-    ]
 
 
 def test_database_problems_are_one_clear_line(

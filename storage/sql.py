@@ -1,0 +1,36 @@
+"""Small pieces every repository shares: INSERT ... ON CONFLICT per dialect, UTC times, JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+"""What settings and skill state may hold: anything JSON can represent."""
+
+
+def upsert(session: AsyncSession, table: Any) -> SqliteInsert | PostgresqlInsert:
+    """An INSERT that can take ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything is stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def in_utc(moment: datetime) -> datetime:
+    """A bound value comparable with stored times on both databases."""
+    return moment.astimezone(UTC)
