@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.config import Config, build_config_model, check_plugins, load_config
@@ -164,12 +165,17 @@ def _write_export(data: dict[str, Any], out: str | None) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
+    # Personal data: readable by its owner only, and never half-written: a private
+    # file beside the target replaces it whole (an existing file's mode included).
+    target = Path(out)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        # Personal data: readable by its owner only.
-        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.replace(staging, target)
     except OSError as error:
+        staging.unlink(missing_ok=True)
         raise ConfabError(f"cannot write {out}: {error.strerror}") from None
     who = f"{data['platform']}:{data['user_id']}"
     print(f"wrote {len(data['turns'])} turns of {who} to {out}", file=sys.stderr)

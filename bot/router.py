@@ -209,9 +209,7 @@ class Router:
                 # What the person saw is remembered, even when the stream broke off
                 # or the bot is shutting down (hence the shield).
                 if stream.received.strip():
-                    await asyncio.shield(
-                        self._remember_answer(key, skill.name, stream, question.id)
-                    )
+                    await asyncio.shield(self._remember_answer(key, skill.name, stream, question))
             return stream.received
 
         context = SkillContext(
@@ -251,7 +249,7 @@ class Router:
             await self._reply_text(message, adapter, NO_ANSWER)
 
     async def _remember_answer(
-        self, key: ConversationKey, skill: str, stream: ReplyStream, question_id: int
+        self, key: ConversationKey, skill: str, stream: ReplyStream, question: StoredTurn
     ) -> None:
         await self.store.append(
             key,
@@ -262,7 +260,7 @@ class Router:
             skill=skill,
             token_count=self._tokens(stream.received),
             platform_message_id=stream.sent[0].id if stream.sent else None,
-            reply_to_id=question_id,
+            reply_to=question,
         )
 
     def _memory_loader(

@@ -45,6 +45,7 @@ class StoredTurn:
     created_at: datetime
     platform_message_id: str | None = None
     reply_to_id: int | None = None
+    reply_to_author_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ def _turn(row: TurnRow) -> StoredTurn:
         created_at=aware(row.created_at),
         platform_message_id=row.platform_message_id,
         reply_to_id=row.reply_to_id,
+        reply_to_author_id=row.reply_to_author_id,
     )
 
 
@@ -121,11 +123,12 @@ class ConversationStore:
         token_count: int = 0,
         platform_message_id: str | None = None,
         created_at: datetime | None = None,
-        reply_to_id: int | None = None,
+        reply_to: StoredTurn | None = None,
     ) -> StoredTurn:
         """Store one turn at the end of the conversation, committed, and return it.
 
-        A person's turn also records them as a user (display name kept current).
+        A person's turn also records them as a user (display name kept current);
+        a bot's turn names the turn it answers in ``reply_to``.
         """
         async with self._database.writing() as session:
             if role == "user":
@@ -141,8 +144,9 @@ class ConversationStore:
                 command=command,
                 token_count=token_count,
                 platform_message_id=platform_message_id,
-                created_at=created_at or utcnow(),
-                reply_to_id=reply_to_id,
+                created_at=in_utc(created_at) if created_at else utcnow(),
+                reply_to_id=reply_to.id if reply_to else None,
+                reply_to_author_id=reply_to.author_id if reply_to else None,
             )
             session.add(row)
             await session.flush()
@@ -208,7 +212,7 @@ class ConversationStore:
         theirs = _authored_by(platform, author_id)
         async with self._database.writing() as session:
             replies = await session.execute(
-                delete(TurnRow).where(TurnRow.role == "assistant", TurnRow.reply_to_id.in_(theirs))
+                delete(TurnRow).where(TurnRow.id.in_(_answers_to(platform, author_id)))
             )
             messages = await session.execute(delete(TurnRow).where(TurnRow.id.in_(theirs)))
         return Forgotten(messages=_deleted(messages), replies=_deleted(replies))
@@ -250,10 +254,7 @@ class ConversationStore:
         query = (
             select(ConversationRow, TurnRow)
             .join(TurnRow, TurnRow.conversation_id == ConversationRow.id)
-            .where(
-                TurnRow.id.in_(theirs)
-                | ((TurnRow.role == "assistant") & TurnRow.reply_to_id.in_(theirs))
-            )
+            .where(TurnRow.id.in_(theirs) | TurnRow.id.in_(_answers_to(platform, author_id)))
             .order_by(TurnRow.id)
         )
         async with self._database.reading() as session:
@@ -261,6 +262,16 @@ class ConversationStore:
         return [
             (ConversationKey(c.platform, c.channel, c.thread or None), _turn(t)) for c, t in rows
         ]
+
+
+def _answers_to(platform: str, author_id: str) -> Select[int]:
+    return select(TurnRow.id).where(
+        TurnRow.role == "assistant",
+        TurnRow.reply_to_author_id == author_id,
+        TurnRow.conversation_id.in_(
+            select(ConversationRow.id).where(ConversationRow.platform == platform)
+        ),
+    )
 
 
 def _authored_by(platform: str, author_id: str) -> Select[int]:

@@ -49,6 +49,7 @@ async def export_user(database: Database, platform: str, user_id: str) -> dict[s
                 "command": turn.command,
                 "skill": turn.skill,
                 "reply_to_id": turn.reply_to_id,
+                "reply_to_author_id": turn.reply_to_author_id,
                 "platform_message_id": turn.platform_message_id,
                 "created_at": turn.created_at.isoformat(),
             }

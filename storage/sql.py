@@ -32,5 +32,7 @@ def aware(moment: datetime) -> datetime:
 
 
 def in_utc(moment: datetime) -> datetime:
-    """A bound value comparable with stored times on both databases."""
-    return moment.astimezone(UTC)
+    """A bound value comparable with stored times on both databases.
+
+    Naive datetimes are taken as UTC, like everything storage hands back."""
+    return aware(moment).astimezone(UTC)

@@ -54,9 +54,10 @@ class TurnRow(Base):
     ``skill`` names the skill that handled an addressed turn, so each skill sees
     its own thread of the conversation; ``command`` is set when the person typed
     one (``text`` is always what they wrote, command included). A bot turn's
-    ``reply_to_id`` is the person's turn it answers, so forgetting a person
-    forgets the answers they were given too; it is not a foreign key, so
-    deleting a question never has to touch its answers' rows first.
+    ``reply_to_id`` is the person's turn it answers and ``reply_to_author_id``
+    that person, so forgetting a person forgets the answers they were given too,
+    even an answer stored after its question was already deleted. Neither is a
+    foreign key, so deleting a question never has to touch its answers first.
     """
 
     __tablename__ = "turns"
@@ -69,6 +70,7 @@ class TurnRow(Base):
         Index("ix_turns_created_at", "created_at"),
         Index("ix_turns_author_id", "author_id"),
         Index("ix_turns_reply_to_id", "reply_to_id"),
+        Index("ix_turns_reply_to_author_id", "reply_to_author_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -84,6 +86,7 @@ class TurnRow(Base):
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reply_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reply_to_author_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class UserRow(Base):

@@ -211,7 +211,11 @@ async def test_the_question_is_committed_before_the_model_is_asked(tmp_path: Pat
         await chat.ask("hello?")
         assert seen_by_another_connection == [["hello?"]]
         question, reply = await chat.store.recent(ConversationKey("test", "dm"))
-        assert (reply.text, reply.reply_to_id) == ("Hi.", question.id)
+        assert (reply.text, reply.reply_to_id, reply.reply_to_author_id) == (
+            "Hi.",
+            question.id,
+            question.author_id,
+        )
 
 
 async def test_the_model_remembers_questions_not_commands_or_empty_asks(tmp_path: Path) -> None:

@@ -47,10 +47,18 @@ async def test_forget_me_deletes_what_i_said_everywhere_and_the_replies_i_got(
             ("confab", "This is a scripted answer."),
             ("confab", answer),  # the reply to the request, which is no longer stored
         ]
-        # The confirmation answered a request that is gone, so it is nobody's reply now.
-        assert await chat.ask("!forget me", author="ada") == (
-            "Done: I deleted 1 message of yours (this one too), everywhere on this platform."
+        # The confirmation answered her, even though its request is gone: the next
+        # forget takes it too.
+        again = await chat.ask("!forget me", author="ada")
+        assert again == (
+            "Done: I deleted 1 message of yours (this one too), everywhere on this platform "
+            "and my 1 reply to them."
         )
+        assert await stored(chat, "dm") == [
+            ("bob", "hi"),
+            ("confab", "This is a scripted answer."),
+            ("confab", again),
+        ]
 
 
 async def test_forget_channel_is_for_admins_and_deletes_the_whole_channel(

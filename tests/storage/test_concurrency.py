@@ -48,3 +48,37 @@ async def test_concurrent_changes_to_one_persons_settings_all_survive(database: 
         *(users.set_setting("test", "ada", f"key{index}", index) for index in range(30))
     )
     assert await users.settings("test", "ada") == {f"key{index}": index for index in range(30)}
+
+
+async def test_writers_on_separate_connections_lose_nothing(db_url: str) -> None:
+    """Several Database objects stand in for several processes: their writes meet in
+    the database itself (SQLite's file lock, PostgreSQL's row locks), not in one
+    process's queue."""
+    first = Database(db_url)
+    await first.upgrade()
+    databases = [first] + [Database(db_url) for _ in range(3)]
+    try:
+
+        async def writer(number: int) -> None:
+            store = ConversationStore(databases[number % len(databases)])
+            key = ConversationKey("test", f"channel-{number % 5}")
+            for index in range(3):
+                await store.append(
+                    key,
+                    role="user",
+                    author_id=f"u{number}",
+                    author_name="U",
+                    text=f"{number}:{index}",
+                )
+
+        await asyncio.gather(*(writer(number) for number in range(40)))
+        store = ConversationStore(first)
+        stored = [
+            turn.text
+            for channel in range(5)
+            for turn in await store.recent(ConversationKey("test", f"channel-{channel}"), limit=500)
+        ]
+        assert sorted(stored) == sorted(f"{n}:{i}" for n in range(40) for i in range(3))
+    finally:
+        for database in databases:
+            await database.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -70,7 +70,9 @@ async def test_channel_messages_since_a_time_and_per_thread(db_url: str) -> None
     now = datetime.now(UTC)
     general = ConversationKey("discord", "general")
     thread = ConversationKey("discord", "general", "t1")
-    for said, age in (("old", timedelta(hours=3)), ("new", timedelta(minutes=5))):
+    # Platforms hand over times in any zone; they are compared as instants.
+    east, west = timezone(timedelta(hours=5)), timezone(timedelta(hours=-8))
+    for said, age, zone in (("old", timedelta(hours=3), east), ("new", timedelta(minutes=5), west)):
         await store.append(
             general,
             role="user",
@@ -78,12 +80,13 @@ async def test_channel_messages_since_a_time_and_per_thread(db_url: str) -> None
             author_name="A",
             text=said,
             addressed=False,
-            created_at=now - age,
+            created_at=(now - age).astimezone(zone),
         )
     await store.append(thread, role="user", author_id="c", author_name="C", text="in thread")
     recent = await store.channel_messages(general, since=now - timedelta(hours=1))
     assert [t.text for t in recent] == ["new"]
     assert [t.text for t in await store.channel_messages(general)] == ["old", "new"]
+    assert abs(recent[0].created_at - (now - timedelta(minutes=5))) < timedelta(seconds=1)
     assert [t.text for t in await store.channel_messages(thread)] == ["in thread"]
     await database.close()
 

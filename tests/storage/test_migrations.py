@@ -56,7 +56,7 @@ async def test_each_step_down_keeps_the_conversations(db_url: str) -> None:
     key = ConversationKey("console", "dm")
     question = await store.append(key, role="user", author_id="ada", author_name="Ada", text="Hi")
     await store.append(
-        key, role="assistant", author_id="c", author_name="c", text="Hello", reply_to_id=question.id
+        key, role="assistant", author_id="c", author_name="c", text="Hello", reply_to=question
     )
 
     await migrate.downgrade(database.engine, "-1")
@@ -68,7 +68,10 @@ async def test_each_step_down_keeps_the_conversations(db_url: str) -> None:
 
     await migrate.upgrade(database.engine)
     assert await differences(database) == []
-    assert [t.text for t in await store.recent(key)] == ["Hi", "Hello"]
+    hi, hello = await store.recent(key)
+    assert (hi.text, hello.text) == ("Hi", "Hello")
+    # Answers from before the upgrade are linked back to who asked.
+    assert (hello.reply_to_id, hello.reply_to_author_id) == (hi.id, "ada")
     await database.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ async def exchange(
         author_id="confab",
         author_name="confab",
         text=f"answer to {question}",
-        reply_to_id=asked.id,
+        reply_to=asked,
     )
     return asked
 
@@ -63,6 +64,27 @@ async def test_forgetting_a_person_takes_their_turns_and_the_replies_everywhere_
         "answer to on slack",
     ]
     assert await store.forget_author("discord", "ada") == Forgotten(0, 0)
+
+
+async def test_an_answer_stored_after_its_question_was_forgotten_is_still_theirs(
+    database: Database,
+) -> None:
+    store = ConversationStore(database)
+    asked = await store.append(GENERAL, role="user", author_id="ada", author_name="ada", text="q")
+    assert await store.forget_author("discord", "ada") == Forgotten(messages=1, replies=0)
+    # The answer was still streaming while the question was deleted.
+    await store.append(
+        GENERAL,
+        role="assistant",
+        author_id="confab",
+        author_name="confab",
+        text="a",
+        reply_to=asked,
+    )
+
+    assert [turn.text for _, turn in await store.by_author("discord", "ada")] == ["a"]
+    assert await store.forget_author("discord", "ada") == Forgotten(messages=0, replies=1)
+    assert await texts(store, GENERAL) == []
 
 
 async def test_forgetting_a_channel_takes_its_threads_and_nothing_else(database: Database) -> None:
@@ -137,12 +159,15 @@ async def test_confab_db_export_writes_json_to_stdout_or_a_private_file(
     assert [t["text"] for t in printed["turns"]] == ["hello", "answer to hello"]
 
     out = tmp_path / "ada.json"
+    out.write_text("an older, world-readable file")
+    out.chmod(0o644)
     assert (
         await _main(["db", "export", "--platform", "discord", "--user", "ada", "--out", str(out)])
         == 0
     )
     assert json.loads(out.read_text())["turns"] == printed["turns"]
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
     assert "wrote 2 turns of discord:ada to" in capsys.readouterr().err
 
 

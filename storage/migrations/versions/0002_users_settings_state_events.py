@@ -18,11 +18,26 @@ TURN_INDEXES = {
     "ix_turns_created_at": ["created_at"],
     "ix_turns_author_id": ["author_id"],
     "ix_turns_reply_to_id": ["reply_to_id"],
+    "ix_turns_reply_to_author_id": ["reply_to_author_id"],
 }
+# Answers stored before this revision are linked to the person who asked: the
+# latest addressed turn before them in the same conversation.
+BACKFILL_ANSWERS = """
+UPDATE turns SET
+    reply_to_id = (SELECT q.id FROM turns q
+        WHERE q.conversation_id = turns.conversation_id AND q.role = 'user'
+          AND q.addressed AND q.id < turns.id ORDER BY q.id DESC LIMIT 1),
+    reply_to_author_id = (SELECT q.author_id FROM turns q
+        WHERE q.conversation_id = turns.conversation_id AND q.role = 'user'
+          AND q.addressed AND q.id < turns.id ORDER BY q.id DESC LIMIT 1)
+WHERE role = 'assistant'
+"""
 
 
 def upgrade() -> None:
     op.add_column("turns", sa.Column("reply_to_id", sa.Integer(), nullable=True))
+    op.add_column("turns", sa.Column("reply_to_author_id", sa.String(255), nullable=True))
+    op.execute(BACKFILL_ANSWERS)
     for name, columns in TURN_INDEXES.items():
         op.create_index(name, "turns", columns)
     op.create_table(
@@ -83,3 +98,4 @@ def downgrade() -> None:
     # and a plain ALTER TABLE on PostgreSQL.
     with op.batch_alter_table("turns") as batch:
         batch.drop_column("reply_to_id")
+        batch.drop_column("reply_to_author_id")
