@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ QUESTIONS = [
 
 
 MAX_BATCH_SIZE = 0  # the engine's; 0 = model.max_batch_size's default
+ENGINE_THREAD: Any = None  # the engine's worker thread, which also loads the model
 
 
 @dataclass
@@ -100,7 +102,7 @@ def load(dtype: str, attention: str) -> tuple[Any, Any]:
     def load_model() -> Any:
         return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
 
-    return pick_model(load_model, dtype, attention, cache, str(folder)), tokenizer
+    return pick_model(load_model, tokenizer, dtype, attention, cache, str(folder)), tokenizer
 
 
 def run_naive(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
@@ -204,6 +206,7 @@ def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list
         window=8192,
         max_batch_size=MAX_BATCH_SIZE or limits.max_batch_size,
         max_queue=limits.max_queue,
+        executor=ENGINE_THREAD,
     )
     params = GenerationParams(max_new_tokens=new, temperature=0, repetition_penalty=1.0)
 
@@ -241,7 +244,21 @@ def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list
 
 def worker(args: argparse.Namespace) -> None:
     """Run one design over every point and print one JSON line per point."""
-    model, tokenizer = load(args.dtype, args.attention)
+    global ENGINE_THREAD
+    # Each design computes on the thread it would in production: naive on the one
+    # that loads; the engine on its worker, which loads too; the manager on its
+    # own thread, so its model is loaded on a thread that then ends (an idle
+    # OpenMP team of a live thread would slow the manager's).
+    if args.worker == "engine":
+        from bot.llm.engine import worker_thread
+
+        ENGINE_THREAD = worker_thread()
+        model, tokenizer = ENGINE_THREAD.submit(load, args.dtype, args.attention).result()
+    elif args.worker == "manager":
+        with ThreadPoolExecutor(1) as loader:
+            model, tokenizer = loader.submit(load, args.dtype, args.attention).result()
+    else:
+        model, tokenizer = load(args.dtype, args.attention)
     designs = {"naive": run_naive, "manager": run_manager, "engine": run_engine}
     run = designs[args.worker]
     warm = prompts(tokenizer, 2)

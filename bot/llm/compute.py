@@ -2,11 +2,10 @@
 
 bfloat16 halves the weights' memory and is much faster for batches on CPUs with
 native bf16 instructions (AVX512-BF16, AMX), but slower on CPUs without them.
-Which attention kernel wins depends on the dtype: on the EPYC this was written
-on, PyTorch's fused SDPA kernel is best in float32 while plain matmuls
-("eager") decode a bfloat16 batch of 8 about 1.5x faster than it.
-``"auto"`` times a small batched workload for each candidate once per machine,
-model and torch build, and remembers the winner.
+Which attention kernel wins depends on the dtype, the CPU and the shape of the
+batch, so ``"auto"`` times the engine itself on a small batch of mixed prompt
+lengths for each candidate, once per machine, model and torch build, and
+remembers the winner.
 """
 
 from __future__ import annotations
@@ -27,12 +26,14 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ATTENTION = ("sdpa", "eager")
 CHOICES_FILE = "compute-choices.json"
+PROBE = "engine probe 2"  # part of each remembered choice's key: a new probe measures again
 # Leaving the default (float32, sdpa) costs precision or memory, so it must win clearly.
 REQUIRED_GAIN = 0.9
 
 
 def pick_model(
     load: Callable[[], Any],
+    tokenizer: Any,
     dtype: str,
     attention: str,
     cache_dir: Path,
@@ -53,7 +54,8 @@ def pick_model(
     if len(candidates) == 1:
         return _configured(model, *candidates[0])
     key = "|".join(
-        [model_key, f"torch {torch.__version__}", _cpu(), f"threads {torch.get_num_threads()}"]
+        [PROBE, model_key, f"torch {torch.__version__}", _cpu()]
+        + [f"threads {torch.get_num_threads()}"]
         + [f"{d}/{k}" for d, k in candidates]
     )
     choices = _read(cache_dir / CHOICES_FILE)
@@ -62,7 +64,9 @@ def pick_model(
         return _configured(model, remembered[0], remembered[1])
     if progress:
         progress("Measuring which compute settings are fastest here (first start only)...")
-    timings = {candidate: _seconds(_configured(model, *candidate)) for candidate in candidates}
+    timings = {
+        candidate: _seconds(_configured(model, *candidate), tokenizer) for candidate in candidates
+    }
     default = candidates[0]
     best = min(timings, key=lambda c: timings[c])
     chosen = best if timings[best] < timings[default] * REQUIRED_GAIN else default
@@ -85,21 +89,35 @@ def _configured(model: Any, dtype: str, attention: str) -> Any:
     return model
 
 
-def _seconds(model: Any) -> float:
-    """Best of two: one batched prefill and a few decoding steps at batch 8."""
-    from transformers import DynamicCache
+def _seconds(model: Any, tokenizer: Any) -> float:
+    """The engine serving eight prompts of mixed lengths at once, after a warm-up.
 
-    best = float("inf")
-    with torch.inference_mode():
-        for _ in range(2):
-            ids = torch.randint(100, 1000, (8, 96))
-            cache = DynamicCache(config=model.config)
-            start = time.perf_counter()
-            out = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-            for _ in range(6):
-                out = model(input_ids=out.logits[:, -1:].argmax(-1), cache=cache, use_cache=True)
-            best = min(best, time.perf_counter() - start)
-    return best
+    A synthetic forward pass misleads: which attention kernel wins depends on
+    the left padding and cache lengths of a real batch, and on decoding more
+    than on prefill.
+    """
+    from bot.llm.backend import GenerationParams
+    from bot.llm.engine import BatchEngine, Request
+
+    engine = BatchEngine(model, tokenizer, window=4096, max_batch_size=8, max_queue=8)
+    generator = torch.Generator().manual_seed(0)
+
+    def requests(lengths: tuple[int, ...], new_tokens: int) -> list[Request]:
+        params = GenerationParams(max_new_tokens=new_tokens, temperature=0, repetition_penalty=1)
+        return [
+            Request(torch.randint(100, 10_000, (n,), generator=generator).tolist(), params, _drop)
+            for n in lengths
+        ]
+
+    engine.run_here(requests((8, 16), 2))  # first calls pay for kernel set-up
+    batch = requests((16, 32, 48, 64, 96, 128, 160, 192), 24)
+    start = time.perf_counter()
+    engine.run_here(batch)
+    return time.perf_counter() - start
+
+
+def _drop(item: object) -> None:
+    """Where a probe's answers go."""
 
 
 def _cpu() -> str:

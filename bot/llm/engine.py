@@ -9,6 +9,12 @@ multiplies throughput.
 
 Requests hand results back through ``emit``, which the worker calls with text
 pieces, then :class:`Finished` or an exception. It must be thread-safe.
+
+Give the engine the executor the model was loaded on (:func:`worker_thread`):
+each thread that computes gets its own OpenMP team, and on a 2-core machine a
+second team makes every forward pass slower (one greedy stream measured 20.8
+tokens/s on the thread that loaded the model, 16.3 on another thread after
+the first had computed, 24.0 when only the other thread ever computed).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +105,7 @@ class BatchEngine:
         window: int,
         max_batch_size: int,
         max_queue: int,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self._model = model
         self._tokenizer = tokenizer
@@ -111,7 +119,9 @@ class BatchEngine:
         self._steps = 0
         self._wake = threading.Condition()
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._owns_executor = executor is None
+        self._executor = executor or worker_thread()
+        self._worker: Future[None] | None = None
 
     @property
     def load(self) -> EngineLoad:
@@ -129,11 +139,10 @@ class BatchEngine:
                     f"queue full: {self._running} running, {len(self._waiting)} waiting "
                     f"(max_batch_size {self._max_batch}, max_queue {self._max_queue})"
                 )
-            if self._thread is None or not self._thread.is_alive():
-                if self._thread is not None:
-                    log.warning("the model worker had died; starting a new one")
-                self._thread = threading.Thread(target=self._work, name="confab-model", daemon=True)
-                self._thread.start()
+            if self._worker is None or self._worker.done():
+                if self._worker is not None:
+                    log.warning("the model worker had stopped; starting it again")
+                self._worker = self._executor.submit(self._work)
             self._waiting.append(request)
             self._wake.notify()
 
@@ -176,14 +185,39 @@ class BatchEngine:
         finally:
             request.cancelled.set()
 
+    def run_here(self, requests: Sequence[Request]) -> None:
+        """Serve ``requests`` to the end on the calling thread, as the worker would.
+
+        For measurements on the thread that owns the model (see
+        :mod:`bot.llm.compute`); the engine's worker must not be running.
+        """
+        batch = _Batch()
+        with self._wake:
+            self._waiting.extend(requests)
+        with torch.inference_mode():
+            while True:
+                with self._wake:
+                    joining = self._take_joiners(batch)
+                if not joining and not batch.rows:
+                    return
+                if joining:
+                    self._join(batch, joining)
+                if batch.rows:
+                    self._step(batch)
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker; requests still waiting or running fail as unavailable."""
         with self._wake:
             self._closing = True
             self._wake.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+            worker = self._worker
+        if worker is not None:
+            try:
+                worker.result(timeout)
+            except TimeoutError:
+                log.error("the model worker did not stop within %.0f s", timeout)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)
 
     def _work(self) -> None:
         batch = _Batch()
@@ -220,7 +254,7 @@ class BatchEngine:
                 leftover += list(self._waiting)
                 self._waiting.clear()
                 self._running = 0
-                self._thread = None
+                self._worker = None
                 reason = "shutting down" if self._closing else "the model worker stopped"
             _fail(leftover, ModelUnavailable(f"request abandoned: {reason}"))
 
@@ -231,16 +265,20 @@ class BatchEngine:
                 self._wake.wait()
             if self._closing:
                 return None
-            candidates: list[Request] = []
-            while self._waiting and len(batch.rows) + len(candidates) < self._max_batch:
-                request = self._waiting.popleft()
-                if not request.cancelled.is_set():
-                    candidates.append(request)
-            joining = _prefill_group(candidates)
-            # The rest go back to the front, in arrival order, for the next turn.
-            self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
-            self._running = len(batch.rows) + len(joining)
-            return joining
+            return self._take_joiners(batch)
+
+    def _take_joiners(self, batch: _Batch) -> list[Request]:
+        """Waiting requests that join this turn (the caller holds ``_wake``)."""
+        candidates: list[Request] = []
+        while self._waiting and len(batch.rows) + len(candidates) < self._max_batch:
+            request = self._waiting.popleft()
+            if not request.cancelled.is_set():
+                candidates.append(request)
+        joining = _prefill_group(candidates)
+        # The rest go back to the front, in arrival order, for the next turn.
+        self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
+        self._running = len(batch.rows) + len(joining)
+        return joining
 
     def _join(self, batch: _Batch, requests: list[Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""
@@ -395,6 +433,11 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return frozenset(ids)
+
+
+def worker_thread() -> ThreadPoolExecutor:
+    """The one thread that loads the model and runs every forward pass."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="confab-model")
 
 
 def _unique(requests: list[Request]) -> list[Request]:

@@ -17,7 +17,7 @@ from bot.errors import ModelError, ModelUnavailable
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
-from bot.llm.engine import BatchEngine, EngineLoad
+from bot.llm.engine import BatchEngine, EngineLoad, worker_thread
 from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class TransformersBackend(ModelBackend):
         self._model: Any = None
         self._tokenizer: Any = None
         self._engine: BatchEngine | None = None
+        self._worker = worker_thread()
         self._window = 0
         self.default_params = config.sampling()
 
@@ -50,11 +51,14 @@ class TransformersBackend(ModelBackend):
         return self._running_engine().load
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
+        # Loaded on the thread that will run every forward pass (see bot.llm.engine).
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._worker, self._load)
 
     async def close(self) -> None:
         if self._engine is not None:
             await asyncio.to_thread(self._engine.close)
+        self._worker.shutdown(wait=False)
         self._engine = None
         self._model = self._tokenizer = None
 
@@ -80,6 +84,7 @@ class TransformersBackend(ModelBackend):
             self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             model = pick_model(
                 load_model,
+                self._tokenizer,
                 self._config.dtype,
                 self._config.attention,
                 self._config.cache_dir,
@@ -99,6 +104,7 @@ class TransformersBackend(ModelBackend):
             window=self._window,
             max_batch_size=self._config.max_batch_size,
             max_queue=self._config.max_queue,
+            executor=self._worker,
         )
         self.name = model_path.name
         log.info(

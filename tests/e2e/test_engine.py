@@ -17,7 +17,7 @@ import torch
 from bot.config import ModelConfig
 from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from bot.llm.backend import GenerationParams
-from bot.llm.compute import pick_model
+from bot.llm.compute import pick_model as pick
 from bot.llm.engine import BatchEngine
 from bot.llm.weights import loadable_folder, resolve_model_path
 
@@ -251,10 +251,10 @@ async def test_a_dead_worker_fails_its_requests_and_a_new_one_is_started(
 def test_auto_compute_settings_are_measured_once_then_remembered(
     weights: tuple[Any, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    model, _ = weights
+    model, tokenizer = weights
     with caplog.at_level(logging.INFO, logger="bot.llm.compute"):
-        first = pick_model(lambda: copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
-        second = pick_model(lambda: copy.deepcopy(model), "float32", "auto", tmp_path, "bundled")
+        first = pick(lambda: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
+        second = pick(lambda: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
     probes = [r.getMessage() for r in caplog.records if "compute probe" in r.getMessage()]
     assert len(probes) == 1 and "float32/sdpa" in probes[0] and "float32/eager" in probes[0]
     chosen = first.config._attn_implementation
