@@ -33,6 +33,7 @@ import torch
 
 from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from bot.llm.backend import GenerationParams
+from bot.llm.kv_cache import check_supported, growing_cache
 from bot.llm.sampling import Sampler, TextTail
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class BatchEngine:
         max_queue: int,
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
+        check_supported(model)
         self._model = model
         self._tokenizer = tokenizer
         self._window = window
@@ -282,8 +284,6 @@ class BatchEngine:
 
     def _join(self, batch: _Batch, requests: list[Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""
-        from transformers import DynamicCache
-
         length = max(len(r.prompt) for r in requests)
         ids = torch.full((len(requests), length), self._pad, dtype=torch.long)
         mask = torch.zeros((len(requests), length), dtype=torch.long)
@@ -291,7 +291,7 @@ class BatchEngine:
             ids[i, length - len(request.prompt) :] = torch.tensor(request.prompt)
             mask[i, length - len(request.prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self._model.config)
+        cache = growing_cache(self._model)
         out = self._model(
             input_ids=ids,
             attention_mask=mask,
@@ -377,8 +377,7 @@ class BatchEngine:
         start = int(used[0]) if used.numel() else 0
         batch.mask = batch.mask[:, start:]
         for layer in batch.cache.layers:
-            layer.keys = layer.keys[index, :, start:, :]
-            layer.values = layer.values[index, :, start:, :]
+            layer.replace(layer.keys[index, :, start:, :], layer.values[index, :, start:, :])
 
 
 def _prefill_group(candidates: list[Request]) -> list[Request]:
@@ -399,17 +398,19 @@ def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> N
     """Append prefilled rows to the batch, left-padding whichever side is shorter."""
     for layer in cache.layers:
         # Padding carries zeros, never values a masked-out position could leak.
-        layer.keys = layer.keys * mask[:, None, :, None].to(layer.keys.dtype)
-        layer.values = layer.values * mask[:, None, :, None].to(layer.values.dtype)
+        layer.replace(
+            layer.keys * mask[:, None, :, None].to(layer.keys.dtype),
+            layer.values * mask[:, None, :, None].to(layer.values.dtype),
+        )
     if not batch.rows:
         batch.rows, batch.cache, batch.mask = rows, cache, mask
         return
     width = max(batch.mask.shape[1], mask.shape[1])
     batch.mask = torch.cat([_pad_left(batch.mask, width), _pad_left(mask, width)], 0)
     for kept, joined in zip(batch.cache.layers, cache.layers, strict=True):
-        kept.keys = torch.cat([_pad_left(kept.keys, width, 2), _pad_left(joined.keys, width, 2)])
-        kept.values = torch.cat(
-            [_pad_left(kept.values, width, 2), _pad_left(joined.values, width, 2)]
+        kept.replace(
+            torch.cat([_pad_left(kept.keys, width, 2), _pad_left(joined.keys, width, 2)]),
+            torch.cat([_pad_left(kept.values, width, 2), _pad_left(joined.values, width, 2)]),
         )
     batch.rows = batch.rows + rows
 
