@@ -126,7 +126,7 @@ class ModelConfig(Section):
     threads: int = Field(0, ge=0)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     attention: Literal["auto", "sdpa", "eager"] = "auto"
-    max_batch_size: int = Field(8, ge=1, le=64)
+    max_batch_size: int = Field(16, ge=1, le=64)
     max_queue: int = Field(32, ge=0, le=10_000)
     request_timeout_s: float = Field(120.0, gt=0)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
