@@ -38,9 +38,13 @@ from bot.llm.sampling import Sampler, TextTail
 
 log = logging.getLogger(__name__)
 
-# Prompt tokens (padding included) prefilled in one forward pass; requests that
-# do not fit wait for the next turn, so running answers keep streaming.
+# Prompt tokens prefilled in one turn of the loop; requests past it wait for the
+# next turn, so running answers keep streaming.
 PREFILL_TOKENS = 2048
+# Prompts share one prefill pass while left padding adds at most this share
+# (plus a few tokens): padding is computed like any other token.
+PADDING_ALLOWANCE = 0.3
+PADDING_SLACK = 32
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -276,13 +280,22 @@ class BatchEngine:
             request = self._waiting.popleft()
             if not request.cancelled.is_set():
                 candidates.append(request)
-        joining = _prefill_group(candidates)
+        joining = _within_budget(candidates)
         # The rest go back to the front, in arrival order, for the next turn.
         self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
         self._running = len(batch.rows) + len(joining)
         return joining
 
     def _join(self, batch: _Batch, requests: list[Request]) -> None:
+        """Prefill ``requests``, in groups of similar length, into the running batch.
+
+        All of them are prefilled before the next decoding step: a first token
+        soon matters more to a waiting person than one more token to a reader.
+        """
+        for group in _prefill_groups(requests):
+            self._prefill(batch, group)
+
+    def _prefill(self, batch: _Batch, requests: list[Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""
         length = max(len(r.prompt) for r in requests)
         ids = torch.full((len(requests), length), self._pad, dtype=torch.long)
@@ -380,18 +393,35 @@ class BatchEngine:
             layer.replace(layer.keys[index, :, start:, :], layer.values[index, :, start:, :])
 
 
-def _prefill_group(candidates: list[Request]) -> list[Request]:
-    """The shortest prompts whose left-padded prefill fits :data:`PREFILL_TOKENS`.
+def _within_budget(candidates: list[Request]) -> list[Request]:
+    """The shortest prompts that fit this turn's :data:`PREFILL_TOKENS` (at least one).
 
-    Grouping by length wastes little on padding, and short prompts, which are
-    quick to answer, get their first token first. There is always at least one.
+    Short prompts, which are quick to answer, get their first token first.
     """
-    group: list[Request] = []
+    chosen: list[Request] = []
+    total = 0
     for request in sorted(candidates, key=lambda r: len(r.prompt)):
-        if group and len(request.prompt) * (len(group) + 1) > PREFILL_TOKENS:
+        if chosen and total + len(request.prompt) > PREFILL_TOKENS:
             break
+        chosen.append(request)
+        total += len(request.prompt)
+    return chosen
+
+
+def _prefill_groups(requests: list[Request]) -> list[list[Request]]:
+    """Split ``requests`` into prefill passes that waste little on left padding."""
+    groups: list[list[Request]] = []
+    group: list[Request] = []
+    real = 0
+    for request in sorted(requests, key=lambda r: len(r.prompt)):
+        size = len(request.prompt)
+        padded = size * (len(group) + 1)
+        if group and padded > (1 + PADDING_ALLOWANCE) * (real + size) + PADDING_SLACK:
+            groups.append(group)
+            group, real = [], 0
         group.append(request)
-    return group
+        real += size
+    return [*groups, group] if group else groups
 
 
 def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bot.config import ModelConfig, OpenAIConfig
-from bot.errors import ModelBusy, ModelError, ModelUnavailable
+from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
 from bot.llm.backend import ChatMessage, GenerationParams
 from bot.llm.openai_backend import OpenAIBackend
 from bot.llm.weights import loadable_folder, resolve_model_path
@@ -199,3 +199,15 @@ async def test_the_api_key_comes_from_its_variable_and_is_never_logged(
             await backend.close()
     assert edge.authorization and set(edge.authorization) == {"Bearer sk-test-4242"}
     assert "sk-test-4242" not in caplog.text
+
+
+async def test_an_answer_slower_than_the_request_timeout_fails_as_too_long(server: str) -> None:
+    config = settings(server).model_copy(update={"request_timeout_s": 0.05})
+    backend = OpenAIBackend(config)
+    await backend.start()
+    try:
+        with pytest.raises(ModelTimeout) as late:
+            await answer(backend)
+    finally:
+        await backend.close()
+    assert "too long" in late.value.user_message
