@@ -203,48 +203,34 @@ async def test_an_answer_that_takes_too_long_fails_and_the_next_one_works(
     assert await collect(engine.stream(prompts[0], GREEDY, 60), [], 0) == reference[0]
 
 
-async def test_a_failing_forward_pass_fails_its_requests_and_the_engine_recovers(
+class WorkerDeath(BaseException):
+    """Something that kills the worker's loop itself, not just one step."""
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [RuntimeError("simulated fault in the forward pass"), WorkerDeath()],
+    ids=["failing step", "dying worker"],
+)
+async def test_a_fault_fails_the_requests_it_hits_and_the_next_request_works(
     engine: BatchEngine,
     weights: tuple[Any, Any],
     prompts: list[list[int]],
     reference: list[str],
     monkeypatch: pytest.MonkeyPatch,
+    fault: BaseException,
 ) -> None:
     model, _ = weights
     forward = model.forward
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(model, "forward", forward)  # fails once, like a transient fault
-        raise RuntimeError("simulated fault in the forward pass")
+        raise fault
 
     monkeypatch.setattr(model, "forward", broken)
     with pytest.raises(ModelUnavailable) as failed:
         await collect(engine.stream(prompts[0], GREEDY, 60), [], 0)
     assert "unavailable" in failed.value.user_message
-    assert await collect(engine.stream(prompts[0], GREEDY, 60), [], 0) == reference[0]
-
-
-class WorkerDeath(BaseException):
-    """Something that kills the worker thread itself, not just one step."""
-
-
-async def test_a_dead_worker_fails_its_requests_and_a_new_one_is_started(
-    engine: BatchEngine,
-    weights: tuple[Any, Any],
-    prompts: list[list[int]],
-    reference: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    model, _ = weights
-    forward = model.forward
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(model, "forward", forward)
-        raise WorkerDeath
-
-    monkeypatch.setattr(model, "forward", dying)
-    with pytest.raises(ModelUnavailable):
-        await collect(engine.stream(prompts[0], GREEDY, 60), [], 0)
     assert await collect(engine.stream(prompts[0], GREEDY, 60), [], 0) == reference[0]
 
 
