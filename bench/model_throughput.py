@@ -88,7 +88,6 @@ def arrival_offsets(count: int, pattern: str, spread: float) -> list[float]:
 
 
 def load(dtype: str, attention: str) -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from bot.config import ModelConfig
@@ -99,8 +98,8 @@ def load(dtype: str, attention: str) -> tuple[Any, Any]:
     folder = loadable_folder(resolve_model_path(""), cache, print)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
 
-    def load_model() -> Any:
-        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    def load_model(dtype: Any) -> Any:
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
 
     return pick_model(load_model, tokenizer, dtype, attention, cache, str(folder)), tokenizer
 

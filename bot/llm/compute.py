@@ -32,7 +32,7 @@ REQUIRED_GAIN = 0.9
 
 
 def pick_model(
-    load: Callable[[], Any],
+    load: Callable[[torch.dtype], Any],
     tokenizer: Any,
     dtype: str,
     attention: str,
@@ -40,19 +40,19 @@ def pick_model(
     model_key: str,
     progress: Callable[[str], None] | None = None,
 ) -> Any:
-    """The model ``load`` gives (in float32), set to the dtype and attention kernel
-    asked for, or, for ``"auto"``, to those that measure fastest here.
+    """The model ``load`` gives in a dtype, with the dtype and attention kernel
+    asked for, or, for ``"auto"``, those that measure fastest here.
 
-    Candidates are tried on the one loaded copy, float32 first, then converted
-    in place to bfloat16: a second copy would raise the start's peak memory. If
-    float32 wins after that, the model is loaded again (bfloat16 lost precision).
+    A known choice loads straight in its dtype. A probe tries the candidates on
+    one copy, float32 first, then converted in place to bfloat16 (a second copy
+    would raise the start's peak memory); if float32 wins after that, the model
+    is loaded again, since bfloat16 lost precision.
     """
     dtypes = list(DTYPES) if dtype == "auto" else [dtype]
     kernels = list(ATTENTION) if attention == "auto" else [attention]
     candidates = [(d, k) for d in dtypes for k in kernels]
-    model = load()
     if len(candidates) == 1:
-        return _configured(model, *candidates[0])
+        return _configured(load(DTYPES[dtypes[0]]), *candidates[0])
     key = "|".join(
         [PROBE, model_key, f"torch {torch.__version__}", _cpu()]
         + [f"threads {torch.get_num_threads()}"]
@@ -61,7 +61,8 @@ def pick_model(
     choices = _read(cache_dir / CHOICES_FILE)
     remembered = tuple(choices.get(key, "").split("/"))
     if remembered in candidates:
-        return _configured(model, remembered[0], remembered[1])
+        return _configured(load(DTYPES[remembered[0]]), remembered[0], remembered[1])
+    model = load(torch.float32)
     if progress:
         progress("Measuring which compute settings are fastest here (first start only)...")
     timings = {
@@ -79,7 +80,7 @@ def pick_model(
     _write(cache_dir / CHOICES_FILE, choices)
     if model.dtype != DTYPES[chosen[0]] and DTYPES[chosen[0]] == torch.float32:
         del model
-        model = load()
+        model = load(torch.float32)
     return _configured(model, *chosen)
 
 

@@ -74,9 +74,9 @@ class TransformersBackend(ModelBackend):
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
 
-        def load_model() -> Any:
+        def load_model(dtype: torch.dtype) -> Any:
             model = AutoModelForCausalLM.from_pretrained(
-                str(folder), local_files_only=True, dtype=torch.float32
+                str(folder), local_files_only=True, dtype=dtype
             )
             return model.eval()
 

@@ -239,8 +239,8 @@ def test_auto_compute_settings_are_measured_once_then_remembered(
 ) -> None:
     model, tokenizer = weights
     with caplog.at_level(logging.INFO, logger="bot.llm.compute"):
-        first = pick(lambda: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
-        second = pick(lambda: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
+        first = pick(lambda _: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
+        second = pick(lambda _: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
     probes = [r.getMessage() for r in caplog.records if "compute probe" in r.getMessage()]
     assert len(probes) == 1 and "float32/sdpa" in probes[0] and "float32/eager" in probes[0]
     chosen = first.config._attn_implementation
