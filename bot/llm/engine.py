@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -122,6 +122,7 @@ class BatchEngine:
         self._pad = self._tokenizer.pad_token_id or 0
         self._waiting: deque[Request] = deque()
         self._running = 0
+        self._unmerged = 0  # joiners of this turn not yet in the batch
         self._steps = 0
         self._wake = threading.Condition()
         self._closing = False
@@ -139,6 +140,8 @@ class BatchEngine:
         with self._wake:
             if self._closing:
                 raise ModelUnavailable("request submitted while the model is shutting down")
+            if any(r.cancelled.is_set() for r in self._waiting):  # their askers left
+                self._waiting = deque(r for r in self._waiting if not r.cancelled.is_set())
             free = max(self._max_batch - self._running, 0)
             if len(self._waiting) >= self._max_queue + free:
                 raise ModelBusy(
@@ -154,7 +157,7 @@ class BatchEngine:
 
     async def stream(
         self, prompt: list[int], params: GenerationParams, timeout_s: float
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Generate for ``prompt`` alongside every other request, yielding text pieces.
 
         Raises :class:`ModelBusy` at once when the queue is full, and
@@ -251,7 +254,7 @@ class BatchEngine:
                     batch, joining = _Batch(), []
                     with self._wake:
                         self._running = 0
-                    _fail(failed, ModelUnavailable(f"model step failed: {error!r}"))
+                    _fail(failed, f"model step failed: {error!r}")
         except BaseException:  # the thread ends here; the next submit starts a new one
             log.exception("the model worker died")
         finally:
@@ -262,7 +265,7 @@ class BatchEngine:
                 self._running = 0
                 self._worker = None
                 reason = "shutting down" if self._closing else "the model worker stopped"
-            _fail(leftover, ModelUnavailable(f"request abandoned: {reason}"))
+            _fail(leftover, f"request abandoned: {reason}")
 
     def _next_joiners(self, batch: _Batch) -> list[Request] | None:
         """Requests to prefill this turn; ``None`` when the engine is closing."""
@@ -283,6 +286,7 @@ class BatchEngine:
         joining = _within_budget(candidates)
         # The rest go back to the front, in arrival order, for the next turn.
         self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
+        self._unmerged = len(joining)
         self._running = len(batch.rows) + len(joining)
         return joining
 
@@ -315,6 +319,8 @@ class BatchEngine:
         )
         rows = [_Row(request, self._tokenizer) for request in requests]
         _merge(batch, rows, cache, mask)
+        with self._wake:
+            self._unmerged = max(self._unmerged - len(rows), 0)
         self._advance(rows, out.logits[:, -1, :])
         self._retire(batch)
 
@@ -374,7 +380,7 @@ class BatchEngine:
         batch.rows = [batch.rows[i] for i in keep]
         self._shrink(batch, keep)
         with self._wake:
-            self._running = len(batch.rows)
+            self._running = len(batch.rows) + self._unmerged
         for row in finished:
             if row.done is not None and row.done != "cancelled":
                 row.request.emit(Finished(row.done, row.generated))
@@ -394,13 +400,16 @@ class BatchEngine:
 
 
 def _within_budget(candidates: list[Request]) -> list[Request]:
-    """The shortest prompts that fit this turn's :data:`PREFILL_TOKENS` (at least one).
+    """The oldest request, then the shortest prompts that fit :data:`PREFILL_TOKENS`.
 
-    Short prompts, which are quick to answer, get their first token first.
+    Short prompts, which are quick to answer, get their first token first; the
+    oldest always joins, so a long prompt cannot be passed over for ever.
     """
-    chosen: list[Request] = []
-    total = 0
-    for request in sorted(candidates, key=lambda r: len(r.prompt)):
+    if not candidates:
+        return []
+    chosen = [candidates[0]]
+    total = len(candidates[0].prompt)
+    for request in sorted(candidates[1:], key=lambda r: len(r.prompt)):
         if chosen and total + len(request.prompt) > PREFILL_TOKENS:
             break
         chosen.append(request)
@@ -428,10 +437,8 @@ def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> N
     """Append prefilled rows to the batch, left-padding whichever side is shorter."""
     for layer in cache.layers:
         # Padding carries zeros, never values a masked-out position could leak.
-        layer.replace(
-            layer.keys * mask[:, None, :, None].to(layer.keys.dtype),
-            layer.values * mask[:, None, :, None].to(layer.values.dtype),
-        )
+        padding = mask[:, None, :, None] == 0
+        layer.replace(layer.keys.masked_fill(padding, 0), layer.values.masked_fill(padding, 0))
     if not batch.rows:
         batch.rows, batch.cache, batch.mask = rows, cache, mask
         return
@@ -475,6 +482,7 @@ def _unique(requests: list[Request]) -> list[Request]:
     return list(dict.fromkeys(requests))
 
 
-def _fail(requests: Sequence[Request], error: Exception) -> None:
+def _fail(requests: Sequence[Request], reason: str) -> None:
+    """Tell each request it failed, each with its own exception (tracebacks stay apart)."""
     for request in requests:
-        request.emit(error)
+        request.emit(ModelUnavailable(reason))

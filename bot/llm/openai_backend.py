@@ -23,6 +23,7 @@ from bot.config import ModelConfig
 from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import fit_messages
+from storage.database import masked_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class OpenAIBackend(ModelBackend):
         self._config = config
         self._transport = transport  # tests put faults between us and a real server
         self._settings = config.openai
+        self._where = masked_url(config.openai.base_url)  # for logs: no credentials
         self._client: httpx.AsyncClient | None = None
         self._model = self._settings.model
         self.name = self._model or "openai"
@@ -83,7 +85,7 @@ class OpenAIBackend(ModelBackend):
         )
         if not self._model:
             await self._discover_model()
-        log.info("model %s at %s", self.name, self._settings.base_url)
+        log.info("model %s at %s", self.name, self._where)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -101,8 +103,8 @@ class OpenAIBackend(ModelBackend):
             # The server may come up later; requests will say so until it does.
             log.warning(
                 "could not ask %s for its models (%s); set model.openai.model",
-                self._settings.base_url,
-                error,
+                self._where,
+                type(error).__name__,
             )
 
     def _http(self) -> httpx.AsyncClient:
@@ -132,6 +134,10 @@ class OpenAIBackend(ModelBackend):
         self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
     ) -> AsyncIterator[str]:
         client = self._http()
+        if not self._model:  # the server was down at start: ask again
+            await self._discover_model()
+            if not self._model:
+                raise ModelUnavailable(f"{self._where} lists no model; set model.openai.model")
         body = self._body(messages, params or self.default_params)
         deadline = asyncio.get_running_loop().time() + self._config.request_timeout_s
         attempt = 0
@@ -158,7 +164,7 @@ class OpenAIBackend(ModelBackend):
     async def _attempt(
         self, client: httpx.AsyncClient, body: dict[str, Any], deadline: float
     ) -> AsyncIterator[str]:
-        url = self._settings.base_url
+        url = self._where
         try:
             async with asyncio.timeout_at(deadline):
                 request = client.build_request("POST", "chat/completions", json=body)
@@ -221,7 +227,13 @@ def _parse_event(line: str) -> object:
 
 async def _check_status(response: httpx.Response, url: str) -> None:
     status = response.status_code
-    if status < 400:
+    if 200 <= status < 300:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            kind = response.headers.get("content-type", "no content type")
+            raise ModelError(
+                "The model server sent an answer I could not read.",
+                f"{url} answered {status} with {kind}, not an event stream",
+            )
         return
     detail = (await response.aread())[:300].decode(errors="replace")
     where = f"{url} answered {status}: {detail}"
@@ -229,6 +241,8 @@ async def _check_status(response: httpx.Response, url: str) -> None:
         raise _Retry(ModelBusy(where), wait=_retry_after(response))
     if status >= 500:
         raise _Retry(ModelUnavailable(where))
+    if status < 400:
+        raise ModelUnavailable(f"{where} (a redirect: check model.openai.base_url)")
     if status in (401, 403):
         raise ModelUnavailable(f"{where} (check the key in model.openai.api_key_env)")
     raise ModelError("The model server refused the request.", where)

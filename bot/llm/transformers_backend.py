@@ -8,6 +8,7 @@ text back through an asyncio queue per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -146,5 +147,9 @@ class TransformersBackend(ModelBackend):
         engine = self._running_engine()
         params = params or self.default_params
         prompt = await asyncio.to_thread(self._prompt, list(messages), params)
-        async for piece in engine.stream(prompt, params, self._config.request_timeout_s):
-            yield piece
+        # Closed at once when our consumer stops, so the slot frees at the next step.
+        async with contextlib.aclosing(
+            engine.stream(prompt, params, self._config.request_timeout_s)
+        ) as pieces:
+            async for piece in pieces:
+                yield piece

@@ -101,8 +101,11 @@ def engine(weights: tuple[Any, Any]) -> Iterator[BatchEngine]:
 
 @pytest.fixture
 def single_slot(weights: tuple[Any, Any]) -> Iterator[BatchEngine]:
-    """One running request at a time and one waiting."""
-    yield from make_engine(weights, max_batch_size=1, max_queue=1)
+    """One running request at a time and one waiting; answers never end early,
+    so a long one is still running however fast the machine is."""
+    for engine in make_engine(weights, max_batch_size=1, max_queue=1):
+        engine._eos = frozenset()
+        yield engine
 
 
 async def collect(stream: AsyncIterator[str], log: list[tuple[int, float]], tag: int) -> str:
@@ -172,7 +175,7 @@ async def test_cancelling_a_consumer_frees_its_slot_for_the_next_request(
     assert single_slot.load.waiting == 1  # the only slot is taken
     await first.aclose()  # the person went away
 
-    assert await asyncio.wait_for(waiting, 30) == reference[0]
+    assert (await asyncio.wait_for(waiting, 120)).startswith(reference[0])
 
 
 async def test_past_the_queue_bound_a_request_is_refused_at_once(
@@ -194,13 +197,15 @@ async def test_past_the_queue_bound_a_request_is_refused_at_once(
 
 
 async def test_an_answer_that_takes_too_long_fails_and_the_next_one_works(
-    engine: BatchEngine, prompts: list[list[int]], reference: list[str]
+    single_slot: BatchEngine, prompts: list[list[int]], reference: list[str]
 ) -> None:
+    engine = single_slot
     long = GenerationParams(max_new_tokens=2000, temperature=0)
     with pytest.raises(ModelTimeout) as late:
         await collect(engine.stream(prompts[2], long, 0.5), [], 0)
     assert "too long" in late.value.user_message
-    assert await collect(engine.stream(prompts[0], GREEDY, 60), [], 0) == reference[0]
+    answer = await collect(engine.stream(prompts[0], GREEDY, 60), [], 0)
+    assert answer.startswith(reference[0])  # the same words; without an end token it goes on
 
 
 class WorkerDeath(BaseException):

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,11 +54,13 @@ def server() -> Iterator[str]:
         "--device",
         "cpu",
     ]
+    # A pipe nobody reads could fill and block the server; closed at teardown.
+    log = tempfile.TemporaryFile()  # noqa: SIM115
     try:
         process = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
     except OSError as error:
@@ -68,14 +71,21 @@ def server() -> Iterator[str]:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
         process.kill()
-        error = process.stderr.read().decode()[-500:] if process.stderr else ""
+        log.seek(0)
+        error = log.read().decode(errors="replace")[-500:]
         pytest.skip(f"transformers serve did not come up in {START_TIMEOUT_S} s: {error}")
     yield f"http://127.0.0.1:{port}/v1"
     process.terminate()
-    process.wait(10)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
 
 
 class Faulty(httpx.AsyncHTTPTransport):
