@@ -265,20 +265,16 @@ class ConversationStore:
 
 
 def _answers_to(platform: str, author_id: str) -> Select[int]:
-    return select(TurnRow.id).where(
-        TurnRow.role == "assistant",
-        TurnRow.reply_to_author_id == author_id,
-        TurnRow.conversation_id.in_(
-            select(ConversationRow.id).where(ConversationRow.platform == platform)
-        ),
+    return _turns_on(platform).where(
+        TurnRow.role == "assistant", TurnRow.reply_to_author_id == author_id
     )
 
 
 def _authored_by(platform: str, author_id: str) -> Select[int]:
-    return select(TurnRow.id).where(
-        TurnRow.role == "user",
-        TurnRow.author_id == author_id,
-        TurnRow.conversation_id.in_(
-            select(ConversationRow.id).where(ConversationRow.platform == platform)
-        ),
-    )
+    return _turns_on(platform).where(TurnRow.role == "user", TurnRow.author_id == author_id)
+
+
+def _turns_on(platform: str) -> Select[int]:
+    """Ids of the turns in ``platform``'s conversations."""
+    on_platform = select(ConversationRow.id).where(ConversationRow.platform == platform)
+    return select(TurnRow.id).where(TurnRow.conversation_id.in_(on_platform))

@@ -18,7 +18,7 @@ from bot.errors import ModelError, ModelUnavailable
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
-from bot.llm.engine import BatchEngine, EngineLoad, worker_thread
+from bot.llm.engine import BatchEngine, worker_thread
 from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,6 @@ class TransformersBackend(ModelBackend):
     def dtype(self) -> str:
         """The compute dtype in use, e.g. ``"float32"``."""
         return str(self._model.dtype).removeprefix("torch.") if self._model is not None else ""
-
-    @property
-    def load(self) -> EngineLoad:
-        """Requests running and waiting now."""
-        return self._running_engine().load
 
     async def start(self) -> None:
         # Loaded on the thread that will run every forward pass (see bot.llm.engine).
