@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, delete, select
+from sqlalchemy import CursorResult, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -161,16 +161,26 @@ class ConversationStore:
         before_id: int | None = None,
         addressed_only: bool = True,
         skill: str | None = None,
+        since_reset: bool = False,
     ) -> list[StoredTurn]:
         """The newest turns, oldest first: at most ``limit``, within ``max_tokens``.
 
-        ``skill`` keeps only the turns that skill handled.
+        ``skill`` keeps only the turns that skill handled; ``since_reset`` only
+        those after the latest :meth:`reset_memory`.
         """
         async with self._database.reading() as session:
             conversation = await self._find(session, key)
             if conversation is None:
                 return []
             query = select(TurnRow).where(TurnRow.conversation_id == conversation)
+            if since_reset:
+                start = await session.scalar(
+                    select(ConversationRow.memory_after_id).where(
+                        ConversationRow.id == conversation
+                    )
+                )
+                if start is not None:
+                    query = query.where(TurnRow.id > start)
             if before_id is not None:
                 query = query.where(TurnRow.id < before_id)
             if addressed_only:
@@ -186,6 +196,20 @@ class ConversationStore:
                 break
             newest_first.append(_turn(row))
         return newest_first[::-1]
+
+    async def reset_memory(self, key: ConversationKey, *, after: StoredTurn) -> None:
+        """Start the bot's memory of this conversation afresh after the turn ``after``.
+
+        Nothing is deleted: earlier turns stay for summaries and exports, and
+        :meth:`recent` with ``since_reset`` no longer returns them.
+        """
+        async with self._database.writing() as session:
+            conversation = await self._conversation_id(session, key)
+            await session.execute(
+                update(ConversationRow)
+                .where(ConversationRow.id == conversation)
+                .values(memory_after_id=after.id)
+            )
 
     async def channel_messages(
         self,

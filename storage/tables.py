@@ -35,6 +35,8 @@ class ConversationRow(Base):
     """One conversation: a thread, or a channel outside threads, on one platform.
 
     ``thread`` is '' (not NULL) outside threads so the unique key holds.
+    ``memory_after_id`` is the turn after which the bot's memory of it starts
+    (``!reset``); earlier turns stay stored, for summaries and exports.
     """
 
     __tablename__ = "conversations"
@@ -45,6 +47,7 @@ class ConversationRow(Base):
     channel: Mapped[str] = mapped_column(String(255))
     thread: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    memory_after_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class TurnRow(Base):

@@ -65,6 +65,27 @@ async def test_recent_honours_limit_tokens_before_skill_and_chatter(db_url: str)
     await database.close()
 
 
+async def test_a_memory_reset_hides_earlier_turns_from_memory_only(db_url: str) -> None:
+    database, store = await open_store(db_url)
+    thread = ConversationKey("console", "dm", "t1")
+    for said in ("before", "more"):
+        await store.append(DM, role="user", author_id="a", author_name="A", text=said)
+    await store.append(thread, role="user", author_id="a", author_name="A", text="in a thread")
+    reset = await store.append(DM, role="user", author_id="a", author_name="A", text="!reset")
+    await store.append(DM, role="user", author_id="a", author_name="A", text="after")
+
+    await store.reset_memory(DM, after=reset)
+    assert [t.text for t in await store.recent(DM, since_reset=True)] == ["after"]
+    # Still stored, and other conversations keep their memory.
+    assert len(await store.recent(DM)) == 4
+    assert len(await store.channel_messages(DM)) == 4
+    assert [t.text for t in await store.recent(thread, since_reset=True)] == ["in a thread"]
+    # Resetting a conversation that has no turns yet creates it, harmlessly.
+    await store.reset_memory(ConversationKey("console", "new"), after=reset)
+    assert await store.recent(ConversationKey("console", "new"), since_reset=True) == []
+    await database.close()
+
+
 async def test_channel_messages_since_a_time_and_per_thread(db_url: str) -> None:
     database, store = await open_store(db_url)
     now = datetime.now(UTC)
