@@ -16,6 +16,7 @@ from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
 from bot.skillset import SkillSet
+from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationStore
 from storage.database import Database
 from storage.events import EventLog
@@ -94,6 +95,7 @@ class App:
             skills=skill_set,
             model=self.model,
             store=store,
+            settings=ChannelSettingsStore(self.database),
             config=self.config.router,
             bot_name=self.config.bot.name,
         )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+"""What a command (a skill's name or alias) may look like."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,22 @@ def args_after_command(text: str) -> str:
     """What follows the command word of a command message's text."""
     parts = text.split(maxsplit=1)
     return parts[1].strip() if len(parts) > 1 else ""
+
+
+def parse_command(text: str, prefixes: list[str]) -> tuple[str, str] | None:
+    """``'!ask what?'`` -> ``('ask', 'what?')`` for a known prefix; None otherwise.
+
+    The arguments keep their line breaks (code arrives that way).
+    """
+    stripped = text.lstrip()
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        after = stripped[len(prefix) :]
+        if not stripped.startswith(prefix) or not after or after[0].isspace():
+            continue
+        word = after.split(maxsplit=1)[0].lower()
+        if NAME_PATTERN.match(word):
+            return word, args_after_command(after)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,16 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.adapter import Adapter
+from bot.channel import AdapterHistory, StoredChannelControls
 from bot.config import RouterConfig
 from bot.errors import ConfabError
 from bot.llm.backend import ChatMessage, ModelBackend
-from bot.messages import Message, args_after_command
+from bot.messages import Message, args_after_command, parse_command
 from bot.privacy import StoredPrivacy, is_admin
-from bot.skill import NAME_PATTERN, ConversationMemory, Skill, SkillContext
+from bot.skill import ConversationMemory, Skill, SkillContext
 from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
+from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationKey, ConversationStore, StoredTurn
 
 log = logging.getLogger(__name__)
@@ -42,22 +44,6 @@ class Verdict:
 Guard = Callable[[Message], Awaitable[Verdict | None]]
 
 
-def parse_command(text: str, prefixes: list[str]) -> tuple[str, str] | None:
-    """``'!ask what?'`` -> ``('ask', 'what?')`` for a known prefix; None otherwise.
-
-    The arguments keep their line breaks (code arrives that way).
-    """
-    stripped = text.lstrip()
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        after = stripped[len(prefix) :]
-        if not stripped.startswith(prefix) or not after or after[0].isspace():
-            continue
-        word = after.split(maxsplit=1)[0].lower()
-        if NAME_PATTERN.match(word):
-            return word, args_after_command(after)
-    return None
-
-
 class Router:
     """Routes each incoming message of every adapter to one skill."""
 
@@ -67,12 +53,14 @@ class Router:
         skills: SkillSet,
         model: ModelBackend,
         store: ConversationStore,
+        settings: ChannelSettingsStore,
         config: RouterConfig,
         bot_name: str,
     ) -> None:
         self.skills = skills
         self.model = model
         self.store = store
+        self.settings = settings
         self.config = config
         self.bot_name = bot_name
         self.guards: list[Guard] = [
@@ -212,15 +200,21 @@ class Router:
                     await asyncio.shield(self._remember_answer(key, skill.name, stream, question))
             return stream.received
 
+        async def reset_memory() -> None:
+            await self.store.reset_memory(key, after=question)
+
+        admin = is_admin(self.config.admins, message)
         context = SkillContext(
             message=message,
             args=args,
             config=skill.config,
             model=self.model,
-            memory=ConversationMemory(self._memory_loader(key, skill.name, question)),
+            memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
             prefix=self.config.prefixes[0],
-            privacy=StoredPrivacy(self.store, message, admin=is_admin(self.config.admins, message)),
+            privacy=StoredPrivacy(self.store, message, admin=admin),
+            history=AdapterHistory(adapter, message, self.config.prefixes),
+            channel=StoredChannelControls(self.settings, message, admin=admin),
             _reply_stream=reply_stream,
         )
         try:
@@ -268,7 +262,12 @@ class Router:
     ) -> Callable[[int, int | None], Awaitable[list[ChatMessage]]]:
         async def load(max_turns: int, max_tokens: int | None) -> list[ChatMessage]:
             turns = await self.store.recent(
-                key, limit=max_turns, max_tokens=max_tokens, before_id=question.id, skill=skill
+                key,
+                limit=max_turns,
+                max_tokens=max_tokens,
+                before_id=question.id,
+                skill=skill,
+                since_reset=True,
             )
             return _as_chat(turns)
 
@@ -305,7 +304,7 @@ def _as_chat(turns: list[StoredTurn]) -> list[ChatMessage]:
         content = args_after_command(turn.text) if turn.command else turn.text.strip()
         skipping = not content
         if not skipping:
-            chat.append(ChatMessage("user", content))
+            chat.append(ChatMessage("user", content, name=turn.author_name))
     return chat
 
 

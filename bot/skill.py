@@ -20,31 +20,39 @@ Register it in your package's ``pyproject.toml``::
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.messages import Message
+from bot.llm.context import label_speakers
+from bot.messages import NAME_PATTERN, Message
+from bot.prompts import PromptTemplates
+from storage.channels import ChannelSettings
 from storage.conversations import Forgotten
 
 __all__ = [
+    "ChannelControls",
+    "ChannelHistory",
+    "ChannelSettings",
     "ChatMessage",
     "ConversationMemory",
     "Forgotten",
     "GenerationParams",
+    "GenerationSettings",
+    "Message",
     "ModelBackend",
     "Privacy",
+    "PromptTemplates",
     "Skill",
     "SkillContext",
     "SkillInfo",
+    "label_speakers",
 ]
-
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 class Skill(ABC):
@@ -96,15 +104,78 @@ class SkillInfo:
         return cls(skill.name, skill.help, skill.usage, tuple(skill.aliases))
 
 
-class ConversationMemory:
-    """The turns of the current conversation before the message being answered."""
+class GenerationSettings(BaseModel):
+    """Config keys every model-using skill offers: unset means the model's default.
 
-    def __init__(self, load: Callable[[int, int | None], Awaitable[list[ChatMessage]]]) -> None:
+    Subclass it for a skill's ``config_model``; :meth:`params` applies the keys
+    that are set to the model's defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int | None = Field(None, gt=0, le=8192)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+
+    def params(self, defaults: GenerationParams) -> GenerationParams:
+        changes: dict[str, Any] = {}
+        if self.max_new_tokens is not None:
+            changes["max_new_tokens"] = self.max_new_tokens
+        if self.temperature is not None:
+            changes["temperature"] = self.temperature
+        return replace(defaults, **changes)
+
+
+class ConversationMemory:
+    """The current conversation (this thread, or this channel outside threads) as the
+    skill answering it remembers it: its own earlier exchanges, since the last reset."""
+
+    def __init__(
+        self,
+        load: Callable[[int, int | None], Awaitable[list[ChatMessage]]],
+        reset: Callable[[], Awaitable[None]],
+    ) -> None:
         self._load = load
+        self._reset = reset
 
     async def recent(self, max_turns: int = 20, max_tokens: int | None = None) -> list[ChatMessage]:
-        """Up to ``max_turns`` turns (oldest first), within ``max_tokens`` if given."""
+        """Up to ``max_turns`` turns before this message (oldest first), within
+        ``max_tokens`` if given. User turns carry their author in ``name``."""
         return await self._load(max_turns, max_tokens)
+
+    async def reset(self) -> None:
+        """Forget the conversation so far, for every skill: the next message starts afresh.
+
+        Nothing is deleted (summaries still see it); it only leaves the memory.
+        """
+        await self._reset()
+
+
+class ChannelHistory(Protocol):
+    """What was said in the current channel or thread, read from the platform."""
+
+    async def read(self, *, limit: int, since: datetime | None = None) -> list[Message]:
+        """The newest ``limit`` messages (since ``since`` if given), oldest first.
+
+        Messages typed as commands have ``command`` set; the bot's own have
+        ``from_self``. Raises :class:`bot.errors.Unsupported` where the platform
+        keeps no history.
+        """
+        ...
+
+
+class ChannelControls(Protocol):
+    """The current channel's settings (``timezone``, ``system_prompt`` override ...)."""
+
+    async def settings(self) -> ChannelSettings:
+        """The channel's settings; a channel never configured has the defaults."""
+        ...
+
+    async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
+        """Override the system prompt of model-backed skills here; None restores theirs.
+
+        Raises :class:`bot.errors.NotAllowed` unless the author is an admin.
+        """
+        ...
 
 
 class Privacy(Protocol):
@@ -136,6 +207,8 @@ class SkillContext:
     skills: Sequence[SkillInfo]
     prefix: str
     privacy: Privacy
+    history: ChannelHistory
+    channel: ChannelControls
     _reply_stream: Callable[[AsyncIterable[str]], Awaitable[str]]
 
     async def reply(self, text: str) -> None:

@@ -35,6 +35,7 @@ from bot.messages import Author, Message, SentMessage
 from bot.router import Router
 from bot.skill import Skill
 from bot.skillset import SkillSet
+from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationStore
 from storage.database import Database
 
@@ -217,10 +218,12 @@ class ChatHarness:
         self.adapter = adapter or RecordingAdapter()
         self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         self.store = ConversationStore(self.database)
+        self.settings = ChannelSettingsStore(self.database)
         self.router = Router(
             skills=SkillSet(self._skills),
             model=self.model,
             store=self.store,
+            settings=self.settings,
             config=self.config,
             bot_name="confab",
         )

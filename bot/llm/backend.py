@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -12,10 +12,15 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn in the chat format models are trained on."""
+    """One turn in the chat format models are trained on.
+
+    ``name`` says which person wrote a user turn; backends do not send it (few
+    chat templates know it), see :func:`bot.llm.context.label_speakers`.
+    """
 
     role: Role
     content: str
+    name: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

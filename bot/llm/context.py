@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from bot.errors import PromptTooLong
 from bot.llm.backend import ChatMessage
@@ -47,3 +48,18 @@ def fit_messages(
     while low < len(middle) and middle[low].role == "assistant":
         low += 1
     return candidate(low)
+
+
+def label_speakers(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Prefix user turns with their author's name when more than one person speaks.
+
+    In a shared channel the model must know that "and for me?" came from
+    someone else than the question before; in a one-to-one chat names are noise.
+    """
+    names = {m.name for m in messages if m.role == "user" and m.name}
+    if len(names) < 2:
+        return list(messages)
+    return [
+        replace(m, content=f"{m.name}: {m.content}") if m.role == "user" and m.name else m
+        for m in messages
+    ]

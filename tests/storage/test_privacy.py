@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from storage import migrate
 from storage.conversations import ConversationKey, ConversationStore, Forgotten, StoredTurn
 from storage.database import Database
 from storage.export import export_user
@@ -177,7 +178,8 @@ async def test_export_refuses_a_database_that_is_not_migrated(
     monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", sqlite_url)
     assert await _main(["db", "export", "--user", "ada", "--platform", "discord"]) == 2
     error = capsys.readouterr().err
-    assert "is at schema revision (empty), not 0002: run `confab db upgrade` first" in error
+    expected = f"is at schema revision (empty), not {migrate.head()}: run `confab db upgrade` first"
+    assert expected in error
 
 
 async def _main(argv: list[str]) -> int:

@@ -1,0 +1,69 @@
+"""The channel a message came from, as a skill sees it: its history and its settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.adapter import Adapter
+from bot.errors import NotAllowed, Unsupported
+from bot.messages import Message, parse_command
+from storage.channels import ChannelSettings, ChannelSettingsStore
+
+log = logging.getLogger(__name__)
+
+
+class AdapterHistory:
+    """Implements :class:`bot.skill.ChannelHistory` through the adapter's history primitive."""
+
+    def __init__(self, adapter: Adapter, message: Message, prefixes: Sequence[str]) -> None:
+        self._adapter = adapter
+        self._message = message
+        self._prefixes = list(prefixes)
+
+    async def read(self, *, limit: int, since: datetime | None = None) -> list[Message]:
+        if not self._adapter.capabilities.history:
+            raise Unsupported(
+                "I can't read this channel's history on this platform.",
+                f"{self._adapter.platform} declares no history",
+            )
+        messages = await self._adapter.history(
+            self._message.channel, thread=self._message.thread, since=since, limit=limit
+        )
+        return [self._with_command(message) for message in messages]
+
+    def _with_command(self, message: Message) -> Message:
+        if message.command is not None:
+            return message
+        parsed = parse_command(message.text, self._prefixes)
+        return message.with_command(*parsed) if parsed else message
+
+
+class StoredChannelControls:
+    """Implements :class:`bot.skill.ChannelControls` over the channel settings store."""
+
+    def __init__(self, store: ChannelSettingsStore, message: Message, *, admin: bool) -> None:
+        self._store = store
+        self._message = message
+        self._admin = admin
+
+    async def settings(self) -> ChannelSettings:
+        return await self._store.get(self._message.platform, self._message.channel)
+
+    async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
+        message = self._message
+        if not self._admin:
+            raise NotAllowed(
+                "Only an admin can change this channel's system prompt.",
+                f"{message.platform}:{message.author.id} is not in router.admins",
+            )
+        settings = await self._store.update(message.platform, message.channel, system_prompt=prompt)
+        log.info(
+            "%s %s the system prompt of %s/%s",
+            message.author.id,
+            "set" if prompt is not None else "cleared",
+            message.platform,
+            message.channel,
+        )
+        return settings
