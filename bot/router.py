@@ -212,6 +212,7 @@ class Router:
             memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
             prefix=self.config.prefixes[0],
+            bot_name=self.bot_name,
             privacy=StoredPrivacy(self.store, message, admin=admin),
             history=AdapterHistory(adapter, message, self.config.prefixes),
             channel=StoredChannelControls(self.settings, message, admin=admin),

@@ -206,6 +206,7 @@ class SkillContext:
     memory: ConversationMemory
     skills: Sequence[SkillInfo]
     prefix: str
+    bot_name: str
     privacy: Privacy
     history: ChannelHistory
     channel: ChannelControls

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +43,8 @@ Script = Callable[[Sequence[ChatMessage]], str]
 
 
 class ScriptedBackend(ModelBackend):
-    """A model that answers from a script, streams word by word and records its prompts.
+    """A model that answers from a script, streams word by word and records its prompts
+    (``prompts``, as fitted to the context window) and their parameters (``params``).
 
     ``replies`` is a list of answers given in turn (the last one repeats), or a
     function of the prompt. Tokens are counted as whitespace-separated words
@@ -71,6 +72,7 @@ class ScriptedBackend(ModelBackend):
         self._delay = delay_s
         self.fail_with = fail_with
         self.prompts: list[list[ChatMessage]] = []
+        self.params: list[GenerationParams] = []
         self.closed = False
 
     @property
@@ -89,6 +91,7 @@ class ScriptedBackend(ModelBackend):
         params = params or self.default_params
         fitted = fit_messages(messages, self.count_tokens, self._window - params.max_new_tokens)
         self.prompts.append(fitted)
+        self.params.append(params)
         if self.fail_with is not None:
             raise self.fail_with
         words = self._script(fitted).split(" ")
@@ -125,7 +128,12 @@ class Posted:
 
 
 class RecordingAdapter(Adapter):
-    """An in-memory platform: records what the bot sends and edits, holds history."""
+    """An in-memory platform: records what the bot sends and edits, holds history.
+
+    ``timeline`` is every message of every channel, oldest first, as the
+    platform's history shows them: what people said and, marked ``from_self``,
+    what the bot posted (with its latest edit).
+    """
 
     platform = "test"
     config_model = RecordingConfig
@@ -143,7 +151,7 @@ class RecordingAdapter(Adapter):
         if capabilities is not None:
             self.capabilities = capabilities  # type: ignore[misc]
         self.posted: list[Posted] = []
-        self.incoming: list[Message] = []
+        self.timeline: list[Message] = []
         self._ids = itertools.count(1)
 
     async def run(self, handler: MessageHandler) -> None:
@@ -157,6 +165,18 @@ class RecordingAdapter(Adapter):
             raise Unsupported("Threads are not supported here.", "send to a thread")
         sent = SentMessage(id=str(next(self._ids)), channel=channel, thread=thread)
         self.posted.append(Posted(sent, [text]))
+        bot = self.context.bot_name
+        self.timeline.append(
+            Message(
+                platform=self.platform,
+                channel=channel,
+                thread=thread,
+                author=Author(bot, bot, is_bot=True),
+                text=text,
+                from_self=True,
+                id=sent.id,
+            )
+        )
         return sent
 
     async def edit(self, sent: SentMessage, text: str) -> None:
@@ -168,8 +188,12 @@ class RecordingAdapter(Adapter):
         for posted in self.posted:
             if posted.sent.id == sent.id:
                 posted.versions.append(text)
-                return
-        raise KeyError(sent.id)
+                break
+        else:
+            raise KeyError(sent.id)
+        for index, message in enumerate(self.timeline):
+            if message.from_self and message.id == sent.id:
+                self.timeline[index] = replace(message, text=text)
 
     def shown(self, sent: SentMessage) -> str:
         return next(p.text for p in self.posted if p.sent.id == sent.id)
@@ -184,7 +208,7 @@ class RecordingAdapter(Adapter):
     ) -> list[Message]:
         found = [
             m
-            for m in self.incoming
+            for m in self.timeline
             if m.channel == channel
             and m.thread == thread
             and (since is None or m.created_at >= since)
@@ -216,6 +240,7 @@ class ChatHarness:
         self.model = model or ScriptedBackend()
         self.config = router_config or RouterConfig()
         self.adapter = adapter or RecordingAdapter()
+        self._message_ids = itertools.count(1)
         self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         self.store = ConversationStore(self.database)
         self.settings = ChannelSettingsStore(self.database)
@@ -260,10 +285,11 @@ class ChatHarness:
             author=Author(author, author, is_bot=is_bot),
             text=f"/{command} {text}".strip() if command else text,
             addressed=addressed,
+            id=f"in-{next(self._message_ids)}",
             command=command,
             args=text if command else "",
         )
-        self.adapter.incoming.append(message)
+        self.adapter.timeline.append(message)
         await self.router.handle(message, self.adapter)
         return self.adapter.posted[before:]
 

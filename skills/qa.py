@@ -1,28 +1,31 @@
-"""``ask``: questions answered by the model, with this conversation's memory.
+"""Q&A: ``ask`` answers from the model with this conversation's memory; ``reset``
+starts the conversation afresh; ``prompt`` shows or sets the channel's system prompt.
 
-The default skill: an addressed message without a command comes here.
+``ask`` is the default skill: an addressed message without a command comes here.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from bot.skill import ChatMessage, Skill, SkillContext
-
-SYSTEM_PROMPT = (
-    "You are Confab, a helpful assistant in a team chat. Answer clearly and briefly. "
-    "Use Markdown, with code in fenced blocks."
+from bot.skill import (
+    ChatMessage,
+    GenerationSettings,
+    PromptTemplates,
+    Skill,
+    SkillContext,
+    label_speakers,
 )
 
+TEMPLATES = PromptTemplates.load(__package__, "qa.toml")
+MAX_PROMPT_CHARS = 2000
 
-class AskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-    system_prompt: str = SYSTEM_PROMPT
+class AskConfig(GenerationSettings):
+    # Empty means the built-in prompt (skills/qa.toml); a channel's own prompt
+    # (`!prompt set ...`) wins over both.
+    system_prompt: str = ""
     max_history_turns: int = Field(20, ge=0, le=500)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
 
 
 class AskSkill(Skill):
@@ -38,13 +41,79 @@ class AskSkill(Skill):
         if not question:
             await ctx.reply(f"Ask me something, e.g. `{ctx.prefix}ask what is a monad?`")
             return
-        history = await ctx.memory.recent(max_turns=config.max_history_turns)
-        messages = [
-            ChatMessage("system", config.system_prompt),
-            *history,
-            ChatMessage("user", question),
-        ]
-        params = ctx.model.default_params
-        if config.temperature is not None:
-            params = replace(params, temperature=config.temperature)
+        system = ChatMessage("system", await _system_prompt(ctx, config))
+        asked = ChatMessage("user", question, name=ctx.message.author.name)
+        params = config.params(ctx.model.default_params)
+        # Load no more history than could fit; the backend trims what is left over.
+        room = ctx.model.context_window - params.max_new_tokens
+        room -= ctx.model.count_tokens([system, asked])
+        history = []
+        if room > 0 and config.max_history_turns:
+            history = await ctx.memory.recent(max_turns=config.max_history_turns, max_tokens=room)
+        messages = [system, *label_speakers([*history, asked])]
         await ctx.reply_stream(ctx.model.stream(messages, params))
+
+
+async def _system_prompt(ctx: SkillContext, config: AskConfig) -> str:
+    override = (await ctx.channel.settings()).system_prompt
+    if override:
+        return override
+    return config.system_prompt or TEMPLATES.render("system", bot=_bot_name(ctx))
+
+
+def _bot_name(ctx: SkillContext) -> str:
+    return ctx.bot_name.capitalize()
+
+
+class ResetSkill(Skill):
+    name = "reset"
+    help = "Start a fresh conversation here: I forget what we said so far in this thread/channel."
+
+    async def run(self, ctx: SkillContext) -> None:
+        await ctx.memory.reset()
+        where = "thread" if ctx.message.thread else "channel"
+        await ctx.reply(
+            f"Fresh start: I've put our earlier conversation in this {where} out of mind. "
+            "(It is still stored; `forget` deletes it.)"
+        )
+
+
+class PromptSkill(Skill):
+    name = "prompt"
+    help = "Show this channel's system prompt for `ask`; admins can set or clear it."
+    usage = "[set <text> | clear]"
+
+    async def run(self, ctx: SkillContext) -> None:
+        action, _, text = ctx.args.strip().partition(" ")
+        action = action.lower()
+        if not action:
+            current = (await ctx.channel.settings()).system_prompt
+            if current:
+                await ctx.reply(f"This channel's system prompt:\n> {_quoted(current)}")
+            else:
+                await ctx.reply(
+                    "This channel uses the default system prompt. "
+                    f"An admin can set one with `{ctx.prefix}prompt set <text>`."
+                )
+        elif action == "set" and text.strip():
+            if len(text.strip()) > MAX_PROMPT_CHARS:
+                await ctx.reply(
+                    f"That prompt is {len(text.strip()):,} characters; "
+                    f"the limit is {MAX_PROMPT_CHARS:,}."
+                )
+                return
+            await ctx.channel.set_system_prompt(text.strip())
+            await ctx.reply("Done: `ask` answers in this channel with that system prompt now.")
+        elif action == "clear" and not text.strip():
+            await ctx.channel.set_system_prompt(None)
+            await ctx.reply("Done: this channel is back to the default system prompt.")
+        else:
+            await ctx.reply(
+                f"Usage: `{ctx.prefix}prompt` shows this channel's system prompt; "
+                f"`{ctx.prefix}prompt set <text>` and `{ctx.prefix}prompt clear` (admins) "
+                "change it."
+            )
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\n", "\n> ")

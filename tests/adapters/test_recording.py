@@ -22,7 +22,7 @@ class RecordingUnderTest:
 
     async def seed_history(self, channel: str, entries: list[tuple[str, str]]) -> None:
         for author, text in entries:
-            self.adapter.incoming.append(
+            self.adapter.timeline.append(
                 Message(platform="test", channel=channel, author=Author(author, author), text=text)
             )
 
