@@ -217,8 +217,62 @@ def _line(message: Message) -> str:
 
 async def _prefixed(header: str, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
     yield header
+    bullets = Bullets()
     async for piece in pieces:
-        yield piece
+        if text := bullets.feed(piece):
+            yield text
+    if text := bullets.close():
+        yield text
+
+
+_MARKER = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+")
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is| are)|sure|okay|certainly)\b.*:$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+class Bullets:
+    """A summary's text as bullet points, while it streams.
+
+    Small models often answer in prose however the prompt asks: a line that is
+    not a list item becomes one bullet per sentence (sent as each sentence
+    ends), list items keep their text under a "- ", and a "Here is a
+    summary:" preamble is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._line = ""
+        self._started = False
+
+    def feed(self, piece: str) -> str:
+        out = []
+        self._line += piece
+        while "\n" in self._line:
+            line, self._line = self._line.split("\n", 1)
+            out.append(self._finish(line))
+        if len(self._line.strip()) > 2 and not _MARKER.match(self._line):
+            *done, self._line = _SENTENCE_END.split(self._line)
+            out += [self._bullet(sentence) for sentence in done]
+        return "".join(out)
+
+    def close(self) -> str:
+        line, self._line = self._line, ""
+        return self._finish(line)
+
+    def _finish(self, line: str) -> str:
+        text = line.strip()
+        if not text or (not self._started and _PREAMBLE.match(text)):
+            return ""
+        if _MARKER.match(text):
+            return self._bullet(_MARKER.sub("", text))
+        return "".join(self._bullet(sentence) for sentence in _SENTENCE_END.split(text))
+
+    def _bullet(self, text: str) -> str:
+        text = text.strip()
+        if not text:
+            return ""
+        separator = "\n" if self._started else ""
+        self._started = True
+        return f"{separator}- {text}"
 
 
 async def _window(ctx: SkillContext, config: SummariseConfig) -> Window | None:

@@ -234,3 +234,29 @@ async def test_a_very_long_message_is_cut_not_dropped(tmp_path: Path) -> None:
     assert cut.startswith("ada: word word") and cut.endswith("…")
     assert 90 <= len(cut.split()) < 100
     assert short == "bob: short one"
+
+
+@pytest.mark.parametrize(
+    ("model_wrote", "shown"),
+    [
+        ("- ada asked.\n- bob agreed.", "- ada asked.\n- bob agreed."),
+        (
+            "Here is a summary:\n\n1. ada asked about lunch.\n2) bob agreed.",
+            "- ada asked about lunch.\n- bob agreed.",
+        ),
+        (
+            "The chat is about lunch. Ada asked when! Bob said noon?\nNo decision.",
+            "- The chat is about lunch.\n- Ada asked when!\n- Bob said noon?\n- No decision.",
+        ),
+        ("* one\n\n  * two", "- one\n- two"),
+        ("version 2.0 ships", "- version 2.0 ships"),
+    ],
+)
+async def test_the_summary_is_shown_as_bullet_points(
+    tmp_path: Path, model_wrote: str, shown: str
+) -> None:
+    model = ScriptedBackend([model_wrote])
+    async with ChatHarness([SummariseSkill], tmp_path, model=model) as chat:
+        await chat.send("lunch?", author="ada", channel="general", addressed=False)
+        answer = await chat.ask("!summarise", channel="general")
+    assert answer.split("\n\n", 1)[1] == shown
