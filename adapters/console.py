@@ -34,6 +34,31 @@ SHOWN_KEPT = 100  # messages whose text is kept for later edits
 _EOF = None
 
 
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def hard_line_breaks(text: str) -> str:
+    """Markdown in which every line break shows, as it does on Discord and Slack.
+
+    CommonMark joins the lines of a paragraph into one (a haiku would render
+    on one line); two trailing spaces make a line break. Code blocks are left as
+    they are.
+    """
+    lines = text.split("\n")
+    fence = ""
+    for index, line in enumerate(lines[:-1]):
+        opened = _FENCE_LINE.match(line)
+        if fence:
+            if opened and opened[1][0] == fence[0] and len(opened[1]) >= len(fence):
+                fence = ""
+            continue
+        if opened:
+            fence = opened[1]
+        elif line.strip() and lines[index + 1].strip():
+            lines[index] = line.rstrip() + "  "
+    return "\n".join(lines)
+
+
 class ConsoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -264,7 +289,7 @@ class ConsoleAdapter(Adapter):
         from rich.markdown import Markdown
         from rich.text import Text
 
-        return Markdown(text) if self.config.markdown else Text(text)
+        return Markdown(hard_line_breaks(text)) if self.config.markdown else Text(text)
 
     def _start_live(self, channel: str, text: str) -> None:
         from rich.live import Live

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.console import ConsoleAdapter, ConsoleConfig
+from adapters.console import ConsoleAdapter, ConsoleConfig, hard_line_breaks
 from bot.adapter import AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.llm.backend import ChatMessage
@@ -133,6 +133,25 @@ async def test_interactive_rendering_shows_markdown(tmp_path: Path) -> None:
     final = rendered[rendered.rindex("Some") :]  # the last frame the live display drew
     assert "Some bold text and:" in final and "**" not in final
     assert "print('hi')" in final and "```" not in final
+
+
+async def test_line_breaks_show_as_on_chat_platforms(tmp_path: Path) -> None:
+    out = io.StringIO()
+    config = ConsoleConfig(history_file=tmp_path / "history")
+    adapter = ConsoleAdapter(
+        AdapterContext(config, "confab", EmptyChannelLog()), stdout=out, interactive=True
+    )
+    haiku = "Leaves fall softly down\nthe cold wind whispers of change\nwinter waits nearby"
+    await adapter.send("dm", haiku + "\n\n```\na = 1\nb = 2\n```")
+    await adapter.stop()
+    final = out.getvalue()[out.getvalue().rindex("Leaves") :]
+    lines = [line.strip() for line in final.splitlines() if line.strip()]
+    assert lines == [*haiku.split("\n"), "a = 1", "b = 2"]
+
+
+def test_hard_line_breaks_leave_code_blocks_and_paragraph_ends_alone() -> None:
+    text = "one\ntwo\n\n```py\nx = 1\ny = 2\n```\nafter\nend"
+    assert hard_line_breaks(text) == "one  \ntwo\n\n```py\nx = 1\ny = 2\n```\nafter  \nend"
 
 
 async def test_odd_console_lines_get_a_hint_not_a_question(db_url: str) -> None:
