@@ -27,8 +27,10 @@ class PromptTemplates:
         self._source = source
 
     @classmethod
-    def load(cls, package: str, filename: str) -> PromptTemplates:
+    def load(cls, package: str | None, filename: str) -> PromptTemplates:
         """Read ``filename`` from inside ``package`` (a skill's ``__package__``)."""
+        if not package:
+            raise ValueError(f"{filename}: templates load from inside a package")
         text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
         source = f"{package}/{filename}"
         try:
