@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, delete, select, update
+from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -239,6 +239,7 @@ class ConversationStore:
                 delete(TurnRow).where(TurnRow.id.in_(_answers_to(platform, author_id)))
             )
             messages = await session.execute(delete(TurnRow).where(TurnRow.id.in_(theirs)))
+            await _settle_memory_marks(session)
         return Forgotten(messages=_deleted(messages), replies=_deleted(replies))
 
     async def forget_channel(self, platform: str, channel: str) -> Forgotten:
@@ -255,6 +256,7 @@ class ConversationStore:
                     )
                 )
                 counts[role] = _deleted(result)
+            await _settle_memory_marks(session)
         return Forgotten(messages=counts["user"], replies=counts["assistant"])
 
     async def delete_before(self, cutoff: datetime) -> int:
@@ -266,6 +268,7 @@ class ConversationStore:
                 result = await session.execute(
                     delete(TurnRow).where(TurnRow.id.in_(older.limit(RETENTION_BATCH)))
                 )
+                await _settle_memory_marks(session)
             total += _deleted(result)
             if _deleted(result) < RETENTION_BATCH:
                 return total
@@ -286,6 +289,28 @@ class ConversationStore:
         return [
             (ConversationKey(c.platform, c.channel, c.thread or None), _turn(t)) for c, t in rows
         ]
+
+
+async def _settle_memory_marks(session: AsyncSession) -> None:
+    """Move each memory reset mark onto a turn that still exists, after deletions.
+
+    The mark hides turns up to an id; the newest remaining turn at or before it
+    hides the same ones. Left on a deleted id, the mark could hide new turns on
+    SQLite, which reuses the ids of deleted rows at the end of a table.
+    """
+    newest_before_mark = (
+        select(func.max(TurnRow.id))
+        .where(
+            TurnRow.conversation_id == ConversationRow.id,
+            TurnRow.id <= ConversationRow.memory_after_id,
+        )
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(ConversationRow)
+        .where(ConversationRow.memory_after_id.is_not(None))
+        .values(memory_after_id=newest_before_mark)
+    )
 
 
 def _answers_to(platform: str, author_id: str) -> Select[int]:

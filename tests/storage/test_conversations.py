@@ -86,6 +86,30 @@ async def test_a_memory_reset_hides_earlier_turns_from_memory_only(db_url: str) 
     await database.close()
 
 
+async def test_new_turns_after_a_reset_and_a_deletion_are_remembered(db_url: str) -> None:
+    database, store = await open_store(db_url)
+    general = ConversationKey("console", "general")
+    kept = await store.append(general, role="user", author_id="bob", author_name="B", text="old")
+    reset = await store.append(
+        general, role="user", author_id="ada", author_name="A", text="!reset"
+    )
+    await store.reset_memory(general, after=reset)
+    await store.append(general, role="user", author_id="ada", author_name="A", text="later")
+    # Ada's turns go, the reset among them; the mark still hides what came before it.
+    await store.forget_author("console", "ada")
+    assert await store.recent(general, since_reset=True) == []
+    new = await store.append(general, role="user", author_id="bob", author_name="B", text="new")
+    assert [t.text for t in await store.recent(general, since_reset=True)] == ["new"]
+    assert new.id > kept.id
+
+    # With the whole channel gone, ids may start again from the top of the
+    # table; the next conversation is remembered whole.
+    await store.forget_channel("console", "general")
+    await store.append(general, role="user", author_id="bob", author_name="B", text="fresh")
+    assert [t.text for t in await store.recent(general, since_reset=True)] == ["fresh"]
+    await database.close()
+
+
 async def test_channel_messages_since_a_time_and_per_thread(db_url: str) -> None:
     database, store = await open_store(db_url)
     now = datetime.now(UTC)
