@@ -298,11 +298,10 @@ class WriteSkill(Skill):
         messages = build_prompt(request, PROMPTS.render("system"))
         params: GenerationParams = config.params(ctx.model.default_params)
         params = replace(params, max_new_tokens=token_budget(request, config.max_new_tokens))
-        pieces = ctx.model.stream(messages, params)
         if request.form not in FIXED_FORMS:
-            await ctx.reply_stream(_or_apology(pieces))
+            await ctx.reply_stream(_or_apology(ctx.model.stream(messages, params)))
             return
         # Generated whole, so nobody sees the chatter that the cut removes.
-        text = "".join([piece async for piece in pieces])
+        text = await ctx.model.complete(messages, params)
         shaped = shape_haiku(text) if request.form == "haiku" else shape_limerick(text)
         await ctx.reply(shaped or NOTHING_WRITTEN)

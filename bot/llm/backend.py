@@ -62,6 +62,12 @@ class ModelBackend(ABC):
     ) -> AsyncIterator[str]:
         """Yield the answer's text in chunks as it is generated."""
 
+    async def complete(
+        self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
+    ) -> str:
+        """The whole answer at once, for a skill that must see it before replying."""
+        return "".join([piece async for piece in self.stream(messages, params)])
+
     @abstractmethod
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Tokens of ``messages`` rendered as a prompt, generation cue included."""
