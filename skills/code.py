@@ -55,6 +55,9 @@ _PYTHON_LINE = re.compile(
     r"|(?:if|elif|else|for|while|with|try|except|finally)\b.*:)\s*(?:#.*)?$",
     re.MULTILINE,
 )
+_PYTHON_HINT = re.compile(
+    r"\b(?:print|len|range|self|None|True|False|lambda|yield|elif)\b|\bfor\b.+\bin\b"
+)
 _MODE = re.compile(r"\s*([^\s`]*)(.*)", re.DOTALL)
 _INLINE = re.compile(r"(`{1,3})([^`].*?)\1", re.DOTALL)
 
@@ -174,7 +177,9 @@ def guess_language(code: str) -> str | None:
         for word, language in (("python", "python"), ("node", "javascript"), ("sh", "bash")):
             if word in first:
                 return language
-    if _PYTHON_LINE.search(code) or python_problem(code) is None:
+    # Much code in other languages parses as Python (`console.log(x)`, `ls -la`):
+    # parsing only counts together with something only Python code says.
+    if _PYTHON_LINE.search(code) or (_PYTHON_HINT.search(code) and python_problem(code) is None):
         return "python"
     return None
 
@@ -264,19 +269,49 @@ def instruction(request: Request) -> str:
     return text
 
 
-async def _collect(chunks: AsyncIterable[str]) -> str:
-    return "".join([chunk async for chunk in chunks])
+async def _streamed(chunks: AsyncIterable[str], language: str | None) -> AsyncIterator[str]:
+    """The answer as it comes, each untagged opening fence tagged with ``language``,
+    and a closing fence if the answer stopped inside a block.
 
+    A line is held back only while it could still turn out to be a fence line.
+    """
+    fence = ""  # the marker of the block we are in
+    held = ""  # the start of the current line, not yet sent
+    plain = False  # the current line is not a fence line, and its start was sent
 
-async def _closing_fences(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
-    """The chunks as they come, and a closing fence if the answer stopped inside a block."""
-    received: list[str] = []
+    def line_end(line: str) -> str:
+        nonlocal fence
+        found = _FENCE.match(line)
+        if found is None:
+            return line
+        marker, info = found["marker"], found["info"].strip()
+        if fence:
+            if marker[0] == fence[0] and len(marker) >= len(fence) and not info:
+                fence = ""
+            return line
+        fence = marker
+        return line + (language or "") if not info else line
+
     async for chunk in chunks:
-        received.append(chunk)
-        yield chunk
-    unclosed = fenced("".join(received)).unclosed
-    if unclosed:
-        yield "\n" + unclosed
+        out = []
+        for part in re.split(r"(\n)", chunk):
+            if part == "\n":
+                out.append(("" if plain else line_end(held)) + "\n")
+                held, plain = "", False
+            elif plain:
+                out.append(part)
+            elif part:
+                held += part
+                if not held.lstrip(" ").startswith(("`", "~")) and held.strip():
+                    out.append(held)
+                    held, plain = "", True
+        if text := "".join(out):
+            yield text
+    tail = "" if plain else line_end(held)
+    if fence:  # the answer stopped inside a block: close it on a line of its own
+        tail += ("\n" if plain or tail else "") + fence
+    if tail:
+        yield tail
 
 
 def tidy_answer(answer: str, language: str | None) -> Fenced:
@@ -310,18 +345,18 @@ class CodeSkill(Skill):
         ]
         params = config.params(ctx.model.default_params)
         if request.mode not in CODE_MODES:
-            await ctx.reply_stream(_closing_fences(ctx.model.stream(messages, params)))
+            await ctx.reply_stream(_streamed(ctx.model.stream(messages, params), request.language))
             return
 
         language = request.language
-        first = await _collect(ctx.model.stream(messages, params))
+        first = await ctx.model.complete(messages, params)
         answer = tidy_answer(first, language)
-        problem = answer_problem(answer.blocks) if language == "python" else None
+        problem = answer_problem(answer.blocks)  # its Python blocks, whatever was asked
         if problem is not None:
             log.info("code %s: its Python does not parse (%s); asking again", request.mode, problem)
-            retry = PROMPTS.render("retry", error=problem, fence=f"```{language}")
+            retry = PROMPTS.render("retry", error=problem, fence=f"```{language or 'python'}")
             messages += [ChatMessage("assistant", first), ChatMessage("user", retry)]
-            answer = tidy_answer(await _collect(ctx.model.stream(messages, params)), language)
+            answer = tidy_answer(await ctx.model.complete(messages, params), language)
             problem = answer_problem(answer.blocks)
         if not any(block.code.strip() for block in answer.blocks):
             await ctx.reply("The model gave me no code for that. Try rephrasing the request.")

@@ -83,6 +83,49 @@ async def test_a_stream_that_stops_inside_a_code_block_gets_it_closed(tmp_path: 
     assert reply == "Like this:\n```python\nfor n in nums:\n```"
 
 
+class CharByChar(ScriptedBackend):
+    """Streams one character at a time, as a worst case for anything reading the stream."""
+
+    async def stream(self, messages, params=None):  # type: ignore[no-untyped-def]
+        async for piece in super().stream(messages, params):
+            for character in piece:
+                yield character
+
+
+async def test_a_streamed_explanation_gets_its_untagged_fences_tagged(tmp_path: Path) -> None:
+    answer = "Like this:\n```\nfor n in nums:\n    print(n)\n```\nThen `n` is...\n~~~\nx\n"
+    model = CharByChar([answer])
+    async with harness(tmp_path, model) as chat:
+        reply = await chat.ask("!code explain for n in nums: print(n)")
+    assert reply == (
+        "Like this:\n```python\nfor n in nums:\n    print(n)\n```\nThen `n` is...\n"
+        "~~~python\nx\n~~~"
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["console.log(a + b)", 'fmt.Println("hi")', 'printf("%d", x);', "ls -la", "x = (1,"],
+)
+async def test_code_that_merely_parses_as_python_is_not_called_python(
+    tmp_path: Path, code: str
+) -> None:
+    model = ScriptedBackend(["It prints."])
+    async with harness(tmp_path, model) as chat:
+        await chat.ask(f"!code explain {code}")
+    assert model.prompts[0][1].content.startswith("Explain what this code does")
+
+
+async def test_python_in_the_answer_is_checked_even_when_the_request_had_no_language(
+    tmp_path: Path,
+) -> None:
+    model = ScriptedBackend([BROKEN, FIXED])
+    async with harness(tmp_path, model) as chat:
+        reply = await chat.ask("!code fix area(r) returns the wrong thing")
+    assert reply == FIXED
+    assert "expected ':'" in model.prompts[1][-1].content
+
+
 async def test_fix_tags_an_untagged_fence_with_the_language(tmp_path: Path) -> None:
     model = ScriptedBackend([FIXED.replace("```python", "```")])
     async with harness(tmp_path, model) as chat:
@@ -176,7 +219,7 @@ async def test_a_channels_system_prompt_is_for_ask_not_code(tmp_path: Path) -> N
     model = ScriptedBackend(["It doubles x."])
     async with harness(tmp_path, model) as chat:
         await chat.settings.update("test", "dm", system_prompt="Talk like a pirate.")
-        await chat.ask("!code explain x * 2")
+        await chat.ask("!code explain print(x * 2)")
     assert model.prompts[0][0].content.startswith("You are a careful programming assistant")
     assert model.prompts[0][1].content.startswith("Explain what this python code does")
 
