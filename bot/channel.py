@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.adapter import Adapter
@@ -17,10 +17,17 @@ log = logging.getLogger(__name__)
 class AdapterHistory:
     """Implements :class:`bot.skill.ChannelHistory` through the adapter's history primitive."""
 
-    def __init__(self, adapter: Adapter, message: Message, prefixes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        message: Message,
+        prefixes: Sequence[str],
+        is_command: Callable[[str], bool],
+    ) -> None:
         self._adapter = adapter
         self._message = message
         self._prefixes = list(prefixes)
+        self._is_command = is_command  # "!heads up" is chat, not a command
 
     async def read(self, *, limit: int, since: datetime | None = None) -> list[Message]:
         if not self._adapter.capabilities.history:
@@ -37,7 +44,9 @@ class AdapterHistory:
         if message.command is not None:
             return message
         parsed = parse_command(message.text, self._prefixes)
-        return message.with_command(*parsed) if parsed else message
+        if parsed is None or not self._is_command(parsed[0]):
+            return message
+        return message.with_command(*parsed)
 
 
 class StoredChannelControls:

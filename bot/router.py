@@ -214,7 +214,7 @@ class Router:
             prefix=self.config.prefixes[0],
             bot_name=self.bot_name,
             privacy=StoredPrivacy(self.store, message, admin=admin),
-            history=AdapterHistory(adapter, message, self.config.prefixes),
+            history=AdapterHistory(adapter, message, self.config.prefixes, self._is_command),
             channel=StoredChannelControls(self.settings, message, admin=admin),
             _reply_stream=reply_stream,
         )
@@ -257,6 +257,9 @@ class Router:
             platform_message_id=stream.sent[0].id if stream.sent else None,
             reply_to=question,
         )
+
+    def _is_command(self, name: str) -> bool:
+        return self.skills.find(name) is not None
 
     def _memory_loader(
         self, key: ConversationKey, skill: str, question: StoredTurn

@@ -156,9 +156,9 @@ class ChannelHistory(Protocol):
     async def read(self, *, limit: int, since: datetime | None = None) -> list[Message]:
         """The newest ``limit`` messages (since ``since`` if given), oldest first.
 
-        Messages typed as commands have ``command`` set; the bot's own have
-        ``from_self``. Raises :class:`bot.errors.Unsupported` where the platform
-        keeps no history.
+        Messages that ran a command (``!ask ...``) have ``command`` set; the
+        bot's own have ``from_self``. Raises :class:`bot.errors.Unsupported`
+        where the platform keeps no history.
         """
         ...
 
@@ -171,7 +171,7 @@ class ChannelControls(Protocol):
         ...
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
-        """Override the system prompt of model-backed skills here; None restores theirs.
+        """Set the channel's own system prompt (``ask`` answers with it); None clears it.
 
         Raises :class:`bot.errors.NotAllowed` unless the author is an admin.
         """

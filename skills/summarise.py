@@ -33,7 +33,7 @@ from bot.skill import (
 log = logging.getLogger(__name__)
 
 TEMPLATES = PromptTemplates.load(__package__, "summarise.toml")
-SPAN = re.compile(r"^(\d{1,5})\s*(m|mins?|minutes?|h|hrs?|hours?|d|days?)$")
+SPAN = re.compile(r"^([0-9]{1,5})\s*(m|mins?|minutes?|h|hrs?|hours?|d|days?)$")
 UNITS = {"m": ("minute", 1), "h": ("hour", 60), "d": ("day", 1440)}
 MIN_ROOM = 64  # tokens of chat a prompt must have room for
 MAX_REDUCE_ROUNDS = 4
@@ -81,11 +81,17 @@ class SummariseSkill(Skill):
         if not said:
             await ctx.reply(f"There is nothing to summarise in {window.label}.")
             return
+        label = window.label
+        if window.since is not None and len(read) >= wanted:
+            label += f" (the newest {_count(wanted, 'message')})"
         summary = Summariser(ctx.model, config)
         chunks = summary.chunks([_line(m) for m in said])
-        header = f"**Summary of {window.label}** ({_count(len(said), 'message')}"
+        # The chunks are summarised before anything is posted, so a failure
+        # among them is one clear error, not a header left without a summary.
+        prompt = await summary.final_prompt(chunks)
+        header = f"**Summary of {label}** ({_count(len(said), 'message')}"
         header += f", in {len(chunks)} parts)\n\n" if len(chunks) > 1 else ")\n\n"
-        await ctx.reply_stream(_prefixed(header, summary.stream(chunks)))
+        await ctx.reply_stream(_prefixed(header, summary.stream(prompt)))
 
 
 class Summariser:
@@ -124,14 +130,16 @@ class Summariser:
     def _tokens(self, lines: Sequence[str]) -> int:
         return sum(self._model.count_text(line) + 1 for line in lines)
 
-    async def stream(self, chunks: list[list[str]]) -> AsyncIterator[str]:
-        """The summary as the model writes it (the last step streams)."""
+    async def final_prompt(self, chunks: list[list[str]]) -> list[ChatMessage]:
+        """The prompt of the summary itself: over the chat when it is one chunk, else over
+        the chunks' summaries (generated here)."""
         if len(chunks) == 1:
-            prompt = self._prompt("single", transcript="\n".join(chunks[0]))
-        else:
-            prompt = await self._reduce_to_one(await self._map(chunks))
-        async for piece in self._model.stream(prompt, self._params):
-            yield piece
+            return self._prompt("single", transcript="\n".join(chunks[0]))
+        return await self._reduce_to_one(await self._map(chunks))
+
+    def stream(self, prompt: list[ChatMessage]) -> AsyncIterator[str]:
+        """The summary as the model writes it."""
+        return self._model.stream(prompt, self._params)
 
     async def _map(self, chunks: list[list[str]]) -> list[str]:
         log.info("summarising %d chunks concurrently", len(chunks))
@@ -161,14 +169,18 @@ class Summariser:
         return self._prompt("reduce", summaries="\n\n".join(parts))
 
     async def _complete_all(self, prompts: Iterable[list[ChatMessage]]) -> list[str]:
-        """Whole answers to every prompt, generated concurrently; one failure cancels all."""
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._complete(prompt)) for prompt in prompts]
+        """Whole answers to every prompt, generated concurrently; one failure cancels all
+        and is raised as itself (a busy model stays "busy", not a task group error)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._complete(prompt)) for prompt in prompts]
+        except* Exception as failures:
+            raise failures.exceptions[0] from None
         return [task.result() for task in tasks]
 
     async def _complete(self, prompt: list[ChatMessage]) -> str:
         async with self._slots:
-            return "".join([piece async for piece in self._model.stream(prompt, self._params)])
+            return await self._model.complete(prompt, self._params)
 
 
 def _numbered(summaries: Sequence[str]) -> list[str]:
@@ -221,13 +233,15 @@ async def _prefixed(header: str, pieces: AsyncIterator[str]) -> AsyncIterator[st
     async for piece in pieces:
         if text := bullets.feed(piece):
             yield text
-    if text := bullets.close():
-        yield text
+    yield bullets.close() or NO_SUMMARY
 
 
+NO_SUMMARY = "The model gave no summary; please try again."
+FIRST_LINE_HOLD = 200  # characters of a first line held back to see if it is a preamble
 _MARKER = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+")
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is| are)|sure|okay|certainly)\b.*:$", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*$")
+_INTERJECTION = re.compile(r"^(?:sure|okay|ok|certainly|of course)\W*$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<!\bi\.e\.)(?<=[.!?])\s+(?=[A-Z0-9\"'*(])")
 
 
 class Bullets:
@@ -235,13 +249,14 @@ class Bullets:
 
     Small models often answer in prose however the prompt asks: a line that is
     not a list item becomes one bullet per sentence (sent as each sentence
-    ends), list items keep their text under a "- ", and a "Here is a
-    summary:" preamble is dropped.
+    ends), list items keep their text under a "- ", headings become bold lines,
+    and a preamble ("Sure! Here is a summary:") is dropped. The result does not
+    depend on how the text was cut into pieces.
     """
 
     def __init__(self) -> None:
         self._line = ""
-        self._started = False
+        self._sent = False
 
     def feed(self, piece: str) -> str:
         out = []
@@ -249,30 +264,45 @@ class Bullets:
         while "\n" in self._line:
             line, self._line = self._line.split("\n", 1)
             out.append(self._finish(line))
-        if len(self._line.strip()) > 2 and not _MARKER.match(self._line):
-            *done, self._line = _SENTENCE_END.split(self._line)
+        # Sentences of a prose line go out as they end; a first line waits for its
+        # end (or a good length), since it may be a preamble.
+        line = self._line
+        if (self._sent or len(line) > FIRST_LINE_HOLD) and not self._special(line):
+            *done, self._line = _SENTENCE_END.split(line)
             out += [self._bullet(sentence) for sentence in done]
         return "".join(out)
 
     def close(self) -> str:
+        """The rest of the text; empty if the model wrote nothing worth showing at all."""
         line, self._line = self._line, ""
         return self._finish(line)
 
+    @staticmethod
+    def _special(line: str) -> bool:
+        stripped = line.lstrip()
+        return len(stripped) < 3 or bool(_MARKER.match(line)) or stripped.startswith("#")
+
     def _finish(self, line: str) -> str:
         text = line.strip()
-        if not text or (not self._started and _PREAMBLE.match(text)):
+        if not text or (not self._sent and text.endswith(":")):
             return ""
+        if heading := _HEADING.match(text):
+            return self._emit(f"**{heading[1]}**") if heading[1] else ""
         if _MARKER.match(text):
             return self._bullet(_MARKER.sub("", text))
-        return "".join(self._bullet(sentence) for sentence in _SENTENCE_END.split(text))
+        sentences = _SENTENCE_END.split(text)
+        if not self._sent:
+            sentences = [s for s in sentences if not _INTERJECTION.match(s)]
+        return "".join(self._bullet(sentence) for sentence in sentences)
 
     def _bullet(self, text: str) -> str:
         text = text.strip()
-        if not text:
-            return ""
-        separator = "\n" if self._started else ""
-        self._started = True
-        return f"{separator}- {text}"
+        return self._emit(f"- {text}") if text else ""
+
+    def _emit(self, line: str) -> str:
+        separator = "\n" if self._sent else ""
+        self._sent = True
+        return separator + line
 
 
 async def _window(ctx: SkillContext, config: SummariseConfig) -> Window | None:
@@ -282,7 +312,7 @@ async def _window(ctx: SkillContext, config: SummariseConfig) -> Window | None:
         return Window(
             f"the last {_count(config.default_messages, 'message')}", count=config.default_messages
         )
-    if wanted.isdigit():
+    if re.fullmatch(r"[0-9]+", wanted):
         count = int(wanted)
         if count == 0:
             return None

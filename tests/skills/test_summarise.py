@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.adapter import Capabilities
+from bot.errors import ModelBusy
 from bot.llm.backend import ChatMessage, GenerationParams
 from bot.messages import Author, Message
 from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
@@ -128,7 +129,7 @@ async def test_nothing_to_summarise_is_said_plainly(tmp_path: Path) -> None:
     assert model.prompts == []
 
 
-@pytest.mark.parametrize("args", ["0", "-5", "2 weeks", "yesterday", "99999d", "abc"])
+@pytest.mark.parametrize("args", ["0", "-5", "2 weeks", "yesterday", "99999d", "abc", "²", "٣h"])
 async def test_arguments_it_does_not_understand_get_the_usage(tmp_path: Path, args: str) -> None:
     model = ScriptedBackend()
     async with ChatHarness([SummariseSkill], tmp_path, model=model) as chat:
@@ -260,3 +261,77 @@ async def test_the_summary_is_shown_as_bullet_points(
         await chat.send("lunch?", author="ada", channel="general", addressed=False)
         answer = await chat.ask("!summarise", channel="general")
     assert answer.split("\n\n", 1)[1] == shown
+
+
+class CharByChar(ScriptedBackend):
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
+    ) -> AsyncIterator[str]:
+        async for piece in super().stream(messages, params):
+            for character in piece:
+                yield character
+
+
+@pytest.mark.parametrize(
+    ("model_wrote", "shown"),
+    [
+        ("Sure! Here is a summary:\n- a", "- a"),
+        ("Sure! The team chose Friday. Ada asks, e.g. who tells them?", None),
+        ("## Decisions\n- Friday\nOpen: who tells the customers?", None),
+        ("", "The model gave no summary; please try again."),
+        ("Here is the summary:", "The model gave no summary; please try again."),
+    ],
+)
+async def test_bullets_do_not_depend_on_how_the_text_streams(
+    tmp_path: Path, model_wrote: str, shown: str | None
+) -> None:
+    answers = []
+    for backend in (ScriptedBackend([model_wrote]), CharByChar([model_wrote])):
+        async with ChatHarness([SummariseSkill], tmp_path / backend.name, model=backend) as chat:
+            await chat.send("lunch?", author="ada", channel="general", addressed=False)
+            answers.append((await chat.ask("!summarise", channel="general")).split("\n\n", 1)[1])
+    assert answers[0] == answers[1]
+    if shown is not None:
+        assert answers[0] == shown
+    elif model_wrote.startswith("Sure"):
+        assert answers[0] == "- The team chose Friday.\n- Ada asks, e.g. who tells them?"
+    else:
+        assert answers[0] == "**Decisions**\n- Friday\n- Open: who tells the customers?"
+
+
+async def test_a_failing_chunk_is_one_clear_error_and_no_half_summary(tmp_path: Path) -> None:
+    class BusyOnSecondChunk(Summaries):
+        async def stream(
+            self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
+        ) -> AsyncIterator[str]:
+            if messages[-1].content.startswith("This is part 2 of"):
+                raise ModelBusy("queue full")
+            async for piece in super().stream(messages, params):
+                yield piece
+
+    model = BusyOnSecondChunk(context_window=600)
+    config = SummariseConfig(max_new_tokens=50, chunk_tokens=100)
+    async with ChatHarness([SummariseSkill(config)], tmp_path, model=model) as chat:
+        await long_chat(chat, 60)
+        posted = await chat.send("!summarise 60", channel="general")
+    assert [p.text for p in posted] == ["I'm busy answering others; please try again in a moment."]
+
+
+async def test_a_time_window_says_when_it_was_capped(tmp_path: Path) -> None:
+    adapter = RecordingAdapter()
+    for n in range(5):
+        said(adapter, "ada", f"message {n}", 30 - n)
+    skill = SummariseSkill(SummariseConfig(max_messages=3))
+    model = ScriptedBackend(["- summary"])
+    async with ChatHarness([skill], tmp_path, model=model, adapter=adapter) as chat:
+        answer = await chat.ask("!summarise 1h", channel="general")
+    assert answer.startswith("**Summary of the last hour (the newest 3 messages)** (3 messages)")
+
+
+async def test_chat_that_starts_with_the_prefix_is_still_chat(tmp_path: Path) -> None:
+    model = ScriptedBackend(["- summary"])
+    async with ChatHarness([SummariseSkill], tmp_path, model=model) as chat:
+        await chat.send("!heads up, deploy at 3", author="ada", channel="general", addressed=False)
+        await chat.ask("!ping", author="bob", channel="general")  # no such skill here
+        await chat.ask("!tldr", channel="general")
+    assert transcript(model.prompts[-1]) == ["ada: !heads up, deploy at 3", "bob: !ping"]
