@@ -28,13 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import Unsupported
 from bot.messages import Author, Message, SentMessage
+from bot.textsplit import FENCE_LINE
 
 DM_CHANNEL = "dm"
 SHOWN_KEPT = 100  # messages whose text is kept for later edits
 _EOF = None
-
-
-_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 def hard_line_breaks(text: str) -> str:
@@ -47,13 +45,14 @@ def hard_line_breaks(text: str) -> str:
     lines = text.split("\n")
     fence = ""
     for index, line in enumerate(lines[:-1]):
-        opened = _FENCE_LINE.match(line)
+        found = FENCE_LINE.match(line)
         if fence:
-            if opened and opened[1][0] == fence[0] and len(opened[1]) >= len(fence):
+            marker = found["marker"] if found and not found["info"].strip() else ""
+            if marker[:1] == fence[0] and len(marker) >= len(fence):
                 fence = ""
             continue
-        if opened:
-            fence = opened[1]
+        if found:
+            fence = found["marker"]
         elif line.strip() and lines[index + 1].strip():
             lines[index] = line.rstrip() + "  "
     return "\n".join(lines)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 MIN_LIMIT = 100  # below this, a reopened fence line could leave no room for progress
 MAX_INFO_CHARS = 30  # a fence's language tag is cut to this when the fence is reopened
 
-_FENCE = re.compile(r"^ {0,3}(?P<marker>`{3,}|~{3,})(?P<info>[^`\n]*)$")
+FENCE_LINE = re.compile(r"^ {0,3}(?P<marker>`{3,}|~{3,})(?P<info>[^`\n]*)$")
+"""A CommonMark code fence line: its marker and info string (the language tag)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,7 @@ def open_fence(text: str) -> Fence | None:
     """The code fence still open at the end of ``text``, if any (CommonMark rules)."""
     current: Fence | None = None
     for line in text.split("\n"):
-        match = _FENCE.match(line)
+        match = FENCE_LINE.match(line)
         if not match:
             continue
         marker, info = match["marker"], match["info"]

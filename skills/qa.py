@@ -84,8 +84,9 @@ class PromptSkill(Skill):
     usage = "[set <text> | clear]"
 
     async def run(self, ctx: SkillContext) -> None:
-        action, _, text = ctx.args.strip().partition(" ")
-        action = action.lower()
+        words = ctx.args.split(maxsplit=1)  # the prompt may start on the next line
+        action = words[0].lower() if words else ""
+        text = words[1] if len(words) > 1 else ""
         if not action:
             current = (await ctx.channel.settings()).system_prompt
             if current:
