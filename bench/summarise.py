@@ -4,7 +4,7 @@ chunk summaries one at a time versus concurrently (batched by the engine).
 Both variants run in one process on the same loaded model, alternating, with
 greedy decoding so they do the same work; the ratio is the figure to quote.
 
-    .venv/bin/python bench/summarise.py [--messages 240] [--parallel 6] [--runs 3]
+    .venv/bin/python bench/summarise.py [--messages 400] [--parallel 6] [--runs 3]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=240)
+    parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--parallel", type=int, default=6)
     parser.add_argument("--chunk-tokens", type=int, default=1000)
     parser.add_argument("--max-new-tokens", type=int, default=96)
