@@ -26,6 +26,7 @@ from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
 from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationKey, ConversationStore, StoredTurn
+from storage.errors import AlreadyProcessed
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,10 @@ class Router:
         """
         try:
             await self._route(message, adapter)
+        except AlreadyProcessed:
+            # A replay after a reconnect, or a platform's retry: answered already,
+            # by this process or another one.
+            log.info("message %s in %s was handled before; dropped", message.id, message.platform)
         except Exception:
             log.exception(
                 "handling message %s from %s in %s/%s failed",
@@ -166,6 +171,7 @@ class Router:
                 token_count=self._tokens(message.text),
                 platform_message_id=message.id,
                 created_at=message.created_at,
+                event_id=message.id,
             )
         if verdict.reply:
             log.info("rejected message from %s: %s", message.author.id, verdict.reason)
@@ -184,6 +190,7 @@ class Router:
             token_count=self._tokens(message.text),
             platform_message_id=message.id,
             created_at=message.created_at,
+            event_id=message.id,
         )
         replies = 0
 

@@ -15,6 +15,8 @@ from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
+from storage.errors import AlreadyProcessed
+from storage.events import mark_event
 from storage.sql import aware, in_utc, upsert, utcnow
 from storage.tables import ConversationRow, TurnRow
 from storage.users import record_user
@@ -124,13 +126,19 @@ class ConversationStore:
         platform_message_id: str | None = None,
         created_at: datetime | None = None,
         reply_to: StoredTurn | None = None,
+        event_id: str | None = None,
     ) -> StoredTurn:
         """Store one turn at the end of the conversation, committed, and return it.
 
         A person's turn also records them as a user (display name kept current);
-        a bot's turn names the turn it answers in ``reply_to``.
+        a bot's turn names the turn it answers in ``reply_to``. With ``event_id``
+        (the platform's id of the message) the event is marked processed in the
+        same transaction, and a second delivery of it raises
+        :class:`AlreadyProcessed` with nothing written, in any process.
         """
         async with self._database.writing() as session:
+            if event_id is not None and not await mark_event(session, key.platform, event_id):
+                raise AlreadyProcessed(f"{key.platform} event {event_id}")
             if role == "user":
                 await record_user(session, key.platform, author_id, author_name)
             row = TurnRow(

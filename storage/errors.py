@@ -3,3 +3,7 @@
 
 class StorageError(Exception):
     """The database cannot be opened, migrated or reached; the message says why."""
+
+
+class AlreadyProcessed(Exception):
+    """This platform event was handled before (a replay or a retry); nothing was written."""

@@ -5,10 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import CursorResult, delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.sql import in_utc, upsert, utcnow
 from storage.tables import ProcessedEventRow
+
+
+async def mark_event(session: AsyncSession, platform: str, event_id: str) -> bool:
+    """Mark an event processed within ``session``'s transaction; False if it already was."""
+    result = await session.execute(
+        upsert(session, ProcessedEventRow)
+        .values(platform=platform, event_id=event_id, processed_at=utcnow())
+        .on_conflict_do_nothing()
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
 
 
 class EventLog:
@@ -24,13 +36,7 @@ class EventLog:
         attempts, in any number of processes, exactly one inserts the row.
         """
         async with self._database.writing() as session:
-            result = await session.execute(
-                upsert(session, ProcessedEventRow)
-                .values(platform=platform, event_id=event_id, processed_at=utcnow())
-                .on_conflict_do_nothing()
-            )
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
+            return await mark_event(session, platform, event_id)
 
     async def prune(self, before: datetime) -> int:
         """Forget events processed before ``before``; return how many."""

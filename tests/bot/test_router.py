@@ -12,6 +12,7 @@ from sqlalchemy import text
 from bot.config import RouterConfig
 from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable, SkillError
 from bot.llm.backend import ChatMessage
+from bot.messages import Author, Message
 from bot.router import NO_ANSWER, parse_command
 from bot.skill import Skill, SkillContext
 from bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
@@ -298,3 +299,36 @@ async def test_an_answer_cut_short_by_shutdown_is_remembered(tmp_path: Path) -> 
             ("assistant", "one two"),
         ]
         assert chat.adapter.posted[0].text == "one two"
+
+
+async def test_a_replayed_message_is_answered_once_even_by_two_bots(
+    tmp_path: Path, any_db_url: str
+) -> None:
+    model = ScriptedBackend(["Hi there."], delay_s=0.01)
+    first = ChatHarness(BUILTINS, tmp_path / "one", model=model, database_url=any_db_url)
+    second = ChatHarness(BUILTINS, tmp_path / "two", model=model, database_url=any_db_url)
+    async with first, second:
+        message = Message(
+            platform="test",
+            channel="dm",
+            author=Author("ada", "Ada"),
+            text="hi",
+            addressed=True,
+            id="m-1",
+        )
+        # A reconnect replays it to this bot while another process receives it too.
+        await asyncio.gather(
+            first.router.handle(message, first.adapter),
+            first.router.handle(message, first.adapter),
+            second.router.handle(message, second.adapter),
+        )
+        chatter = Message(
+            platform="test", channel="general", author=Author("bob", "Bob"), text="x", id="m-2"
+        )
+        await first.router.handle(chatter, first.adapter)
+        await second.router.handle(chatter, second.adapter)
+        stored = await first.store.recent(ConversationKey("test", "dm"))
+        general = await first.store.channel_messages(ConversationKey("test", "general"))
+    assert len(first.adapter.posted) + len(second.adapter.posted) == 1
+    assert [(t.role, t.text) for t in stored] == [("user", "hi"), ("assistant", "Hi there.")]
+    assert [t.text for t in general] == ["x"]

@@ -286,8 +286,8 @@ async def test_bullets_do_not_depend_on_how_the_text_streams(
     tmp_path: Path, model_wrote: str, shown: str | None
 ) -> None:
     answers = []
-    for backend in (ScriptedBackend([model_wrote]), CharByChar([model_wrote])):
-        async with ChatHarness([SummariseSkill], tmp_path / backend.name, model=backend) as chat:
+    for n, backend in enumerate((ScriptedBackend([model_wrote]), CharByChar([model_wrote]))):
+        async with ChatHarness([SummariseSkill], tmp_path / str(n), model=backend) as chat:
             await chat.send("lunch?", author="ada", channel="general", addressed=False)
             answers.append((await chat.ask("!summarise", channel="general")).split("\n\n", 1)[1])
     assert answers[0] == answers[1]
