@@ -228,7 +228,9 @@ class ConsoleAdapter(Adapter):
 
     # -- output primitives ----------------------------------------------------
 
-    async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
+    async def send(
+        self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
+    ) -> SentMessage:
         if thread is not None:
             raise Unsupported("The console has no threads.", f"send to thread {thread!r}")
         self._sent_count += 1

@@ -9,7 +9,7 @@ is written once in :mod:`bot.streaming` on top of :meth:`Adapter.send` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -17,6 +17,7 @@ from typing import ClassVar, Protocol
 from pydantic import BaseModel
 
 from bot.messages import Message, SentMessage
+from bot.skill import SkillInfo
 
 MessageHandler = Callable[[Message, "Adapter"], Awaitable[None]]
 
@@ -55,11 +56,13 @@ class ChannelLog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AdapterContext:
-    """What the app hands an adapter when it builds one."""
+    """What the app hands an adapter when it builds one; ``skills`` are the installed
+    skills, for platforms that register commands (Discord and Slack slash commands)."""
 
     config: BaseModel
     bot_name: str
     channel_log: ChannelLog
+    skills: Sequence[SkillInfo] = ()
 
 
 class Adapter(ABC):
@@ -85,8 +88,15 @@ class Adapter(ABC):
         """Leave the platform; ``run`` returns soon after."""
 
     @abstractmethod
-    async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
-        """Post a new message; raises ``MessageTooLong`` past ``limits.max_message_chars``."""
+    async def send(
+        self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
+    ) -> SentMessage:
+        """Post a new message; raises ``MessageTooLong`` past ``limits.max_message_chars``.
+
+        ``reply_to`` is the id of the incoming message being answered, for
+        platforms that answer in a particular way (a Discord interaction's
+        response, a reply reference); others ignore it.
+        """
 
     @abstractmethod
     async def edit(self, sent: SentMessage, text: str) -> None:

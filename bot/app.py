@@ -102,7 +102,7 @@ class App:
         channel_log = StoredChannelLog(store)
         for name in self._enabled:
             section = self.config.section(name)
-            context = AdapterContext(section, self.config.bot.name, channel_log)
+            context = AdapterContext(section, self.config.bot.name, channel_log, skill_set.infos)
             factory = self._factories.get(name) or self._catalog.adapters[name]
             self.adapters.append(factory(context))
 

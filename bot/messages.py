@@ -12,11 +12,16 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 @dataclass(frozen=True, slots=True)
 class Author:
-    """Who wrote a message, as the platform names them."""
+    """Who wrote a message, as the platform names them.
+
+    ``admin`` is set by an adapter that knows the platform's own admins (say,
+    Discord roles); ``router.admins`` names admins on every platform.
+    """
 
     id: str
     name: str
     is_bot: bool = False
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,13 @@ log = logging.getLogger(__name__)
 
 
 def is_admin(admins: Sequence[str], message: Message) -> bool:
-    """Whether ``router.admins`` names the author (``platform:id``) or their whole platform."""
-    return f"{message.platform}:{message.author.id}" in admins or f"{message.platform}:*" in admins
+    """Whether the adapter marked the author an admin, or ``router.admins`` names them
+    (``platform:id``) or their whole platform."""
+    return (
+        message.author.admin
+        or f"{message.platform}:{message.author.id}" in admins
+        or f"{message.platform}:*" in admins
+    )
 
 
 class StoredPrivacy:

@@ -197,7 +197,7 @@ class Router:
         async def reply_stream(chunks: AsyncIterable[str]) -> str:
             nonlocal replies
             replies += 1
-            stream = ReplyStream(adapter, message.channel, thread=message.thread)
+            stream = _reply_stream(adapter, message)
             try:
                 await stream.consume(chunks)
             finally:
@@ -287,7 +287,7 @@ class Router:
     async def _reply_text(self, message: Message, adapter: Adapter, text: str) -> None:
         """A short answer outside any skill (errors, rejections); failures are only logged."""
         try:
-            await ReplyStream(adapter, message.channel, thread=message.thread).send_text(text)
+            await _reply_stream(adapter, message).send_text(text)
         except Exception:
             log.exception("could not send a reply in %s/%s", message.platform, message.channel)
 
@@ -317,6 +317,10 @@ def _as_chat(turns: list[StoredTurn]) -> list[ChatMessage]:
         if not skipping:
             chat.append(ChatMessage("user", content, name=turn.author_name))
     return chat
+
+
+def _reply_stream(adapter: Adapter, message: Message) -> ReplyStream:
+    return ReplyStream(adapter, message.channel, thread=message.thread, reply_to=message.id)
 
 
 def _key(message: Message) -> ConversationKey:

@@ -28,11 +28,13 @@ class ReplyStream:
         channel: str,
         *,
         thread: str | None = None,
+        reply_to: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._adapter = adapter
         self._channel = channel
         self._thread = thread
+        self._reply_to = reply_to
         self._clock = clock
         limits = adapter.limits
         self._limit = limits.max_message_chars
@@ -86,7 +88,9 @@ class ReplyStream:
         if not text.strip() or text == self._shown:
             return
         if self._current is None:
-            self._current = await self._adapter.send(self._channel, text, thread=self._thread)
+            self._current = await self._adapter.send(
+                self._channel, text, thread=self._thread, reply_to=self._reply_to
+            )
             self.sent.append(self._current)
         else:
             assert self._interval is not None

@@ -121,6 +121,7 @@ class Posted:
 
     sent: SentMessage
     versions: list[str] = field(default_factory=list)
+    reply_to: str | None = None  # the id of the message it answers
 
     @property
     def text(self) -> str:
@@ -157,14 +158,16 @@ class RecordingAdapter(Adapter):
     async def run(self, handler: MessageHandler) -> None:
         await asyncio.Event().wait()
 
-    async def send(self, channel: str, text: str, *, thread: str | None = None) -> SentMessage:
+    async def send(
+        self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
+    ) -> SentMessage:
         limit = self.limits.max_message_chars
         if limit is not None and len(text) > limit:
             raise MessageTooLong("That answer is too long.", f"{len(text)} > {limit} characters")
         if thread is not None and not self.capabilities.threads:
             raise Unsupported("Threads are not supported here.", "send to a thread")
         sent = SentMessage(id=str(next(self._ids)), channel=channel, thread=thread)
-        self.posted.append(Posted(sent, [text]))
+        self.posted.append(Posted(sent, [text], reply_to))
         bot = self.context.bot_name
         self.timeline.append(
             Message(

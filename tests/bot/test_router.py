@@ -329,6 +329,7 @@ async def test_a_replayed_message_is_answered_once_even_by_two_bots(
         await second.router.handle(chatter, second.adapter)
         stored = await first.store.recent(ConversationKey("test", "dm"))
         general = await first.store.channel_messages(ConversationKey("test", "general"))
-    assert len(first.adapter.posted) + len(second.adapter.posted) == 1
+    (answer,) = first.adapter.posted + second.adapter.posted
+    assert answer.reply_to == "m-1"  # the adapter is told which message it answers
     assert [(t.role, t.text) for t in stored] == [("user", "hi"), ("assistant", "Hi there.")]
     assert [t.text for t in general] == ["x"]
