@@ -1,0 +1,504 @@
+"""Discord, on discord.py 2.x: mentions, DMs, replies to the bot, prefix and slash commands.
+
+Every Discord rule lives here: messages of at most 2,000 characters (the
+reply stream splits), edits no faster than ``discord.edit_interval_s``
+(discord.py itself waits out a 429), ``allowed_mentions`` none on everything
+sent (model output never pings anyone), the typing indicator while the model
+works, and slash commands deferred at once, answered through the interaction
+while its 15-minute token lives and by plain channel messages after that.
+
+A Discord thread is a conversation of its own: ``Message.channel`` is the
+parent channel and ``Message.thread`` the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from bot.errors import AdapterError, MessageTooLong
+from bot.messages import Author, Message, SentMessage, args_after_command
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+KEPT_FOR_EDITS = 256  # sent messages kept to edit; older ones are edited by id
+# Interaction tokens live 15 minutes; stop using one a little before.
+INTERACTION_LIFETIME = timedelta(minutes=15) - timedelta(seconds=30)
+NO_MENTIONS = discord.AllowedMentions.none()
+INTENT_HELP = (
+    "Discord refused the message content intent. In the developer portal "
+    "(https://discord.com/developers/applications), open this application, go to Bot, "
+    "and turn on 'Message Content Intent' under Privileged Gateway Intents."
+)
+_MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
+
+
+class DiscordConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The environment variable that holds the bot token (never the token itself).
+    token_env: str = "CONFAB_DISCORD_TOKEN"
+    # Slash commands are synced to these guilds at start (instant), or globally
+    # when empty (Discord may take up to an hour to show them).
+    command_guild_ids: list[int] = Field(default_factory=list)
+    sync_commands: bool = True
+    admin_user_ids: list[int] = Field(default_factory=list)
+    admin_role_ids: list[int] = Field(default_factory=list)
+    command_prefix: str = Field("!", min_length=1, max_length=5)
+    edit_interval_s: float = Field(1.0, ge=0.2, le=60.0)
+    reply_in_thread: bool = False
+    # For an HTTP rate-limit proxy or a gateway proxy in front of Discord.
+    api_base_url: str = ""
+    gateway_url: str = ""
+
+    @field_validator("api_base_url", "gateway_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be empty or an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+
+@dataclass
+class _Answer:
+    """What the adapter knows about the message being answered, while it is."""
+
+    interaction: discord.Interaction | None = None
+    deferred: bool = False
+    original_used: bool = False
+    first: discord.Message | None = None  # the first message of a channel answer
+    thread: discord.Thread | None = None  # opened for a long answer (reply_in_thread)
+    sent_ids: list[str] = field(default_factory=list)  # through the interaction
+
+
+@dataclass
+class _Edits:
+    """How to edit the messages sent through interactions (by ``SentMessage.id``)."""
+
+    by_id: dict[str, tuple[discord.Interaction, int | None]] = field(default_factory=dict)
+    # Answers whose interaction token expired mid-stream continue in a channel message.
+    moved: dict[str, discord.Message] = field(default_factory=dict)
+    # The latest messages sent to channels, edited without a lookup.
+    posted: OrderedDict[str, discord.Message | discord.PartialMessage] = field(
+        default_factory=OrderedDict
+    )
+
+    def remember(self, message: discord.Message) -> None:
+        self.posted[str(message.id)] = message
+        while len(self.posted) > KEPT_FOR_EDITS:
+            self.posted.popitem(last=False)
+
+
+class _Client(commands.Bot):
+    """discord.py's bot, minus its own command processing: Confab's router runs commands."""
+
+    def __init__(
+        self, on_setup: Callable[[], Awaitable[None]], *, intents: discord.Intents
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+        )
+        self._on_setup = on_setup
+
+    async def setup_hook(self) -> None:
+        await self._on_setup()
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        return None  # the adapter's listener hands every message to the router
+
+
+class DiscordAdapter(Adapter):
+    """A Discord bot; ``client`` is its ``commands.Bot``, built without connecting."""
+
+    platform = "discord"
+    config_model = DiscordConfig
+    capabilities = Capabilities(edit=True, threads=True, history=True, typing=True)
+    limits = Limits(max_message_chars=MAX_MESSAGE_CHARS, min_edit_interval_s=1.0)
+
+    def __init__(self, context: AdapterContext) -> None:
+        super().__init__(context)
+        config = context.config
+        assert isinstance(config, DiscordConfig)
+        self.config = config
+        self.limits = Limits(MAX_MESSAGE_CHARS, config.edit_interval_s)  # type: ignore[misc]
+        intents = discord.Intents.default()
+        intents.message_content = True
+        self.client = _Client(self._sync_commands, intents=intents)
+        self.client.add_listener(self._on_message, "on_message")
+        self._handler: MessageHandler | None = None
+        self._answers: dict[str, _Answer] = {}
+        self._edits = _Edits()
+        self._skills = {info.name for info in context.skills}
+        for info in context.skills:
+            self.client.tree.add_command(self._slash_command(info.name, info.help, info.usage))
+
+    # -- connection --------------------------------------------------------------
+
+    def bind(self, handler: MessageHandler) -> None:
+        """Deliver incoming messages to ``handler`` (``run`` does it; tests drive the
+        client without connecting)."""
+        self._handler = handler
+
+    async def run(self, handler: MessageHandler) -> None:
+        self.bind(handler)
+        token = os.environ.get(self.config.token_env, "").strip()
+        if not token:
+            raise AdapterError(
+                "Discord is not configured.",
+                f"no Discord bot token: set the environment variable {self.config.token_env}",
+            )
+        if self.config.api_base_url:
+            discord.http.Route.BASE = self.config.api_base_url
+        if self.config.gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
+        try:
+            async with self.client:
+                await self.client.start(token, reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            raise AdapterError("Discord is not configured.", INTENT_HELP) from None
+        except discord.LoginFailure:
+            raise AdapterError(
+                "Discord is not configured.",
+                f"Discord refused the bot token in {self.config.token_env}",
+            ) from None
+
+    async def stop(self) -> None:
+        await self.client.close()
+
+    async def _sync_commands(self) -> None:
+        if not self.config.sync_commands:
+            return
+        tree = self.client.tree
+        try:
+            for guild_id in self.config.command_guild_ids:
+                guild = discord.Object(guild_id)
+                tree.copy_global_to(guild=guild)
+                await tree.sync(guild=guild)
+            if not self.config.command_guild_ids:
+                await tree.sync()
+        except discord.HTTPException as error:
+            log.warning(
+                "could not sync slash commands (%s); invite the bot with the "
+                "applications.commands scope, or set discord.sync_commands = false",
+                error,
+            )
+        else:
+            where = self.config.command_guild_ids or "all guilds"
+            log.info("synced %d slash commands to %s", len(tree.get_commands()), where)
+
+    # -- incoming ----------------------------------------------------------------
+
+    async def _on_message(self, message: discord.Message) -> None:
+        user = self.client.user
+        if self._handler is None or user is None or message.author.id == user.id:
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        converted = self._message(message)
+        key = converted.id or ""
+        self._answers[key] = _Answer()
+        try:
+            wanted = converted.addressed or converted.command is not None
+            async with _typing(message.channel, wanted):
+                await self._handler(converted, self)
+        finally:
+            self._answers.pop(key, None)
+
+    def _slash_command(self, name: str, help: str, usage: str) -> app_commands.Command:
+        adapter = self
+
+        @app_commands.describe(text=(usage or "what to ask")[:100])
+        async def callback(interaction: discord.Interaction, text: str = "") -> None:
+            await adapter._on_command(interaction, name, text)
+
+        return app_commands.Command(name=name, description=help[:100], callback=callback)
+
+    async def _on_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
+        answer = _Answer(interaction=interaction)
+        try:
+            await interaction.response.defer(thinking=True)
+            answer.deferred = True
+        except discord.HTTPException as error:  # too late, or Discord hiccuped
+            log.warning(
+                "could not acknowledge /%s in time (%s); answering in the channel", name, error
+            )
+        if self._handler is None:
+            return
+        channel, thread = _place(interaction.channel, interaction.channel_id)
+        user = interaction.user
+        message = Message(
+            platform=self.platform,
+            channel=channel,
+            thread=thread,
+            author=Author(str(user.id), user.display_name, user.bot, self._admin(user)),
+            text=f"/{name} {text}".strip(),
+            addressed=True,
+            id=f"interaction-{interaction.id}",
+            command=name,
+            args=text.strip(),
+            created_at=interaction.created_at,
+        )
+        self._answers[message.id or ""] = answer
+        try:
+            await self._handler(message, self)
+        finally:
+            self._answers.pop(message.id or "", None)
+            for sent_id in answer.sent_ids:
+                self._edits.by_id.pop(sent_id, None)
+                self._edits.moved.pop(sent_id, None)
+
+    def _message(self, message: discord.Message) -> Message:
+        user = self.client.user
+        assert user is not None
+        channel, thread = _place(message.channel, message.channel.id)
+        mentioned = any(m.id == user.id for m in message.mentions)
+        text = self._readable(message)
+        command = args = None
+        if text.startswith(self.config.command_prefix):
+            word = text[len(self.config.command_prefix) :].split(maxsplit=1)
+            if word and word[0].lower() in self._skills:
+                command, args = word[0].lower(), args_after_command(text)
+        return Message(
+            platform=self.platform,
+            channel=channel,
+            thread=thread,
+            author=Author(
+                str(message.author.id),
+                message.author.display_name,
+                message.author.bot,
+                self._admin(message.author),
+            ),
+            text=text,
+            addressed=(
+                isinstance(message.channel, discord.DMChannel)
+                or mentioned
+                or self._replies_to_me(message)
+                or (
+                    isinstance(message.channel, discord.Thread)
+                    and message.channel.owner_id == user.id
+                )
+            ),
+            from_self=message.author.id == user.id,
+            id=str(message.id),
+            command=command,
+            args=args or "",
+            created_at=message.created_at,
+        )
+
+    def _readable(self, message: discord.Message) -> str:
+        """The text with the bot's mention removed and other mentions as names."""
+        user = self.client.user
+        assert user is not None
+        names = {str(m.id): m.display_name for m in message.mentions}
+        roles = {str(r.id): r.name for r in message.role_mentions}
+        channels = {str(c.id): getattr(c, "name", c.id) for c in message.channel_mentions}
+
+        def name(found: re.Match[str]) -> str:
+            kind, ident = found[1], found[2]
+            if kind.startswith("@!") or kind == "@":
+                return "" if ident == str(user.id) else f"@{names.get(ident, 'someone')}"
+            if kind == "@&":
+                return f"@{roles.get(ident, 'role')}"
+            return f"#{channels.get(ident, 'channel')}"
+
+        return re.sub(r"[ \t]{2,}", " ", _MENTION.sub(name, message.content)).strip()
+
+    def _replies_to_me(self, message: discord.Message) -> bool:
+        resolved = message.reference.resolved if message.reference else None
+        user = self.client.user
+        return (
+            isinstance(resolved, discord.Message)
+            and user is not None
+            and resolved.author.id == user.id
+        )
+
+    def _admin(self, user: discord.abc.User) -> bool:
+        if user.id in self.config.admin_user_ids:
+            return True
+        # A member's role ids as Discord sent them: ``Member.roles`` drops the roles
+        # of a guild not yet cached (an interaction can come before the guild).
+        role_ids = set(getattr(user, "_roles", ())) | {r.id for r in getattr(user, "roles", ())}
+        return bool(role_ids & set(self.config.admin_role_ids))
+
+    # -- outgoing ----------------------------------------------------------------
+
+    async def send(
+        self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
+    ) -> SentMessage:
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise MessageTooLong(
+                "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
+            )
+        answer = self._answers.get(reply_to or "")
+        # An interaction that was never acknowledged takes no follow-ups: the channel does.
+        if answer is not None and answer.interaction and answer.deferred and _alive(answer):
+            return await self._send_to_interaction(
+                answer, answer.interaction, channel, thread, text
+            )
+        target = await self._channel(thread or channel)
+        if answer is not None and answer.first is not None and self.config.reply_in_thread:
+            target = await self._answer_thread(answer, target)
+        reference = None
+        if answer is not None and answer.first is None and reply_to and reply_to.isdigit():
+            reference = discord.MessageReference(
+                message_id=int(reply_to), channel_id=target.id, fail_if_not_exists=False
+            )
+        posted = await target.send(  # type: ignore[union-attr]
+            text, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
+        )
+        if answer is not None:
+            answer.first = answer.first or posted
+        self._edits.remember(posted)
+        return SentMessage(str(posted.id), channel, _thread_of(posted, thread))
+
+    async def _send_to_interaction(
+        self,
+        answer: _Answer,
+        interaction: discord.Interaction,
+        channel: str,
+        thread: str | None,
+        text: str,
+    ) -> SentMessage:
+        if answer.deferred and not answer.original_used:
+            answer.original_used = True
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+            sent_id, webhook_message = f"interaction-{interaction.id}-original", None
+        else:
+            posted = await interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
+            sent_id, webhook_message = str(posted.id), posted.id
+        self._edits.by_id[sent_id] = (interaction, webhook_message)
+        answer.sent_ids.append(sent_id)
+        return SentMessage(sent_id, channel, thread)
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise MessageTooLong(
+                "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
+            )
+        moved = self._edits.moved.get(sent.id)
+        if moved is not None:
+            await moved.edit(content=text, allowed_mentions=NO_MENTIONS)
+            return
+        through = self._edits.by_id.get(sent.id)
+        if through is None:
+            posted = self._edits.posted.get(sent.id)
+            if posted is None:
+                target = await self._channel(sent.thread or sent.channel)
+                posted = target.get_partial_message(int(sent.id))  # type: ignore[union-attr]
+            await posted.edit(content=text, allowed_mentions=NO_MENTIONS)
+            return
+        interaction, webhook_message = through
+        if interaction.created_at + INTERACTION_LIFETIME <= discord.utils.utcnow():
+            # The token is about to die: the answer goes on in a channel message.
+            del self._edits.by_id[sent.id]
+            target = await self._channel(sent.thread or sent.channel)
+            self._edits.moved[sent.id] = await target.send(  # type: ignore[union-attr]
+                text, allowed_mentions=NO_MENTIONS
+            )
+            return
+        if webhook_message is None:
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.followup.edit_message(
+                webhook_message, content=text, allowed_mentions=NO_MENTIONS
+            )
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        target = await self._channel(thread or channel)
+        found = [
+            message
+            async for message in target.history(limit=limit)  # type: ignore[union-attr]
+            if since is None or message.created_at >= since
+        ]
+        found.sort(key=lambda message: message.id)  # snowflakes grow with time
+        return [self._message(message) for message in found[-limit:]]
+
+    async def _channel(self, ident: str) -> discord.abc.Messageable:
+        channel = self.client.get_channel(int(ident))
+        if channel is None:
+            channel = await self.client.fetch_channel(int(ident))
+        if not isinstance(channel, discord.abc.Messageable):
+            raise AdapterError("I can't post there.", f"Discord channel {ident} takes no messages")
+        return channel
+
+    async def _answer_thread(
+        self, answer: _Answer, target: discord.abc.Messageable
+    ) -> discord.abc.Messageable:
+        """The thread a long answer continues in, opened on its first message."""
+        if (
+            answer.thread is None
+            and answer.first is not None
+            and isinstance(target, discord.TextChannel)
+        ):
+            answer.thread = await answer.first.create_thread(
+                name=_thread_name(answer.first.content)
+            )
+        return answer.thread or target
+
+
+def _alive(answer: _Answer) -> bool:
+    assert answer.interaction is not None
+    return answer.interaction.created_at + INTERACTION_LIFETIME > discord.utils.utcnow()
+
+
+def _place(channel: object, channel_id: int | None) -> tuple[str, str | None]:
+    """(channel, thread) ids as Confab names them: a thread is a thread of its parent."""
+    if isinstance(channel, discord.Thread) and channel.parent_id is not None:
+        return str(channel.parent_id), str(channel.id)
+    return str(channel_id), None
+
+
+def _thread_of(posted: discord.Message, thread: str | None) -> str | None:
+    if isinstance(posted.channel, discord.Thread):
+        return str(posted.channel.id)
+    return thread
+
+
+def _thread_name(text: str) -> str:
+    first_line = " ".join(text.split("\n", 1)[0].split())
+    return (first_line[:90] or "Answer").strip("*_`# ") or "Answer"
+
+
+@asynccontextmanager
+async def _typing(channel: discord.abc.Messageable, wanted: bool) -> AsyncIterator[None]:
+    """Show "typing…" while the body runs; a failing indicator never stops an answer."""
+    indicator = None
+    if wanted:
+        try:
+            indicator = channel.typing()
+            await indicator.__aenter__()
+        except Exception as error:  # noqa: BLE001 - cosmetic: answer regardless
+            log.debug("no typing indicator in %s: %s", getattr(channel, "id", "?"), error)
+            indicator = None
+    try:
+        yield
+    finally:
+        if indicator is not None:
+            try:
+                await indicator.__aexit__(None, None, None)
+            except Exception as error:  # noqa: BLE001
+                log.debug("stopping the typing indicator failed: %s", error)
