@@ -491,7 +491,7 @@ async def _typing(channel: discord.abc.Messageable, wanted: bool) -> AsyncIterat
         try:
             indicator = channel.typing()
             await indicator.__aenter__()
-        except Exception as error:  # noqa: BLE001 - cosmetic: answer regardless
+        except Exception as error:  # cosmetic: the answer goes out regardless
             log.debug("no typing indicator in %s: %s", getattr(channel, "id", "?"), error)
             indicator = None
     try:
@@ -500,5 +500,5 @@ async def _typing(channel: discord.abc.Messageable, wanted: bool) -> AsyncIterat
         if indicator is not None:
             try:
                 await indicator.__aexit__(None, None, None)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 log.debug("stopping the typing indicator failed: %s", error)
