@@ -77,6 +77,7 @@ class DiscordConfig(BaseModel):
 class _Answer:
     """What the adapter knows about the message being answered, while it is."""
 
+    title: str = ""  # what was asked: the name of a thread the answer may open
     interaction: discord.Interaction | None = None
     deferred: bool = False
     original_used: bool = False
@@ -213,7 +214,7 @@ class DiscordAdapter(Adapter):
             return
         converted = self._message(message)
         key = converted.id or ""
-        self._answers[key] = _Answer()
+        self._answers[key] = _Answer(title=converted.args or converted.text)
         try:
             wanted = converted.addressed or converted.command is not None
             async with _typing(message.channel, wanted):
@@ -454,9 +455,7 @@ class DiscordAdapter(Adapter):
             and answer.first is not None
             and isinstance(target, discord.TextChannel)
         ):
-            answer.thread = await answer.first.create_thread(
-                name=_thread_name(answer.first.content)
-            )
+            answer.thread = await answer.first.create_thread(name=_thread_name(answer.title))
         return answer.thread or target
 
 

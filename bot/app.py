@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from bot.adapter import Adapter, AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.config import Config, check_plugins
-from bot.errors import ConfigError
+from bot.errors import ConfabError, ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
 from bot.plugins import AdapterCatalog, SkillCatalog
@@ -137,10 +137,13 @@ class App:
                     if task.cancelled() or task.exception() is None:
                         log.info("%s session ended; stopping", adapter.platform)
                         return
+                    failure = task.exception()
                     log.error(
-                        "%s adapter failed; the others keep serving",
+                        "%s adapter failed%s; the others keep serving",
                         adapter.platform,
-                        exc_info=task.exception(),
+                        f": {failure}" if isinstance(failure, ConfabError) else "",
+                        # Our own errors say what is wrong; anything else needs its trace.
+                        exc_info=None if isinstance(failure, ConfabError) else failure,
                     )
             log.error("no adapter is running any more; stopping")
         finally:

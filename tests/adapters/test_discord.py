@@ -19,8 +19,9 @@ from discord.ext.test import backend, callbacks, factories
 
 from adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
 from bot.adapter import AdapterContext
-from bot.config import RouterConfig
+from bot.config import RouterConfig, build_config_model, load_config
 from bot.errors import AdapterError
+from bot.llm.backend import ChatMessage
 from bot.messages import SentMessage
 from bot.skill import Skill
 from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
@@ -43,6 +44,7 @@ class Discord:
     chat: ChatHarness
     sends: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (id, JSON body)
     edits: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
+    channels: dict[int, int] = field(default_factory=dict)  # message id -> channel id
 
     @property
     def channel(self) -> discord.TextChannel:
@@ -118,6 +120,7 @@ def capture(world: Discord) -> None:
         channel = sys._getframe(1).f_locals.get("channel")  # noqa: F841
         data = await original(channel_id, params=params)
         world.sends.append((int(data["id"]), params.payload))
+        world.channels[int(data["id"])] = int(channel_id)
         return data
 
     http.send_message = send_message  # type: ignore[method-assign]
@@ -228,6 +231,56 @@ async def test_a_message_replayed_after_a_reconnect_is_answered_once(tmp_path: P
         world.adapter.client.dispatch("message", message)  # the gateway replays it
         await dpytest.empty_queue()
         assert world.shown() == ["Once."]
+
+
+async def test_a_thread_is_a_conversation_of_its_own(tmp_path: Path) -> None:
+    async with discord_bot(tmp_path, ["In the channel.", "In the thread."]) as world:
+        thread = open_thread(world.channel)
+        await world.say("!ask out here")
+        await world.say("!ask in here", channel=thread)
+        assert list(world.channels.values()) == [world.channel.id, thread.id]
+        key = ConversationKey("discord", str(world.channel.id), str(thread.id))
+        in_thread = await world.chat.store.recent(key)
+    assert [t.text for t in in_thread] == ["!ask in here", "In the thread."]
+    assert world.chat.model.prompts[1][1:] == [ChatMessage("user", "in here")]  # type: ignore[attr-defined]
+
+
+async def test_messages_in_a_thread_the_bot_opened_are_addressed_to_it(tmp_path: Path) -> None:
+    async with discord_bot(tmp_path, ["Sure."]) as world:
+        user = world.adapter.client.user
+        assert user is not None
+        thread = open_thread(world.channel)
+        thread.owner_id = user.id
+        await world.say("and one more thing", channel=thread)
+        assert world.shown() == ["Sure."]
+
+
+async def test_with_reply_in_thread_a_long_answer_continues_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[tuple[int, str]] = []
+
+    async def create_thread(message: discord.Message, *, name: str, **_: Any) -> discord.Thread:
+        opened.append((message.id, name))  # Discord's side of it: the thread exists
+        return open_thread(message.channel, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(discord.Message, "create_thread", create_thread)
+    answer = "A long story. " * 150  # 2,100 characters: two messages
+    async with discord_bot(tmp_path, [answer], reply_in_thread=True) as world:
+        await world.say("!ask tell me everything")
+        first, second = world.ids()
+        thread_id = world.channels[second]
+    assert world.channels[first] == world.channel.id and thread_id != world.channel.id
+    assert opened == [(first, "tell me everything")]
+
+
+async def test_the_adapter_keeps_answering_after_a_reconnect(tmp_path: Path) -> None:
+    async with discord_bot(tmp_path, ["Before.", "After."]) as world:
+        await world.say("!ask before")
+        world.adapter.client.dispatch("disconnect")
+        world.adapter.client.dispatch("resumed")
+        await world.say("!ask after")
+        assert world.shown() == ["Before.", "After."]
 
 
 async def test_history_is_oldest_first_with_commands_and_own_messages_marked(
@@ -374,3 +427,20 @@ class TestDiscordContract(AdapterContract):
             for member in dpytest.get_config().members:
                 member.nick = None  # dpytest invents nicknames; people are their names here
             yield DiscordUnderTest(world, str(open_thread(world.channel).id))
+
+
+def test_every_discord_setting_can_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONFAB_BOT__ADAPTERS", '["discord"]')
+    monkeypatch.setenv("CONFAB_DISCORD__COMMAND_GUILD_IDS", "[123, 456]")
+    monkeypatch.setenv("CONFAB_DISCORD__ADMIN_ROLE_IDS", "[789]")
+    monkeypatch.setenv("CONFAB_DISCORD__REPLY_IN_THREAD", "true")
+    monkeypatch.setenv("CONFAB_DISCORD__API_BASE_URL", "http://127.0.0.1:8080/api/v10")
+    config = load_config(schema=build_config_model({"discord": DiscordConfig}))
+    section = config.section("discord")
+    assert isinstance(section, DiscordConfig)
+    assert (section.command_guild_ids, section.admin_role_ids) == ([123, 456], [789])
+    assert section.reply_in_thread and section.api_base_url == "http://127.0.0.1:8080/api/v10"
+    assert config.bot.adapters == ["discord"]

@@ -51,8 +51,8 @@ async def test_a_failing_adapter_leaves_the_console_serving(
 
 def test_unknown_adapters_and_default_skill_stop_the_start(db_url: str) -> None:
     config = console_config(db_url)
-    with pytest.raises(ConfigError, match="discord not installed"):
-        App(config, skills=discover_skills(), adapters=discover_adapters(), enabled=["discord"])
+    with pytest.raises(ConfigError, match="telegram not installed"):
+        App(config, skills=discover_skills(), adapters=discover_adapters(), enabled=["telegram"])
     config.router.default_skill = "nosuch"
     with pytest.raises(ConfigError, match=r"router\.default_skill = 'nosuch': no such skill"):
         App(config, skills=discover_skills(), adapters=discover_adapters())
