@@ -29,7 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage
+	$(BIN)/mypy bot storage adapters
 
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py

@@ -1,36 +1,26 @@
-"""Discord, on discord.py 2.x: mentions, DMs, replies to the bot, prefix and slash commands.
-
-Every Discord rule lives here: messages of at most 2,000 characters (the
-reply stream splits), edits no faster than ``discord.edit_interval_s``
-(discord.py itself waits out a 429), ``allowed_mentions`` none on everything
-sent (model output never pings anyone), the typing indicator while the model
-works, and slash commands deferred at once, answered through the interaction
-while its 15-minute token lives and by plain channel messages after that.
-
-A Discord thread is a conversation of its own: ``Message.channel`` is the
-parent channel and ``Message.thread`` the thread.
-"""
+"""The Discord adapter: connection, slash commands, answers and their edits."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adapters.discord.config import DiscordConfig
+from adapters.discord.incoming import PLATFORM, MessageReader, place
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import AdapterError, MessageTooLong
-from bot.messages import Author, Message, SentMessage, args_after_command
+from bot.messages import Message, SentMessage
 
 log = logging.getLogger(__name__)
 
@@ -44,33 +34,6 @@ INTENT_HELP = (
     "(https://discord.com/developers/applications), open this application, go to Bot, "
     "and turn on 'Message Content Intent' under Privileged Gateway Intents."
 )
-_MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
-
-
-class DiscordConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # The environment variable that holds the bot token (never the token itself).
-    token_env: str = "CONFAB_DISCORD_TOKEN"
-    # Slash commands are synced to these guilds at start (instant), or globally
-    # when empty (Discord may take up to an hour to show them).
-    command_guild_ids: list[int] = Field(default_factory=list)
-    sync_commands: bool = True
-    admin_user_ids: list[int] = Field(default_factory=list)
-    admin_role_ids: list[int] = Field(default_factory=list)
-    command_prefix: str = Field("!", min_length=1, max_length=5)
-    edit_interval_s: float = Field(1.0, ge=0.2, le=60.0)
-    reply_in_thread: bool = False
-    # For an HTTP rate-limit proxy or a gateway proxy in front of Discord.
-    api_base_url: str = ""
-    gateway_url: str = ""
-
-    @field_validator("api_base_url", "gateway_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be empty or an http(s):// or ws(s):// URL")
-        return value.rstrip("/")
 
 
 @dataclass
@@ -128,7 +91,7 @@ class _Client(commands.Bot):
 class DiscordAdapter(Adapter):
     """A Discord bot; ``client`` is its ``commands.Bot``, built without connecting."""
 
-    platform = "discord"
+    platform = PLATFORM
     config_model = DiscordConfig
     capabilities = Capabilities(edit=True, threads=True, history=True, typing=True)
     limits = Limits(max_message_chars=MAX_MESSAGE_CHARS, min_edit_interval_s=1.0)
@@ -146,7 +109,7 @@ class DiscordAdapter(Adapter):
         self._handler: MessageHandler | None = None
         self._answers: dict[str, _Answer] = {}
         self._edits = _Edits()
-        self._skills = {info.name for info in context.skills}
+        self._reader = MessageReader(config, self.client, {info.name for info in context.skills})
         for info in context.skills:
             self.client.tree.add_command(self._slash_command(info.name, info.help, info.usage))
 
@@ -212,7 +175,11 @@ class DiscordAdapter(Adapter):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
-        converted = self._message(message)
+        try:
+            converted = self._reader.message(message)
+        except Exception:  # a message discord.py could not make sense of
+            log.exception("could not read Discord message %s in %s", message.id, message.channel)
+            return
         key = converted.id or ""
         self._answers[key] = _Answer(title=converted.args or converted.text)
         try:
@@ -222,7 +189,9 @@ class DiscordAdapter(Adapter):
         finally:
             self._answers.pop(key, None)
 
-    def _slash_command(self, name: str, help: str, usage: str) -> app_commands.Command:
+    def _slash_command(
+        self, name: str, help: str, usage: str
+    ) -> app_commands.Command[Any, ..., None]:
         adapter = self
 
         @app_commands.describe(text=(usage or "what to ask")[:100])
@@ -242,13 +211,13 @@ class DiscordAdapter(Adapter):
             )
         if self._handler is None:
             return
-        channel, thread = _place(interaction.channel, interaction.channel_id)
+        channel, thread = place(interaction.channel, interaction.channel_id)
         user = interaction.user
         message = Message(
             platform=self.platform,
             channel=channel,
             thread=thread,
-            author=Author(str(user.id), user.display_name, user.bot, self._admin(user)),
+            author=self._reader.author(user),
             text=f"/{name} {text}".strip(),
             addressed=True,
             id=f"interaction-{interaction.id}",
@@ -264,79 +233,6 @@ class DiscordAdapter(Adapter):
             for sent_id in answer.sent_ids:
                 self._edits.by_id.pop(sent_id, None)
                 self._edits.moved.pop(sent_id, None)
-
-    def _message(self, message: discord.Message) -> Message:
-        user = self.client.user
-        assert user is not None
-        channel, thread = _place(message.channel, message.channel.id)
-        mentioned = any(m.id == user.id for m in message.mentions)
-        text = self._readable(message)
-        command = args = None
-        if text.startswith(self.config.command_prefix):
-            word = text[len(self.config.command_prefix) :].split(maxsplit=1)
-            if word and word[0].lower() in self._skills:
-                command, args = word[0].lower(), args_after_command(text)
-        return Message(
-            platform=self.platform,
-            channel=channel,
-            thread=thread,
-            author=Author(
-                str(message.author.id),
-                message.author.display_name,
-                message.author.bot,
-                self._admin(message.author),
-            ),
-            text=text,
-            addressed=(
-                isinstance(message.channel, discord.DMChannel)
-                or mentioned
-                or self._replies_to_me(message)
-                or (
-                    isinstance(message.channel, discord.Thread)
-                    and message.channel.owner_id == user.id
-                )
-            ),
-            from_self=message.author.id == user.id,
-            id=str(message.id),
-            command=command,
-            args=args or "",
-            created_at=message.created_at,
-        )
-
-    def _readable(self, message: discord.Message) -> str:
-        """The text with the bot's mention removed and other mentions as names."""
-        user = self.client.user
-        assert user is not None
-        names = {str(m.id): m.display_name for m in message.mentions}
-        roles = {str(r.id): r.name for r in message.role_mentions}
-        channels = {str(c.id): getattr(c, "name", c.id) for c in message.channel_mentions}
-
-        def name(found: re.Match[str]) -> str:
-            kind, ident = found[1], found[2]
-            if kind.startswith("@!") or kind == "@":
-                return "" if ident == str(user.id) else f"@{names.get(ident, 'someone')}"
-            if kind == "@&":
-                return f"@{roles.get(ident, 'role')}"
-            return f"#{channels.get(ident, 'channel')}"
-
-        return re.sub(r"[ \t]{2,}", " ", _MENTION.sub(name, message.content)).strip()
-
-    def _replies_to_me(self, message: discord.Message) -> bool:
-        resolved = message.reference.resolved if message.reference else None
-        user = self.client.user
-        return (
-            isinstance(resolved, discord.Message)
-            and user is not None
-            and resolved.author.id == user.id
-        )
-
-    def _admin(self, user: discord.abc.User) -> bool:
-        if user.id in self.config.admin_user_ids:
-            return True
-        # A member's role ids as Discord sent them: ``Member.roles`` drops the roles
-        # of a guild not yet cached (an interaction can come before the guild).
-        role_ids = set(getattr(user, "_roles", ())) | {r.id for r in getattr(user, "roles", ())}
-        return bool(role_ids & set(self.config.admin_role_ids))
 
     # -- outgoing ----------------------------------------------------------------
 
@@ -361,7 +257,7 @@ class DiscordAdapter(Adapter):
             reference = discord.MessageReference(
                 message_id=int(reply_to), channel_id=target.id, fail_if_not_exists=False
             )
-        posted = await target.send(  # type: ignore[union-attr]
+        posted = await target.send(
             text, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
         )
         if answer is not None:
@@ -402,7 +298,7 @@ class DiscordAdapter(Adapter):
             posted = self._edits.posted.get(sent.id)
             if posted is None:
                 target = await self._channel(sent.thread or sent.channel)
-                posted = target.get_partial_message(int(sent.id))  # type: ignore[union-attr]
+                posted = target.get_partial_message(int(sent.id))
             await posted.edit(content=text, allowed_mentions=NO_MENTIONS)
             return
         interaction, webhook_message = through
@@ -410,9 +306,7 @@ class DiscordAdapter(Adapter):
             # The token is about to die: the answer goes on in a channel message.
             del self._edits.by_id[sent.id]
             target = await self._channel(sent.thread or sent.channel)
-            self._edits.moved[sent.id] = await target.send(  # type: ignore[union-attr]
-                text, allowed_mentions=NO_MENTIONS
-            )
+            self._edits.moved[sent.id] = await target.send(text, allowed_mentions=NO_MENTIONS)
             return
         if webhook_message is None:
             await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
@@ -432,13 +326,13 @@ class DiscordAdapter(Adapter):
         target = await self._channel(thread or channel)
         found = [
             message
-            async for message in target.history(limit=limit)  # type: ignore[union-attr]
+            async for message in target.history(limit=limit)
             if since is None or message.created_at >= since
         ]
         found.sort(key=lambda message: message.id)  # snowflakes grow with time
-        return [self._message(message) for message in found[-limit:]]
+        return [self._reader.message(message) for message in found[-limit:]]
 
-    async def _channel(self, ident: str) -> discord.abc.Messageable:
+    async def _channel(self, ident: str) -> Any:  # a text channel, thread or DM
         channel = self.client.get_channel(int(ident))
         if channel is None:
             channel = await self.client.fetch_channel(int(ident))
@@ -462,13 +356,6 @@ class DiscordAdapter(Adapter):
 def _alive(answer: _Answer) -> bool:
     assert answer.interaction is not None
     return answer.interaction.created_at + INTERACTION_LIFETIME > discord.utils.utcnow()
-
-
-def _place(channel: object, channel_id: int | None) -> tuple[str, str | None]:
-    """(channel, thread) ids as Confab names them: a thread is a thread of its parent."""
-    if isinstance(channel, discord.Thread) and channel.parent_id is not None:
-        return str(channel.parent_id), str(channel.id)
-    return str(channel_id), None
 
 
 def _thread_of(posted: discord.Message, thread: str | None) -> str | None:

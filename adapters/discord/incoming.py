@@ -1,0 +1,101 @@
+"""Discord messages as Confab's platform-neutral :class:`~bot.messages.Message`."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+from adapters.discord.config import DiscordConfig
+from bot.messages import Author, Message, args_after_command
+
+PLATFORM = "discord"
+_MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
+
+
+class MessageReader:
+    """Reads what a Discord message says and who is addressed, for one bot."""
+
+    def __init__(self, config: DiscordConfig, client: discord.Client, skills: set[str]) -> None:
+        self._config = config
+        self._client = client
+        self._skills = skills
+
+    def message(self, message: discord.Message) -> Message:
+        """``message`` as Confab sees it."""
+        user = self._client.user
+        assert user is not None
+        channel, thread = place(message.channel, message.channel.id)
+        mentioned = any(m.id == user.id for m in message.mentions)
+        text = self._readable(message)
+        command = args = None
+        if text.startswith(self._config.command_prefix):
+            word = text[len(self._config.command_prefix) :].split(maxsplit=1)
+            if word and word[0].lower() in self._skills:
+                command, args = word[0].lower(), args_after_command(text)
+        return Message(
+            platform=PLATFORM,
+            channel=channel,
+            thread=thread,
+            author=self.author(message.author),
+            text=text,
+            addressed=(
+                isinstance(message.channel, discord.DMChannel)
+                or mentioned
+                or self._replies_to_me(message)
+                or (
+                    isinstance(message.channel, discord.Thread)
+                    and message.channel.owner_id == user.id
+                )
+            ),
+            from_self=message.author.id == user.id,
+            id=str(message.id),
+            command=command,
+            args=args or "",
+            created_at=message.created_at,
+        )
+
+    def _readable(self, message: discord.Message) -> str:
+        """The text with the bot's mention removed and other mentions as names."""
+        user = self._client.user
+        assert user is not None
+        names = {str(m.id): m.display_name for m in message.mentions}
+        roles = {str(r.id): r.name for r in message.role_mentions}
+        channels = {str(c.id): getattr(c, "name", c.id) for c in message.channel_mentions}
+
+        def name(found: re.Match[str]) -> str:
+            kind, ident = found[1], found[2]
+            if kind.startswith("@!") or kind == "@":
+                return "" if ident == str(user.id) else f"@{names.get(ident, 'someone')}"
+            if kind == "@&":
+                return f"@{roles.get(ident, 'role')}"
+            return f"#{channels.get(ident, 'channel')}"
+
+        return re.sub(r"[ \t]{2,}", " ", _MENTION.sub(name, message.content)).strip()
+
+    def _replies_to_me(self, message: discord.Message) -> bool:
+        resolved = message.reference.resolved if message.reference else None
+        user = self._client.user
+        return (
+            isinstance(resolved, discord.Message)
+            and user is not None
+            and resolved.author.id == user.id
+        )
+
+    def author(self, user: discord.abc.User) -> Author:
+        return Author(str(user.id), user.display_name, user.bot, self._admin(user))
+
+    def _admin(self, user: discord.abc.User) -> bool:
+        if user.id in self._config.admin_user_ids:
+            return True
+        # A member's role ids as Discord sent them: ``Member.roles`` drops the roles
+        # of a guild not yet cached (an interaction can come before the guild).
+        role_ids = set(getattr(user, "_roles", ())) | {r.id for r in getattr(user, "roles", ())}
+        return bool(role_ids & set(self._config.admin_role_ids))
+
+
+def place(channel: object, channel_id: int | None) -> tuple[str, str | None]:
+    """(channel, thread) ids as Confab names them: a thread is a thread of its parent."""
+    if isinstance(channel, discord.Thread) and channel.parent_id is not None:
+        return str(channel.parent_id), str(channel.id)
+    return str(channel_id), None
