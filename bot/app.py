@@ -62,6 +62,7 @@ class App:
         self.router: Router | None = None
         self.retention: RetentionJob | None = None
         self.adapters: list[Adapter] = []
+        self.all_adapters_failed = False  # set when serve() ended because none could run
         self._stopping = asyncio.Event()
         self._check()
 
@@ -146,6 +147,7 @@ class App:
                         exc_info=None if isinstance(failure, ConfabError) else failure,
                     )
             log.error("no adapter is running any more; stopping")
+            self.all_adapters_failed = True
         finally:
             stopper.cancel()
             for task in tasks:

@@ -118,7 +118,7 @@ async def _run(
         await app.serve()
     finally:
         await app.stop()
-    return 0
+    return 1 if app.all_adapters_failed else 0  # a service manager sees the failure
 
 
 @contextlib.contextmanager

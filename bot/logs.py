@@ -29,3 +29,5 @@ def configure_logging(level: str, terminal: Any = None) -> None:
     root.setLevel(level)
     for noisy in ("aiosqlite", "alembic", "sqlalchemy", "transformers", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # discord.py logs request URLs (interaction tokens in them) and bodies at DEBUG.
+    logging.getLogger("discord").setLevel(max(logging.INFO, root.level))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -25,10 +27,15 @@ from bot.messages import Message, SentMessage
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+START_RETRY_FIRST_S = 2.0  # backoff of connection attempts at start, doubled up to
+START_RETRY_MAX_S = 120.0
+TYPING_REFRESH_S = 8.0
 KEPT_FOR_EDITS = 256  # sent messages kept to edit; older ones are edited by id
 # Interaction tokens live 15 minutes; stop using one a little before.
 INTERACTION_LIFETIME = timedelta(minutes=15) - timedelta(seconds=30)
 NO_MENTIONS = discord.AllowedMentions.none()
+CONTINUED = "(This answer took long: it continues below.)"
+CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)  # not joins, pins ...
 INTENT_HELP = (
     "Discord refused the message content intent. In the developer portal "
     "(https://discord.com/developers/applications), open this application, go to Bot, "
@@ -46,6 +53,7 @@ class _Answer:
     original_used: bool = False
     first: discord.Message | None = None  # the first message of a channel answer
     thread: discord.Thread | None = None  # opened for a long answer (reply_in_thread)
+    thread_refused: bool = False
     sent_ids: list[str] = field(default_factory=list)  # through the interaction
 
 
@@ -65,6 +73,22 @@ class _Edits:
         self.posted[str(message.id)] = message
         while len(self.posted) > KEPT_FOR_EDITS:
             self.posted.popitem(last=False)
+
+
+class _RecentChannels:
+    """The channels messages came from lately, by id, for answering without a lookup."""
+
+    def __init__(self) -> None:
+        self._by_id: OrderedDict[str, Any] = OrderedDict()
+
+    def remember(self, channel: Any) -> None:
+        self._by_id[str(channel.id)] = channel
+        self._by_id.move_to_end(str(channel.id))
+        while len(self._by_id) > KEPT_FOR_EDITS:
+            self._by_id.popitem(last=False)
+
+    def get(self, ident: str) -> Any:
+        return self._by_id.get(ident)
 
 
 class _Client(commands.Bot):
@@ -109,7 +133,9 @@ class DiscordAdapter(Adapter):
         self._handler: MessageHandler | None = None
         self._answers: dict[str, _Answer] = {}
         self._edits = _Edits()
-        self._reader = MessageReader(config, self.client, {info.name for info in context.skills})
+        self._channels = _RecentChannels()
+        commands = {name for info in context.skills for name in (info.name, *info.aliases)}
+        self._reader = MessageReader(config, self.client, commands)
         for info in context.skills:
             self.client.tree.add_command(self._slash_command(info.name, info.help, info.usage))
 
@@ -132,16 +158,26 @@ class DiscordAdapter(Adapter):
             discord.http.Route.BASE = self.config.api_base_url
         if self.config.gateway_url:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
-        try:
-            async with self.client:
-                await self.client.start(token, reconnect=True)
-        except discord.PrivilegedIntentsRequired:
-            raise AdapterError("Discord is not configured.", INTENT_HELP) from None
-        except discord.LoginFailure:
-            raise AdapterError(
-                "Discord is not configured.",
-                f"Discord refused the bot token in {self.config.token_env}",
-            ) from None
+        delay = START_RETRY_FIRST_S
+        while True:
+            try:
+                async with self.client:
+                    await self.client.start(token, reconnect=True)
+                return
+            except discord.PrivilegedIntentsRequired:
+                raise AdapterError("Discord is not configured.", INTENT_HELP) from None
+            except discord.LoginFailure:
+                raise AdapterError(
+                    "Discord is not configured.",
+                    f"Discord refused the bot token in {self.config.token_env}",
+                ) from None
+            except (OSError, aiohttp.ClientError, discord.GatewayNotFound) as error:
+                # Once connected, discord.py reconnects by itself; before, it is ours to do.
+                wait = delay * random.uniform(0.5, 1.5)
+                log.warning("cannot reach Discord (%s); trying again in %.0f s", error, wait)
+                self.client.clear()
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, START_RETRY_MAX_S)
 
     async def stop(self) -> None:
         await self.client.close()
@@ -150,22 +186,24 @@ class DiscordAdapter(Adapter):
         if not self.config.sync_commands:
             return
         tree = self.client.tree
-        try:
-            for guild_id in self.config.command_guild_ids:
-                guild = discord.Object(guild_id)
-                tree.copy_global_to(guild=guild)
+        targets: list[discord.Object | None] = [
+            discord.Object(guild_id) for guild_id in self.config.command_guild_ids
+        ] or [None]
+        for guild in targets:
+            where = f"guild {guild.id}" if guild else "all guilds"
+            try:
+                if guild is not None:
+                    tree.copy_global_to(guild=guild)
                 await tree.sync(guild=guild)
-            if not self.config.command_guild_ids:
-                await tree.sync()
-        except discord.HTTPException as error:
-            log.warning(
-                "could not sync slash commands (%s); invite the bot with the "
-                "applications.commands scope, or set discord.sync_commands = false",
-                error,
-            )
-        else:
-            where = self.config.command_guild_ids or "all guilds"
-            log.info("synced %d slash commands to %s", len(tree.get_commands()), where)
+            except Exception as error:  # one guild's refusal must not stop the start
+                log.warning(
+                    "could not sync slash commands to %s (%s); invite the bot with the "
+                    "applications.commands scope, or set discord.sync_commands = false",
+                    where,
+                    error,
+                )
+            else:
+                log.info("synced %d slash commands to %s", len(tree.get_commands()), where)
 
     # -- incoming ----------------------------------------------------------------
 
@@ -173,21 +211,28 @@ class DiscordAdapter(Adapter):
         user = self.client.user
         if self._handler is None or user is None or message.author.id == user.id:
             return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        if message.type not in CHAT_TYPES:
             return
         try:
             converted = self._reader.message(message)
         except Exception:  # a message discord.py could not make sense of
             log.exception("could not read Discord message %s in %s", message.id, message.channel)
             return
+        self._channels.remember(message.channel)
         key = converted.id or ""
-        self._answers[key] = _Answer(title=converted.args or converted.text)
+        if key in self._answers:  # a replay of a message being answered: the router drops it
+            await self._handler(converted, self)
+            return
+        answer = self._answers[key] = _Answer(title=converted.args or converted.text)
+        wanted = (converted.addressed or converted.command is not None) and not message.author.bot
+        typing = asyncio.create_task(_keep_typing(message.channel)) if wanted else None
         try:
-            wanted = converted.addressed or converted.command is not None
-            async with _typing(message.channel, wanted):
-                await self._handler(converted, self)
+            await self._handler(converted, self)
         finally:
-            self._answers.pop(key, None)
+            if typing is not None:
+                typing.cancel()
+            if self._answers.get(key) is answer:
+                del self._answers[key]
 
     def _slash_command(
         self, name: str, help: str, usage: str
@@ -201,7 +246,7 @@ class DiscordAdapter(Adapter):
         return app_commands.Command(name=name, description=help[:100], callback=callback)
 
     async def _on_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
-        answer = _Answer(interaction=interaction)
+        answer = _Answer(title=text, interaction=interaction)
         try:
             await interaction.response.defer(thinking=True)
             answer.deferred = True
@@ -303,8 +348,16 @@ class DiscordAdapter(Adapter):
             return
         interaction, webhook_message = through
         if interaction.created_at + INTERACTION_LIFETIME <= discord.utils.utcnow():
-            # The token is about to die: the answer goes on in a channel message.
+            # The token is about to die: the answer goes on in a channel message,
+            # and the response it started in says where.
             del self._edits.by_id[sent.id]
+            try:
+                if webhook_message is None:
+                    await interaction.edit_original_response(content=CONTINUED)
+                else:
+                    await interaction.followup.edit_message(webhook_message, content=CONTINUED)
+            except discord.HTTPException as error:
+                log.debug("could not point the expiring response onwards: %s", error)
             target = await self._channel(sent.thread or sent.channel)
             self._edits.moved[sent.id] = await target.send(text, allowed_mentions=NO_MENTIONS)
             return
@@ -327,13 +380,14 @@ class DiscordAdapter(Adapter):
         found = [
             message
             async for message in target.history(limit=limit)
-            if since is None or message.created_at >= since
+            if (since is None or message.created_at >= since) and message.type in CHAT_TYPES
         ]
         found.sort(key=lambda message: message.id)  # snowflakes grow with time
         return [self._reader.message(message) for message in found[-limit:]]
 
     async def _channel(self, ident: str) -> Any:  # a text channel, thread or DM
-        channel = self.client.get_channel(int(ident))
+        # DM channels are not in discord.py's cache: remember those messages came from.
+        channel = self._channels.get(ident) or self.client.get_channel(int(ident))
         if channel is None:
             channel = await self.client.fetch_channel(int(ident))
         if not isinstance(channel, discord.abc.Messageable):
@@ -343,13 +397,19 @@ class DiscordAdapter(Adapter):
     async def _answer_thread(
         self, answer: _Answer, target: discord.abc.Messageable
     ) -> discord.abc.Messageable:
-        """The thread a long answer continues in, opened on its first message."""
+        """The thread a long answer continues in, opened on its first message; the
+        channel itself when the thread cannot be opened (a permission, say)."""
         if (
             answer.thread is None
+            and not answer.thread_refused
             and answer.first is not None
             and isinstance(target, discord.TextChannel)
         ):
-            answer.thread = await answer.first.create_thread(name=_thread_name(answer.title))
+            try:
+                answer.thread = await answer.first.create_thread(name=_thread_name(answer.title))
+            except discord.HTTPException as error:
+                log.warning("could not open a thread for an answer in %s: %s", target.id, error)
+                answer.thread_refused = True
         return answer.thread or target
 
 
@@ -369,22 +429,16 @@ def _thread_name(text: str) -> str:
     return (first_line[:90] or "Answer").strip("*_`# ") or "Answer"
 
 
-@asynccontextmanager
-async def _typing(channel: discord.abc.Messageable, wanted: bool) -> AsyncIterator[None]:
-    """Show "typing…" while the body runs; a failing indicator never stops an answer."""
-    indicator = None
-    if wanted:
-        try:
-            indicator = channel.typing()
-            await indicator.__aenter__()
-        except Exception as error:  # cosmetic: the answer goes out regardless
-            log.debug("no typing indicator in %s: %s", getattr(channel, "id", "?"), error)
-            indicator = None
+async def _keep_typing(channel: discord.abc.Messageable) -> None:
+    """Show "typing…" until cancelled (Discord shows it for 10 s per request).
+
+    Runs beside the answer, so a slow or refused indicator never delays it.
+    """
     try:
-        yield
-    finally:
-        if indicator is not None:
-            try:
-                await indicator.__aexit__(None, None, None)
-            except Exception as error:
-                log.debug("stopping the typing indicator failed: %s", error)
+        while True:
+            await channel.typing()
+            await asyncio.sleep(TYPING_REFRESH_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # cosmetic: the answer goes out regardless
+        log.debug("no typing indicator in %s: %s", getattr(channel, "id", "?"), error)

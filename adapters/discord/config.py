@@ -23,9 +23,16 @@ class DiscordConfig(BaseModel):
     api_base_url: str = ""
     gateway_url: str = ""
 
-    @field_validator("api_base_url", "gateway_url")
+    @field_validator("api_base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be empty or an http(s):// or ws(s):// URL")
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty or an http(s):// URL ending in the API version")
+        return value.rstrip("/")
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if value and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must be empty or a ws(s):// URL")
         return value.rstrip("/")

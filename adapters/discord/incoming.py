@@ -7,7 +7,7 @@ import re
 import discord
 
 from adapters.discord.config import DiscordConfig
-from bot.messages import Author, Message, args_after_command
+from bot.messages import Author, Message, parse_command
 
 PLATFORM = "discord"
 _MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
@@ -16,10 +16,10 @@ _MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 class MessageReader:
     """Reads what a Discord message says and who is addressed, for one bot."""
 
-    def __init__(self, config: DiscordConfig, client: discord.Client, skills: set[str]) -> None:
+    def __init__(self, config: DiscordConfig, client: discord.Client, commands: set[str]) -> None:
         self._config = config
         self._client = client
-        self._skills = skills
+        self._commands = commands  # the skills' names and aliases
 
     def message(self, message: discord.Message) -> Message:
         """``message`` as Confab sees it."""
@@ -29,10 +29,9 @@ class MessageReader:
         mentioned = any(m.id == user.id for m in message.mentions)
         text = self._readable(message)
         command = args = None
-        if text.startswith(self._config.command_prefix):
-            word = text[len(self._config.command_prefix) :].split(maxsplit=1)
-            if word and word[0].lower() in self._skills:
-                command, args = word[0].lower(), args_after_command(text)
+        parsed = parse_command(text, [self._config.command_prefix])
+        if parsed is not None and parsed[0] in self._commands:
+            command, args = parsed
         return Message(
             platform=PLATFORM,
             channel=channel,

@@ -3,6 +3,7 @@ real router and storage; only Discord's network is simulated."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 import time
@@ -274,13 +275,73 @@ async def test_with_reply_in_thread_a_long_answer_continues_in_a_thread(
     assert opened == [(first, "tell me everything")]
 
 
-async def test_the_adapter_keeps_answering_after_a_reconnect(tmp_path: Path) -> None:
-    async with discord_bot(tmp_path, ["Before.", "After."]) as world:
-        await world.say("!ask before")
-        world.adapter.client.dispatch("disconnect")
-        world.adapter.client.dispatch("resumed")
-        await world.say("!ask after")
-        assert world.shown() == ["Before.", "After."]
+async def test_a_thread_that_cannot_be_opened_leaves_the_answer_in_the_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def create_thread(message: discord.Message, **_: Any) -> discord.Thread:
+        response: Any = type("Response", (), {"status": 403, "reason": "Forbidden"})()
+        raise discord.Forbidden(response, {"code": 50013, "message": "Missing Permissions"})
+
+    monkeypatch.setattr(discord.Message, "create_thread", create_thread)
+    answer = "A long story. " * 150
+    async with discord_bot(tmp_path, [answer], reply_in_thread=True) as world:
+        await world.say("!ask tell me everything")
+        assert "".join(world.shown()) == answer
+        assert set(world.channels.values()) == {world.channel.id}
+
+
+async def test_a_replay_during_an_answer_leaves_that_answer_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+
+    async def create_thread(message: discord.Message, *, name: str, **_: Any) -> discord.Thread:
+        opened.append(name)
+        return open_thread(message.channel, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(discord.Message, "create_thread", create_thread)
+    answer = "A long story. " * 150
+    async with discord_bot(tmp_path, [answer], delay_s=0.002, reply_in_thread=True) as world:
+        asking = asyncio.create_task(world.say("!ask tell me everything"))
+        while not world.sends:  # noqa: ASYNC110 - until the answer has started
+            await asyncio.sleep(0.01)
+        history = [m async for m in world.channel.history(limit=10)]
+        (question,) = [m for m in history if m.author.id == world.member.id]
+        world.adapter.client.dispatch("message", question)  # the gateway replays it
+        await asking
+        await dpytest.empty_queue()
+        assert opened == ["tell me everything"]  # the answer still knew where it was going
+        assert "".join(world.shown()) == answer
+
+
+async def test_a_custom_prefix_works_with_aliases(tmp_path: Path) -> None:
+    async with discord_bot(tmp_path, ["Yes."], command_prefix="?") as world:
+        await world.say("?q is this on?")
+        await world.say("? q spaced out")  # not a command, and not addressed: chatter
+        assert world.shown() == ["Yes."]
+
+
+async def test_starting_retries_while_discord_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONFAB_DISCORD_TOKEN", "token")
+    adapter = adapter_for()
+    attempts: list[str] = []
+    waits: list[float] = []
+
+    async def start(token: str, *, reconnect: bool = True) -> None:
+        attempts.append(token)
+        if len(attempts) < 3:
+            raise OSError("network is unreachable")
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(adapter.client, "start", start)
+    monkeypatch.setattr("adapters.discord.adapter.asyncio.sleep", sleep)
+    await adapter.run(noop_handler)
+    assert attempts == ["token"] * 3
+    assert len(waits) == 2 and 1 <= waits[0] <= 3 and 2 <= waits[1] <= 6  # backoff, jittered
 
 
 async def test_history_is_oldest_first_with_commands_and_own_messages_marked(

@@ -25,6 +25,7 @@ import pytest
 from discord.webhook.async_ import AsyncWebhookAdapter
 
 from adapters.discord import DiscordAdapter, DiscordConfig
+from adapters.discord.adapter import CONTINUED
 from bot.adapter import AdapterContext
 from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
 from skills.forget import ForgetSkill
@@ -213,10 +214,12 @@ async def confab(
     fake: FakeDiscord,
     replies: Sequence[str] = ("This is a scripted answer.",),
     skills: Sequence[type] = (AskSkill, PingSkill),
+    delay_s: float = 0.0,
     **config: Any,
 ) -> AsyncIterator[Bot]:
     """Confab's core over SQLite, behind the real Discord adapter, its HTTP faked."""
-    async with ChatHarness(skills, tmp_path, model=ScriptedBackend(list(replies))) as harness:
+    model = ScriptedBackend(list(replies), delay_s=delay_s)
+    async with ChatHarness(skills, tmp_path, model=model) as harness:
         settings = DiscordConfig(**{"edit_interval_s": 0.2, **config})
         context = AdapterContext(settings, "confab", EmptyChannelLog(), harness.router.skills.infos)
         adapter = DiscordAdapter(context)
@@ -350,6 +353,41 @@ async def test_slash_commands_are_synced_at_start(tmp_path, fake, guilds, route)
         for command in put.json:
             (option,) = command["options"]
             assert (option["name"], option["type"], option["required"]) == ("text", 3, False)
+
+
+async def test_one_guild_refusing_commands_does_not_stop_the_others(tmp_path, fake):
+    other_guild = GUILD_ID + 1
+    async with confab(tmp_path, fake, command_guild_ids=[GUILD_ID, other_guild]) as bot:
+
+        async def rest(route: Any, **kwargs: Any) -> Any:
+            if str(GUILD_ID) in route.url:  # the bot was removed from this one
+                response = SimpleNamespace(status=403, reason="Forbidden")
+                raise discord.Forbidden(response, {"code": 50001, "message": "Missing Access"})  # type: ignore[arg-type]
+            return await fake.rest(route, **kwargs)
+
+        bot.adapter.client.http.request = rest  # type: ignore[method-assign]
+        await bot.adapter.client.setup_hook()
+
+        (put,) = fake.requests
+        assert put.url.endswith(f"/applications/{APP_ID}/guilds/{other_guild}/commands")
+
+
+async def test_an_answer_outliving_the_token_continues_in_the_channel(tmp_path, fake, monkeypatch):
+    # Tokens live 15 minutes; here the adapter's margin is made to run out mid-stream.
+    monkeypatch.setattr(
+        "adapters.discord.adapter.INTERACTION_LIFETIME", timedelta(milliseconds=600)
+    )
+    answer = " ".join(f"word{n}" for n in range(60))
+    async with confab(tmp_path, fake, [answer], delay_s=0.02) as bot:
+        await bot.slash("ask", "take your time")
+
+        channel_posts = [r for r in fake.requests if (r.method, r.path) == ("POST", CHANNEL_SEND)]
+        assert len(channel_posts) == 1
+        assert fake.shown["@original"] == CONTINUED
+        (moved_id,) = [key for key in fake.shown if key != "@original"]
+        assert fake.shown[moved_id] == answer  # later edits went to the channel message
+        assert all(pings_nobody(body) for body in fake.bodies() if "allowed_mentions" in body)
+        assert await bot.stored() == [("user", "/ask take your time"), ("assistant", answer)]
 
 
 async def test_commands_are_not_synced_when_turned_off(tmp_path, fake):

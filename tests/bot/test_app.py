@@ -9,7 +9,7 @@ import pytest
 from adapters.console import ConsoleAdapter
 from bot.adapter import AdapterContext, MessageHandler
 from bot.app import App
-from bot.errors import ConfigError
+from bot.errors import AdapterError, ConfigError
 from bot.plugins import discover_adapters, discover_skills
 from bot.testing import RecordingAdapter, ScriptedBackend
 from tests.helpers import console_config
@@ -47,6 +47,32 @@ async def test_a_failing_adapter_leaves_the_console_serving(
     await app.run()
     assert out.getvalue() == "pong\n"
     assert any("crashing adapter failed" in r.getMessage() for r in caplog.records)
+    assert not app.all_adapters_failed
+
+
+class MisconfiguredAdapter(RecordingAdapter):
+    platform = "crashing"
+
+    async def run(self, handler: MessageHandler) -> None:
+        raise AdapterError("Not configured.", "no token: set the environment variable X_TOKEN")
+
+
+async def test_when_every_adapter_fails_the_app_says_why_and_reports_failure(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App(
+        console_config(db_url, {"crashing": MisconfiguredAdapter}),
+        skills=discover_skills(),
+        adapters=discover_adapters(),
+        enabled=["crashing"],
+        model=ScriptedBackend(),
+        adapter_factories={"crashing": lambda _: MisconfiguredAdapter()},
+    )
+    await app.run()
+    assert app.all_adapters_failed
+    (failure,) = [r for r in caplog.records if "crashing adapter failed" in r.getMessage()]
+    assert "set the environment variable X_TOKEN" in failure.getMessage()
+    assert failure.exc_info is None  # our own error is its sentence, not a traceback
 
 
 def test_unknown_adapters_and_default_skill_stop_the_start(db_url: str) -> None:
