@@ -1,0 +1,366 @@
+"""The Slack adapter: slack-bolt's AsyncApp in Socket Mode or HTTP mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.slack.config import SlackConfig
+from adapters.slack.incoming import PLATFORM, Names, message_id, sent_at
+from adapters.slack.mrkdwn import to_mrkdwn
+from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from bot.errors import AdapterError, MessageTooLong
+from bot.messages import Author, Message, SentMessage, parse_command
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+PRIVATE_FLAG = "--private"
+THREADS_KEPT = 5000  # threads the bot took part in, whose messages are addressed to it
+HISTORY_PAGE = 200  # conversations.history allows up to 1,000; Slack advises 200
+RATE_LIMIT_RETRIES = 3
+NOT_A_MEMBER = ("not_in_channel", "channel_not_found")
+# Message events that are people talking (not joins, edits, deletions ...).
+CHAT_SUBTYPES = (None, "thread_broadcast", "file_share", "me_message")
+
+
+@dataclass
+class _CommandAnswer:
+    """A slash command being answered. Collected and posted once complete through the
+    command's ``response_url`` when only the asker may see it (``--private``), or
+    when the bot may not post in the channel (it was never invited)."""
+
+    response_url: str
+    private: bool
+    collecting: bool = False
+    texts: dict[str, str] = field(default_factory=dict)  # in order of sending
+
+
+class SlackAdapter(Adapter):
+    """A Slack app; ``build_app()`` makes its bolt ``AsyncApp`` without connecting."""
+
+    platform = PLATFORM
+    config_model = SlackConfig
+    capabilities = Capabilities(edit=True, threads=True, history=True, typing=False)
+    limits = Limits(max_message_chars=3000, min_edit_interval_s=1.2)
+
+    def __init__(self, context: AdapterContext) -> None:
+        super().__init__(context)
+        config = context.config
+        assert isinstance(config, SlackConfig)
+        self.config = config
+        self.limits = Limits(config.max_message_chars, config.edit_interval_s)  # type: ignore[misc]
+        self._commands = {name for info in context.skills for name in (info.name, *info.aliases)}
+        self._skills = [info.name for info in context.skills]
+        self._handler: MessageHandler | None = None
+        self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._command_answers: dict[str, _CommandAnswer] = {}
+        self._stopped = asyncio.Event()
+        self.app: AsyncApp | None = None
+        self.client: AsyncWebClient | None = None
+        self._names: Names | None = None
+        self.bot_user_id: str | None = None
+
+    # -- building and running ----------------------------------------------------
+
+    def build_app(self) -> AsyncApp:
+        """The bolt app with Confab's listeners, its Web API client at ``api_base_url``."""
+        token = self._secret(self.config.bot_token_env, "bot token (xoxb-...)")
+        secret = os.environ.get(self.config.signing_secret_env, "").strip()
+        if self.config.mode == "http" and not secret:
+            self._secret(self.config.signing_secret_env, "signing secret")
+        client = AsyncWebClient(token=token, base_url=self.config.web_api_url)
+        client.retry_handlers.append(
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+        )
+        app = AsyncApp(
+            client=client,
+            # Socket Mode needs no signing secret; bolt wants a value all the same.
+            signing_secret=secret or "unused-in-socket-mode",
+            request_verification_enabled=self.config.mode == "http",
+            process_before_response=False,
+        )
+        app.event("app_mention")(self._on_mention)
+        app.event("message")(self._on_message)
+        for name in self._slash_commands():
+            app.command(f"/{name}")(self._on_command)
+        self.app, self.client, self._names = app, client, Names(client)
+        return app
+
+    def _slash_commands(self) -> list[str]:
+        if self.config.command_style == "umbrella":
+            return [self.config.command_name]
+        return self._skills
+
+    def bind(self, handler: MessageHandler) -> None:
+        """Deliver incoming messages to ``handler`` (``run`` does it; tests drive the app)."""
+        self._handler = handler
+
+    async def run(self, handler: MessageHandler) -> None:
+        self.bind(handler)
+        app = self.app or self.build_app()
+        await self._who_am_i()
+        if self.config.mode == "http":
+            await self._serve_http(app)
+        else:
+            await self._serve_socket_mode(app)
+
+    async def _serve_http(self, app: AsyncApp) -> None:
+        runner = web.AppRunner(app.web_app(path=EVENTS_PATH, port=self.config.port))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+            log.info(
+                "Slack events at http://%s:%d%s", self.config.host, self.config.port, EVENTS_PATH
+            )
+            await self._stopped.wait()
+        finally:
+            await runner.cleanup()
+
+    async def _serve_socket_mode(self, app: AsyncApp) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        app_token = self._secret(self.config.app_token_env, "app-level token (xapp-...)")
+        handler = AsyncSocketModeHandler(app, app_token)
+        await handler.connect_async()  # type: ignore[no-untyped-call]  # reconnects itself
+        log.info("Slack Socket Mode connected")
+        try:
+            await self._stopped.wait()
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    async def _who_am_i(self) -> None:
+        assert self.client is not None
+        try:
+            identity = await self.client.auth_test()
+        except SlackApiError as error:
+            raise AdapterError(
+                "Slack is not configured.",
+                f"Slack refused the bot token in {self.config.bot_token_env}: "
+                f"{error.response.get('error')}",
+            ) from None
+        self.bot_user_id = identity.get("user_id")
+
+    def _secret(self, variable: str, what: str) -> str:
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            raise AdapterError(
+                "Slack is not configured.",
+                f"no Slack {what}: set the environment variable {variable}",
+            )
+        return value
+
+    # -- incoming ----------------------------------------------------------------
+
+    async def _on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        # A mention outside a thread starts one: the thread is the conversation.
+        thread = event.get("thread_ts") or event.get("ts")
+        await self._deliver(event, context, addressed=True, thread=thread)
+
+    async def _on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        if event.get("subtype") not in CHAT_SUBTYPES:
+            return
+        bot = context.get("bot_user_id") or self.bot_user_id
+        if bot and f"<@{bot}>" in event.get("text", "") and event.get("channel_type") != "im":
+            return  # the app_mention event of the same message answers it
+        channel, thread = event.get("channel", ""), event.get("thread_ts")
+        addressed = event.get("channel_type") == "im" or (
+            thread is not None and (channel, thread) in self._threads
+        )
+        await self._deliver(event, context, addressed=addressed, thread=thread)
+
+    async def _deliver(
+        self, event: dict[str, Any], context: dict[str, Any], *, addressed: bool, thread: str | None
+    ) -> None:
+        if self._handler is None or self._names is None:
+            return
+        bot = context.get("bot_user_id") or self.bot_user_id
+        channel, ts = event.get("channel", ""), event.get("ts", "")
+        user = event.get("user") or event.get("bot_id") or "unknown"
+        text = await self._names.readable(event.get("text", ""), bot)
+        message = Message(
+            platform=PLATFORM,
+            channel=channel,
+            thread=thread,
+            author=self._author(user, await self._names.of(user), bool(event.get("bot_id"))),
+            text=text,
+            addressed=addressed,
+            from_self=bool(bot) and user == bot,
+            id=message_id(channel, ts),
+            created_at=sent_at(ts),
+        )
+        await self._handler(message, self)  # the router reads "!ask ..." commands
+
+    async def _on_command(self, ack: Callable[[], Awaitable[Any]], command: dict[str, Any]) -> None:
+        await ack()  # within Slack's 3 seconds; the answer follows by chat.postMessage
+        if self._handler is None or self._names is None:
+            return
+        name = command.get("command", "").lstrip("/")
+        text = command.get("text", "").strip()
+        if self.config.command_style == "umbrella":
+            parsed = parse_command("/" + text, ["/"]) if text else None
+            name, text = parsed if parsed else ("help", "")
+        private = PRIVATE_FLAG in text.split()
+        if private:
+            text = " ".join(word for word in text.split(" ") if word != PRIVATE_FLAG).strip()
+        user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        ident = f"command-{command.get('trigger_id') or channel + ':' + name}"
+        message = Message(
+            platform=PLATFORM,
+            channel=channel,
+            author=self._author(user, command.get("user_name") or await self._names.of(user)),
+            text=f"/{name} {text}".strip(),
+            addressed=True,
+            id=ident,
+            command=name,
+            args=text,
+        )
+        answer = self._command_answers[ident] = _CommandAnswer(
+            command.get("response_url", ""), private, collecting=private
+        )
+        try:
+            await self._handler(message, self)
+        finally:
+            del self._command_answers[ident]
+            if answer.collecting:
+                await self._respond(answer)
+
+    def _author(self, user: str, name: str, is_bot: bool = False) -> Author:
+        return Author(user, name, is_bot, admin=user in self.config.admin_user_ids)
+
+    # -- outgoing ----------------------------------------------------------------
+
+    async def send(
+        self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
+    ) -> SentMessage:
+        self._check_length(text)
+        command = self._command_answers.get(reply_to or "")
+        if command is not None and command.collecting:
+            return self._collect(command, channel, text)
+        try:
+            response = await self._client().chat_postMessage(
+                channel=channel,
+                thread_ts=thread,
+                text=to_mrkdwn(text),
+                mrkdwn=True,
+                link_names=False,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as error:
+            reason = error.response.get("error")
+            if command is None or not command.response_url or reason not in NOT_A_MEMBER:
+                raise
+            log.info("not a member of %s; answering the command through its response_url", channel)
+            command.collecting = True
+            return self._collect(command, channel, text)
+        if thread is not None:
+            self._threads[(channel, thread)] = None
+            while len(self._threads) > THREADS_KEPT:
+                self._threads.popitem(last=False)
+        return SentMessage(str(response["ts"]), channel, thread)
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        self._check_length(text)
+        for command in self._command_answers.values():
+            if sent.id in command.texts:
+                command.texts[sent.id] = text
+                return
+        await self._client().chat_update(
+            channel=sent.channel, ts=sent.id, text=to_mrkdwn(text), link_names=False
+        )
+
+    @staticmethod
+    def _collect(command: _CommandAnswer, channel: str, text: str) -> SentMessage:
+        ident = f"collected-{id(command)}-{len(command.texts)}"
+        command.texts[ident] = text
+        return SentMessage(ident, channel)
+
+    async def _respond(self, command: _CommandAnswer) -> None:
+        """Post a collected answer through the command's response_url."""
+        kind = "ephemeral" if command.private else "in_channel"
+        webhook = AsyncWebhookClient(command.response_url)
+        for text in command.texts.values():
+            try:
+                await webhook.send(text=to_mrkdwn(text), response_type=kind)
+            except Exception as error:  # the answer is lost; say so in the log
+                log.warning("could not answer a command through its response_url: %s", error)
+                return
+
+    def _check_length(self, text: str) -> None:
+        if len(text) > self.config.max_message_chars:
+            raise MessageTooLong(
+                "That answer is too long.",
+                f"{len(text)} > {self.config.max_message_chars} characters",
+            )
+
+    def _client(self) -> AsyncWebClient:
+        if self.client is None:
+            self.build_app()
+        assert self.client is not None
+        return self.client
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        thread: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        client = self._client()
+        names = self._names
+        assert names is not None
+        oldest = f"{since.timestamp():.6f}" if since is not None else None
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page_size = min(HISTORY_PAGE, max(limit - len(found), 1) + (1 if thread else 0))
+            options: dict[str, Any] = {"channel": channel, "limit": page_size, "cursor": cursor}
+            if oldest is not None:
+                options["oldest"] = oldest
+            if thread is not None:
+                page = await client.conversations_replies(ts=thread, **options)
+            else:
+                page = await client.conversations_history(**options)
+            found.extend(page.get("messages") or [])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor or (thread is None and len(found) >= limit):
+                break
+        chat = [m for m in found if m.get("subtype") in (*CHAT_SUBTYPES, "bot_message")]
+        chat.sort(key=lambda m: float(m.get("ts", 0)))
+        return [await self._from_history(channel, thread, m) for m in chat[-limit:]]
+
+    async def _from_history(self, channel: str, thread: str | None, raw: dict[str, Any]) -> Message:
+        assert self._names is not None
+        user = raw.get("user") or raw.get("bot_id") or "unknown"
+        mine = user == self.bot_user_id
+        name = self.context.bot_name if mine else await self._names.of(user)
+        message = Message(
+            platform=PLATFORM,
+            channel=channel,
+            thread=thread,
+            author=self._author(user, name, bool(raw.get("bot_id"))),
+            text=await self._names.readable(raw.get("text", ""), self.bot_user_id),
+            from_self=mine,
+            id=message_id(channel, str(raw.get("ts", ""))),
+            created_at=sent_at(str(raw.get("ts", ""))),
+        )
+        return message

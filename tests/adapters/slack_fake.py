@@ -1,0 +1,431 @@
+"""A loopback Slack for adapter tests: a fake Web API server that slack_sdk's
+`AsyncWebClient` talks to over real HTTP, plus signing helpers and builders for the
+payloads Slack posts to an HTTP-mode app. Nothing here reaches the internet."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+TEAM_ID = "T1"
+APP_ID = "A1"
+VERIFICATION_TOKEN = "verification-token"
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One Web API request as the fake received it: `params` merges query and body."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class StoredMessage:
+    """A message in a channel as `conversations.history` would show it."""
+
+    channel: str
+    ts: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    bot_id: str | None = None
+    reply_count: int = 0
+
+    def to_json(self) -> Json:
+        body: Json = {"type": "message", "user": self.user, "text": self.text, "ts": self.ts}
+        if self.bot_id is not None:
+            body["bot_id"] = self.bot_id
+        if self.thread_ts is not None:
+            body["thread_ts"] = self.thread_ts
+        if self.reply_count:
+            body["reply_count"] = self.reply_count
+        return body
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    error: str
+    retry_after: int | None
+
+
+@dataclass
+class FakeSlack:
+    """The Slack Web API on 127.0.0.1: records every call, answers Slack-shaped JSON.
+
+    Point `AsyncWebClient(token=..., base_url=fake.base_url)` at it. Channels exist as
+    soon as something is posted or seeded in them; an unseen channel reads as empty.
+    """
+
+    port: int = 0
+    calls: list[SlackCall] = field(default_factory=list)
+    messages: dict[str, list[StoredMessage]] = field(default_factory=dict)
+    users: dict[str, Json] = field(default_factory=dict)
+    _failures: dict[str, list[_Failure]] = field(default_factory=dict)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        return [call for call in self.calls if call.method == method]
+
+    def next_ts(self) -> str:
+        return f"1700000000.{next(self._ts) * 100:06d}"
+
+    def seed(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+    ) -> StoredMessage:
+        """Put a message in a channel (or a thread) as if a person had written it."""
+        return self._store(StoredMessage(channel, ts or self.next_ts(), user, text, thread_ts))
+
+    def add_user(
+        self, user_id: str, name: str, real_name: str = "", display_name: str = ""
+    ) -> None:
+        real_name = real_name or name
+        self.users[user_id] = {
+            "id": user_id,
+            "name": name,
+            "real_name": real_name,
+            "profile": {"display_name": display_name, "real_name": real_name},
+        }
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Make the next call to `method` fail once: HTTP 429 with Retry-After when
+        `status=429`, otherwise `{"ok": false, "error": error}`."""
+        if status == 429:
+            failure = _Failure(
+                429, error or "ratelimited", 1 if retry_after is None else retry_after
+            )
+        else:
+            failure = _Failure(status, error or "internal_error", retry_after)
+        self._failures.setdefault(method, []).append(failure)
+
+    def thread(self, channel: str, thread_ts: str) -> list[StoredMessage]:
+        """The thread's parent then its replies, oldest first."""
+        return sorted(
+            (m for m in self.messages.get(channel, []) if thread_ts in (m.ts, m.thread_ts)),
+            key=lambda m: Decimal(m.ts),
+        )
+
+    def _store(self, message: StoredMessage) -> StoredMessage:
+        channel = self.messages.setdefault(message.channel, [])
+        if message.thread_ts is not None and message.thread_ts != message.ts:
+            parent = next((m for m in channel if m.ts == message.thread_ts), None)
+            if parent is not None:
+                parent.thread_ts = parent.ts
+                parent.reply_count += 1
+        channel.append(message)
+        return message
+
+    def _find(self, channel: str, ts: str) -> StoredMessage | None:
+        return next((m for m in self.messages.get(channel, []) if m.ts == ts), None)
+
+    # The HTTP side.
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/hooks/{hook}", self._response_url)
+        return app
+
+    @property
+    def hooks_url(self) -> str:
+        """Where slash commands' ``response_url`` points: ``hooks_url + "NAME"``."""
+        return f"http://127.0.0.1:{self.port}/hooks/"
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        """A command's response_url: records the JSON posted to it as method 'hook:NAME'."""
+        self.calls.append(
+            SlackCall(f"hook:{request.match_info['hook']}", await request.json(), None)
+        )
+        return web.Response(text="ok")
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.can_read_body:
+            params.update(await request.post())
+        token = params.pop("token", None)
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = header.removeprefix("Bearer ")
+        self.calls.append(SlackCall(method, params, token))
+
+        if failures := self._failures.get(method):
+            failure = failures.pop(0)
+            headers = (
+                {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
+            )
+            body = {"ok": False, "error": failure.error}
+            return web.json_response(body, status=failure.status, headers=headers)
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        answer = self._routes().get(method)
+        if answer is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        try:
+            return web.json_response(answer(params))
+        except KeyError:  # a required argument is missing, as Slack words it
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+
+    def _routes(self) -> dict[str, Any]:
+        return {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "users.info": self._users_info,
+            "apps.connections.open": self._connections_open,
+        }
+
+    def _auth_test(self, params: Json) -> Json:
+        return {
+            "ok": True,
+            "url": "https://test.slack.com/",
+            "team": "T",
+            "user": "confab",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _post_message(self, params: Json) -> Json:
+        channel = str(params["channel"])
+        thread_ts = params.get("thread_ts")
+        message = self._store(
+            StoredMessage(
+                channel,
+                self.next_ts(),
+                BOT_USER_ID,
+                str(params.get("text", "")),
+                None if thread_ts is None else str(thread_ts),
+                BOT_ID,
+            )
+        )
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_json()}
+
+    def _update(self, params: Json) -> Json:
+        channel, ts = str(params["channel"]), str(params["ts"])
+        message = self._find(channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text = str(params.get("text", ""))
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "text": message.text,
+            "message": message.to_json(),
+        }
+
+    def _post_ephemeral(self, params: Json) -> Json:
+        return {"ok": True, "message_ts": self.next_ts()}
+
+    def _history(self, params: Json) -> Json:
+        oldest = Decimal(str(params.get("oldest", "0")))
+        latest = Decimal(str(params["latest"])) if "latest" in params else None
+        # Replies stay in their threads; only top-level messages and parents show here.
+        visible = [
+            m
+            for m in self.messages.get(str(params["channel"]), [])
+            if m.thread_ts in (None, m.ts)
+            and Decimal(m.ts) > oldest
+            and (latest is None or Decimal(m.ts) < latest)
+        ]
+        visible.sort(key=lambda m: Decimal(m.ts), reverse=True)
+        return _page(visible, params)
+
+    def _replies(self, params: Json) -> Json:
+        thread = self.thread(str(params["channel"]), str(params["ts"]))
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        return _page(thread, params)
+
+    def _users_info(self, params: Json) -> Json:
+        user = self.users.get(str(params.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user}
+
+    def _connections_open(self, params: Json) -> Json:
+        return {"ok": True, "url": "ws://127.0.0.1:1/never"}
+
+
+def _page(messages: list[StoredMessage], params: Json) -> Json:
+    """One page of `messages` from the cursor on, with Slack's opaque `next_cursor`."""
+    limit = int(params.get("limit") or 100)
+    cursor = str(params.get("cursor") or "")
+    start = int(base64.b64decode(cursor).decode().removeprefix("next:")) if cursor else 0
+    page = messages[start : start + limit]
+    more = start + limit < len(messages)
+    next_cursor = base64.b64encode(f"next:{start + limit}".encode()).decode() if more else ""
+    return {
+        "ok": True,
+        "messages": [m.to_json() for m in page],
+        "has_more": more,
+        "response_metadata": {"next_cursor": next_cursor},
+    }
+
+
+@asynccontextmanager
+async def running_fake_slack() -> AsyncIterator[FakeSlack]:
+    """Serve a fresh `FakeSlack` on a free loopback port for the duration of the block."""
+    fake = FakeSlack()
+    runner = web.AppRunner(fake.build_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.port = runner.addresses[0][1]
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+# Signing and payloads for HTTP-mode tests.
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack adds to a request it posts to the app, signed with `secret`."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    base = b"v0:" + ts.encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def event_callback(event: Mapping[str, Any], event_id: str, team_id: str = TEAM_ID) -> Json:
+    """The Events API envelope around `event`, as Slack posts it."""
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "api_app_id": APP_ID,
+        "event": dict(event),
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }
+
+
+def _message_event(kind: str, text: str, user: str, channel: str, ts: str) -> Json:
+    return {
+        "type": kind,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        "team": TEAM_ID,
+    }
+
+
+def app_mention(text: str, user: str, channel: str, ts: str, thread_ts: str | None = None) -> Json:
+    """An `app_mention` event; `text` is sent as is, so include `<@UBOT>` yourself."""
+    event = _message_event("app_mention", text, user, channel, ts)
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def im_message(text: str, user: str, channel: str, ts: str) -> Json:
+    """A `message` event in a direct message with the bot."""
+    return {**_message_event("message", text, user, channel, ts), "channel_type": "im"}
+
+
+def thread_message(
+    text: str,
+    user: str,
+    channel: str,
+    ts: str,
+    thread_ts: str,
+    parent_user_id: str = BOT_USER_ID,
+    channel_type: str = "channel",
+) -> Json:
+    """A `message` event replying in the thread started at `thread_ts`."""
+    return {
+        **_message_event("message", text, user, channel, ts),
+        "channel_type": channel_type,
+        "thread_ts": thread_ts,
+        "parent_user_id": parent_user_id,
+    }
+
+
+def url_verification(challenge: str) -> Json:
+    return {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
+
+
+def slash_command(
+    command: str,
+    text: str,
+    user_id: str,
+    channel_id: str,
+    response_url: str,
+    trigger_id: str,
+) -> bytes:
+    """A slash command invocation, form-encoded as Slack posts it."""
+    fields = {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "team_domain": "test",
+        "channel_id": channel_id,
+        "channel_name": "general",
+        "user_id": user_id,
+        "user_name": user_id.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+    return urlencode(fields).encode()
+
+
+def json_body(payload: Mapping[str, Any]) -> bytes:
+    """The raw JSON body for an Events API payload (sign these exact bytes)."""
+    return json.dumps(payload).encode()
