@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.config import SlackConfig
-from adapters.slack.incoming import PLATFORM, Names, message_id, sent_at
+from adapters.slack.incoming import PLATFORM, Names, mentions, message_id, sent_at
 from adapters.slack.mrkdwn import to_mrkdwn
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import AdapterError, MessageTooLong
@@ -31,8 +31,10 @@ EVENTS_PATH = "/slack/events"
 PRIVATE_FLAG = "--private"
 THREADS_KEPT = 5000  # threads the bot took part in, whose messages are addressed to it
 HISTORY_PAGE = 200  # conversations.history allows up to 1,000; Slack advises 200
+HISTORY_MAX = 5000  # messages read at most for one history request
 RATE_LIMIT_RETRIES = 3
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")
+RESPONSE_URL_MAX_CHARS = 39_000  # Slack cuts a message's text at 40,000
 # Message events that are people talking (not joins, edits, deletions ...).
 CHAT_SUBTYPES = (None, "thread_broadcast", "file_share", "me_message")
 
@@ -63,7 +65,6 @@ class SlackAdapter(Adapter):
         assert isinstance(config, SlackConfig)
         self.config = config
         self.limits = Limits(config.max_message_chars, config.edit_interval_s)  # type: ignore[misc]
-        self._commands = {name for info in context.skills for name in (info.name, *info.aliases)}
         self._skills = [info.name for info in context.skills]
         self._handler: MessageHandler | None = None
         self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -73,6 +74,7 @@ class SlackAdapter(Adapter):
         self.client: AsyncWebClient | None = None
         self._names: Names | None = None
         self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
 
     # -- building and running ----------------------------------------------------
 
@@ -157,6 +159,7 @@ class SlackAdapter(Adapter):
                 f"{error.response.get('error')}",
             ) from None
         self.bot_user_id = identity.get("user_id")
+        self.bot_id = identity.get("bot_id")
 
     def _secret(self, variable: str, what: str) -> str:
         value = os.environ.get(variable, "").strip()
@@ -178,13 +181,26 @@ class SlackAdapter(Adapter):
         if event.get("subtype") not in CHAT_SUBTYPES:
             return
         bot = context.get("bot_user_id") or self.bot_user_id
-        if bot and f"<@{bot}>" in event.get("text", "") and event.get("channel_type") != "im":
+        if bot and event.get("channel_type") != "im" and mentions(event.get("text", ""), bot):
             return  # the app_mention event of the same message answers it
         channel, thread = event.get("channel", ""), event.get("thread_ts")
         addressed = event.get("channel_type") == "im" or (
-            thread is not None and (channel, thread) in self._threads
+            thread is not None and await self._took_part(channel, thread, event, bot)
         )
         await self._deliver(event, context, addressed=addressed, thread=thread)
+
+    async def _took_part(
+        self, channel: str, thread: str, event: dict[str, Any], bot: str | None
+    ) -> bool:
+        """Whether the bot answered in this thread (or started it): then it is addressed."""
+        if (channel, thread) in self._threads or (bot and event.get("parent_user_id") == bot):
+            return True
+        # Threads answered before a restart, or by another process, are in storage.
+        stored = await self.context.channel_log.messages(PLATFORM, channel, thread=thread, limit=50)
+        if any(message.from_self for message in stored):
+            self._remember_thread(channel, thread)
+            return True
+        return False
 
     async def _deliver(
         self, event: dict[str, Any], context: dict[str, Any], *, addressed: bool, thread: str | None
@@ -214,18 +230,18 @@ class SlackAdapter(Adapter):
             return
         name = command.get("command", "").lstrip("/")
         text = command.get("text", "").strip()
+        private = PRIVATE_FLAG in text.split()
+        if private:
+            text = " ".join(word for word in text.split() if word != PRIVATE_FLAG)
         if self.config.command_style == "umbrella":
             parsed = parse_command("/" + text, ["/"]) if text else None
             name, text = parsed if parsed else ("help", "")
-        private = PRIVATE_FLAG in text.split()
-        if private:
-            text = " ".join(word for word in text.split(" ") if word != PRIVATE_FLAG).strip()
         user, channel = command.get("user_id", ""), command.get("channel_id", "")
         ident = f"command-{command.get('trigger_id') or channel + ':' + name}"
         message = Message(
             platform=PLATFORM,
             channel=channel,
-            author=self._author(user, command.get("user_name") or await self._names.of(user)),
+            author=self._author(user, await self._names.of(user)),
             text=f"/{name} {text}".strip(),
             addressed=True,
             id=ident,
@@ -260,6 +276,7 @@ class SlackAdapter(Adapter):
                 thread_ts=thread,
                 text=to_mrkdwn(text),
                 mrkdwn=True,
+                parse="none",
                 link_names=False,
                 unfurl_links=False,
                 unfurl_media=False,
@@ -272,10 +289,13 @@ class SlackAdapter(Adapter):
             command.collecting = True
             return self._collect(command, channel, text)
         if thread is not None:
-            self._threads[(channel, thread)] = None
-            while len(self._threads) > THREADS_KEPT:
-                self._threads.popitem(last=False)
+            self._remember_thread(channel, thread)
         return SentMessage(str(response["ts"]), channel, thread)
+
+    def _remember_thread(self, channel: str, thread: str) -> None:
+        self._threads[(channel, thread)] = None
+        while len(self._threads) > THREADS_KEPT:
+            self._threads.popitem(last=False)
 
     async def edit(self, sent: SentMessage, text: str) -> None:
         self._check_length(text)
@@ -284,7 +304,7 @@ class SlackAdapter(Adapter):
                 command.texts[sent.id] = text
                 return
         await self._client().chat_update(
-            channel=sent.channel, ts=sent.id, text=to_mrkdwn(text), link_names=False
+            channel=sent.channel, ts=sent.id, text=to_mrkdwn(text), parse="none", link_names=False
         )
 
     @staticmethod
@@ -294,15 +314,23 @@ class SlackAdapter(Adapter):
         return SentMessage(ident, channel)
 
     async def _respond(self, command: _CommandAnswer) -> None:
-        """Post a collected answer through the command's response_url."""
+        """Post a collected answer through the command's response_url, as one message
+        (a response_url takes five posts at most)."""
         kind = "ephemeral" if command.private else "in_channel"
-        webhook = AsyncWebhookClient(command.response_url)
-        for text in command.texts.values():
-            try:
-                await webhook.send(text=to_mrkdwn(text), response_type=kind)
-            except Exception as error:  # the answer is lost; say so in the log
-                log.warning("could not answer a command through its response_url: %s", error)
-                return
+        text = to_mrkdwn("".join(command.texts.values()))[:RESPONSE_URL_MAX_CHARS]
+        try:
+            response = await AsyncWebhookClient(command.response_url).send(
+                text=text, response_type=kind
+            )
+        except Exception as error:  # the answer is lost; say so in the log
+            log.warning("could not answer a command through its response_url: %s", error)
+            return
+        if response.status_code != 200:
+            log.warning(
+                "Slack refused a command's answer through its response_url: %s %s",
+                response.status_code,
+                response.body[:200],
+            )
 
     def _check_length(self, text: str) -> None:
         if len(text) > self.config.max_message_chars:
@@ -329,29 +357,54 @@ class SlackAdapter(Adapter):
         names = self._names
         assert names is not None
         oldest = f"{since.timestamp():.6f}" if since is not None else None
-        found: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            page_size = min(HISTORY_PAGE, max(limit - len(found), 1) + (1 if thread else 0))
-            options: dict[str, Any] = {"channel": channel, "limit": page_size, "cursor": cursor}
-            if oldest is not None:
-                options["oldest"] = oldest
-            if thread is not None:
-                page = await client.conversations_replies(ts=thread, **options)
-            else:
-                page = await client.conversations_history(**options)
-            found.extend(page.get("messages") or [])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor or (thread is None and len(found) >= limit):
-                break
+        if thread is not None:
+            try:
+                found = await self._pages(client.conversations_replies, channel, oldest, ts=thread)
+            except SlackApiError as error:
+                if error.response.get("error") != "thread_not_found":
+                    raise
+                found = []
+            if len(found) <= 1:  # a mention's own thread: what it asks about is the channel
+                thread = None
+        if thread is None:
+            found = await self._pages(client.conversations_history, channel, oldest, limit=limit)
         chat = [m for m in found if m.get("subtype") in (*CHAT_SUBTYPES, "bot_message")]
         chat.sort(key=lambda m: float(m.get("ts", 0)))
         return [await self._from_history(channel, thread, m) for m in chat[-limit:]]
 
+    async def _pages(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        channel: str,
+        oldest: str | None,
+        *,
+        limit: int = HISTORY_MAX,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
+        """Messages of a history method, page by page: the newest ``limit`` of a channel
+        (it pages newest first), or a whole thread (oldest first) up to HISTORY_MAX."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while len(found) < min(limit, HISTORY_MAX):
+            page = await method(
+                channel=channel,
+                limit=HISTORY_PAGE,
+                cursor=cursor,
+                **({"oldest": oldest} if oldest else {}),
+                **options,
+            )
+            found.extend(page.get("messages") or [])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return found
+
     async def _from_history(self, channel: str, thread: str | None, raw: dict[str, Any]) -> Message:
         assert self._names is not None
         user = raw.get("user") or raw.get("bot_id") or "unknown"
-        mine = user == self.bot_user_id
+        mine = user == self.bot_user_id or (
+            self.bot_id is not None and raw.get("bot_id") == self.bot_id
+        )
         name = self.context.bot_name if mine else await self._names.of(user)
         message = Message(
             platform=PLATFORM,

@@ -20,6 +20,11 @@ NAMES_KEPT = 5000
 _MARKUP = re.compile(r"<([@#!]?)([^<>|]*)(?:\|([^<>]*))?>")
 
 
+def mentions(text: str, user_id: str) -> bool:
+    """Whether Slack text mentions the user (``<@U123>`` or ``<@U123|name>``)."""
+    return re.search(rf"<@{re.escape(user_id)}(?:\|[^>]*)?>", text) is not None
+
+
 def message_id(channel: str, ts: str) -> str:
     """A message's id across Slack's retries and redeliveries: its channel and timestamp."""
     return f"{channel}:{ts}"
@@ -42,20 +47,25 @@ class Names:
     async def of(self, user_id: str) -> str:
         if user_id in self._names:
             return self._names[user_id]
-        name = user_id
         try:
             response = await self._client.users_info(user=user_id)
-            user: dict[str, Any] = response.get("user") or {}
-            profile: dict[str, Any] = user.get("profile") or {}
-            name = (
-                profile.get("display_name")
-                or profile.get("real_name")
-                or user.get("real_name")
-                or user.get("name")
-                or user_id
-            )
         except SlackApiError as error:
             log.debug("users.info %s failed: %s", user_id, error.response.get("error"))
+            if error.response.get("error") != "user_not_found":
+                return user_id  # not cached: ask again next time
+            response = None
+        except Exception as error:  # a name is never worth an unanswered message
+            log.debug("users.info %s failed: %s", user_id, error)
+            return user_id
+        user: dict[str, Any] = (response.get("user") if response else None) or {}
+        profile: dict[str, Any] = user.get("profile") or {}
+        name = (
+            profile.get("display_name")
+            or profile.get("real_name")
+            or user.get("real_name")
+            or user.get("name")
+            or user_id
+        )
         self._names[user_id] = name
         while len(self._names) > NAMES_KEPT:
             self._names.popitem(last=False)
@@ -75,7 +85,7 @@ class Names:
             elif sigil == "#":
                 parts.append("#" + (label or target))
             elif sigil == "!":
-                parts.append("@" + (label or target.split("^")[0]))
+                parts.append("@" + (label or target.split("^")[0]).lstrip("@"))
             else:
                 parts.append(f"{label} ({target})" if label and label != target else target)
         parts.append(text[last:])

@@ -19,6 +19,7 @@ import pytest
 
 from adapters.slack import SlackAdapter, SlackConfig
 from bot.adapter import AdapterContext
+from bot.channel_log import StoredChannelLog
 from bot.errors import AdapterError
 from bot.messages import SentMessage
 from bot.skill import Skill
@@ -28,14 +29,12 @@ from skills.qa import AskSkill
 from skills.summarise import SummariseSkill
 from storage.conversations import ConversationKey
 from tests.adapters.contract import AdapterContract
-from tests.adapters.slack_fake import (
-    BOT_USER_ID,
-    FakeSlack,
+from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack
+from tests.adapters.slack_payloads import (
     app_mention,
     event_callback,
     im_message,
     json_body,
-    running_fake_slack,
     sign,
     slash_command,
     thread_message,
@@ -116,7 +115,9 @@ async def slack(
             **{"mode": "http", "port": port, "api_base_url": api.base_url,
                "edit_interval_s": 0.2, **config}
         )  # fmt: skip
-        context = AdapterContext(settings, "confab", EmptyChannelLog(), chat.router.skills.infos)
+        context = AdapterContext(
+            settings, "confab", StoredChannelLog(chat.store), chat.router.skills.infos
+        )
         adapter = SlackAdapter(context)
         running = asyncio.create_task(adapter.run(chat.router.handle))
         url = f"http://127.0.0.1:{port}/slack/events"
@@ -178,7 +179,8 @@ async def test_the_bots_thread_goes_on_without_mentions(tmp_path, monkeypatch) -
         await bot.event(thread_message("and two?", "U1", "C1", "1700.2", "1700.1"), "Ev4")
         await bot.answered("C1", "1700.1", count=2)
         # A thread the bot is not part of stays chatter.
-        await bot.event(thread_message("unrelated", "U1", "C1", "1700.4", "1700.3"), "Ev5")
+        other = thread_message("unrelated", "U1", "C1", "1700.4", "1700.3", parent_user_id="U1")
+        await bot.event(other, "Ev5")
         await asyncio.sleep(0.2)
     assert bot.shown("C1") == ["First.", "Second."]
 
@@ -192,6 +194,52 @@ async def test_events_are_acknowledged_before_the_answer_is_ready(tmp_path, monk
         await bot.answered("C1", "1700.7")
     assert status == 200 and acknowledged < 1.0
     assert bot.shown("C1") == [slow]
+
+
+async def test_a_thread_the_bot_answered_in_is_remembered_across_a_restart(
+    tmp_path, monkeypatch
+) -> None:
+    async with slack(tmp_path, monkeypatch, ["First.", "Second."]) as bot:
+        await bot.event(app_mention(f"<@{BOT_USER_ID}> one", "U1", "C1", "1701.1"), "Ev9")
+        await bot.answered("C1", "1701.1")
+        bot.adapter._threads.clear()  # what a restart forgets; storage remembers
+        follow_up = thread_message("and two?", "U1", "C1", "1701.2", "1701.1", parent_user_id="U1")
+        await bot.event(follow_up, "Ev10")
+        await bot.answered("C1", "1701.1", count=2)
+    assert bot.shown("C1") == ["First.", "Second."]
+
+
+async def test_a_mention_arriving_twice_as_message_and_mention_is_answered_once(
+    tmp_path, monkeypatch
+) -> None:
+    async with slack(tmp_path, monkeypatch, ["Once."]) as bot:
+        text = f"<@{BOT_USER_ID}|confab> hello"
+        as_message = {**app_mention(text, "U1", "C1", "1702.1"), "type": "message"}
+        await bot.event({**as_message, "channel_type": "channel"}, "Ev11")
+        await bot.event(app_mention(text, "U1", "C1", "1702.1"), "Ev12")
+        await bot.answered("C1", "1702.1")
+        await asyncio.sleep(0.2)
+    assert bot.shown("C1") == ["Once."]
+
+
+async def test_summarising_from_a_mention_reads_the_channel(tmp_path, monkeypatch) -> None:
+    async with slack(tmp_path, monkeypatch, ["- they planned lunch."]) as bot:
+        bot.api.seed("C1", "U1", "lunch at noon?")
+        bot.api.seed("C1", "U1", "yes, noon")
+        await bot.event(app_mention(f"<@{BOT_USER_ID}> !tldr", "U1", "C1", "1703.1"), "Ev13")
+        await bot.answered("C1", "1703.1")
+        (prompt,) = bot.chat.model.prompts  # type: ignore[attr-defined]
+    assert prompt[-1].content.endswith("Ada: lunch at noon?\nAda: yes, noon")
+
+
+async def test_a_long_thread_is_read_in_few_pages(tmp_path, monkeypatch) -> None:
+    async with slack(tmp_path, monkeypatch) as bot:
+        root = bot.api.seed("C2", "U1", "root")
+        for n in range(300):
+            bot.api.seed("C2", "U1", f"reply {n}", thread_ts=root.ts)
+        found = await bot.adapter.history("C2", thread=root.ts, limit=20)
+    assert [m.text for m in found][-2:] == ["reply 298", "reply 299"] and len(found) == 20
+    assert len(bot.api.calls_to("conversations.replies")) == 2  # 200 per page
 
 
 async def test_a_retried_event_is_answered_once(tmp_path, monkeypatch) -> None:

@@ -12,13 +12,11 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.adapters.slack_fake import (
-    FakeSlack,
-    SlackCall,
+from tests.adapters.slack_fake import FakeSlack, SlackCall, running_fake_slack
+from tests.adapters.slack_payloads import (
     app_mention,
     event_callback,
     json_body,
-    running_fake_slack,
     sign,
     slash_command,
 )
