@@ -34,6 +34,7 @@ HISTORY_PAGE = 200  # conversations.history allows up to 1,000; Slack advises 20
 HISTORY_MAX = 5000  # messages read at most for one history request
 RATE_LIMIT_RETRIES = 3
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")
+CLOSE_TIMEOUT_S = 5.0
 RESPONSE_URL_MAX_CHARS = 39_000  # Slack cuts a message's text at 40,000
 # Message events that are people talking (not joins, edits, deletions ...).
 CHAT_SUBTYPES = (None, "thread_broadcast", "file_share", "me_message")
@@ -138,12 +139,23 @@ class SlackAdapter(Adapter):
 
         app_token = self._secret(self.config.app_token_env, "app-level token (xapp-...)")
         handler = AsyncSocketModeHandler(app, app_token)
-        await handler.connect_async()  # type: ignore[no-untyped-call]  # reconnects itself
-        log.info("Slack Socket Mode connected")
+        # slack_sdk keeps trying while Slack cannot be reached, and reconnects a
+        # dropped socket itself; a stop request must not wait for either.
+        connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
+        stopping = asyncio.create_task(self._stopped.wait())
         try:
-            await self._stopped.wait()
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if connecting.done():
+                connecting.result()  # raises what stopped the connection
+                log.info("Slack Socket Mode connected")
+                await stopping
         finally:
-            await handler.close_async()  # type: ignore[no-untyped-call]
+            for task in (connecting, stopping):
+                task.cancel()
+            try:
+                await asyncio.wait_for(handler.close_async(), CLOSE_TIMEOUT_S)  # type: ignore[no-untyped-call]
+            except Exception as error:  # TimeoutError included
+                log.warning("closing the Slack socket did not finish: %r", error)
 
     async def stop(self) -> None:
         self._stopped.set()
