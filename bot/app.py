@@ -15,6 +15,7 @@ from bot.llm.weights import Progress
 from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
+from bot.scheduler import JobScheduler
 from bot.skillset import SkillSet
 from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationStore
@@ -61,6 +62,7 @@ class App:
         self.database: Database | None = None
         self.router: Router | None = None
         self.retention: RetentionJob | None = None
+        self.scheduler: JobScheduler | None = None
         self.adapters: list[Adapter] = []
         self.all_adapters_failed = False  # set when serve() ended because none could run
         self._stopping = asyncio.Event()
@@ -92,6 +94,12 @@ class App:
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
+        self.scheduler = JobScheduler(
+            self.config.scheduler,
+            self.config.bot.database_url,
+            EventLog(self.database),
+            command_prefix=self.config.router.prefixes[0],
+        )
         self.router = Router(
             skills=skill_set,
             model=self.model,
@@ -99,6 +107,8 @@ class App:
             settings=ChannelSettingsStore(self.database),
             config=self.config.router,
             bot_name=self.config.bot.name,
+            scheduler=self.scheduler,
+            timezone=self.config.bot.timezone,
         )
         channel_log = StoredChannelLog(store)
         for name in self._enabled:
@@ -106,6 +116,8 @@ class App:
             context = AdapterContext(section, self.config.bot.name, channel_log, skill_set.infos)
             factory = self._factories.get(name) or self._catalog.adapters[name]
             self.adapters.append(factory(context))
+        self.scheduler.attach(self.router.handle, {a.platform: a for a in self.adapters})
+        self.scheduler.start()
 
     async def run(self) -> None:
         """Start, serve until an adapter's session ends or :meth:`request_stop`, then stop."""
@@ -128,6 +140,8 @@ class App:
             for adapter in self.adapters
         }
         stopper = asyncio.create_task(self._wait_for_stop_request())
+        if self.scheduler is not None:
+            self.scheduler.resume()  # jobs run once the adapters are serving
         try:
             while tasks:
                 done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -160,6 +174,9 @@ class App:
     async def stop(self) -> None:
         """Stop adapters and jobs, join the model worker, dispose of the database.
         Safe to repeat."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
         for adapter in self.adapters:
             try:
                 await adapter.stop()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.adapter import Adapter
-from bot.errors import NotAllowed, Unsupported
+from bot.errors import NotAllowed, SkillError, Unsupported
 from bot.messages import Message, parse_command
 from storage.channels import ChannelSettings, ChannelSettingsStore
 
@@ -59,6 +59,20 @@ class StoredChannelControls:
 
     async def settings(self) -> ChannelSettings:
         return await self._store.get(self._message.platform, self._message.channel)
+
+    async def set_timezone(self, name: str | None) -> ChannelSettings:
+        message = self._message
+        if not self._admin:
+            raise NotAllowed(
+                "Only an admin can change this channel's timezone.",
+                f"{message.platform}:{message.author.id} is not in router.admins",
+            )
+        try:
+            return await self._store.update(message.platform, message.channel, timezone=name)
+        except ValueError:
+            raise SkillError(
+                f"I don't know the timezone {name!r}; use an IANA name such as Europe/Paris."
+            ) from None
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
         message = self._message

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -35,7 +36,7 @@ from bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
-CORE_SECTIONS = ("bot", "router", "model", "storage", "skills")
+CORE_SECTIONS = ("bot", "router", "model", "storage", "scheduler", "skills")
 _SAMPLING = GenerationParams()
 
 
@@ -50,6 +51,17 @@ class BotConfig(Section):
     database_url: str = "sqlite+aiosqlite:///~/.local/share/confab/confab.db"
     adapters: list[str] = Field(default_factory=lambda: ["console"], min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Scheduled jobs run in a channel's own timezone (its settings) or this one.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA timezone name such as Europe/Paris") from None
+        return value
 
     @field_validator("adapters")
     @classmethod
@@ -155,6 +167,16 @@ class ModelConfig(Section):
         return self
 
 
+class SchedulerConfig(Section):
+    # Whether this process runs scheduled jobs. Several processes on one
+    # PostgreSQL database may all run them: each run is claimed in the database
+    # first, so a job never runs twice.
+    enabled: bool = True
+    # A run missed while the bot was down fires once at start if it is at most
+    # this many seconds late; older misses are skipped and logged.
+    misfire_grace_s: int = Field(300, ge=1, le=7 * 86_400)
+
+
 class StorageConfig(Section):
     # Days a turn is kept; a daily job deletes older ones. 0 keeps them forever.
     retention_days: int = Field(0, ge=0, le=36_500)
@@ -174,6 +196,7 @@ class Config(BaseSettings):
     router: RouterConfig = Field(default_factory=RouterConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,8 @@ from bot.errors import ConfabError
 from bot.llm.backend import ChatMessage, ModelBackend
 from bot.messages import Message, args_after_command, parse_command
 from bot.privacy import StoredPrivacy, is_admin
+from bot.scheduler import JobScheduler
+from bot.scheduling import ChannelSchedule
 from bot.skill import ConversationMemory, Skill, SkillContext
 from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
@@ -57,11 +59,15 @@ class Router:
         settings: ChannelSettingsStore,
         config: RouterConfig,
         bot_name: str,
+        scheduler: JobScheduler | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self.skills = skills
         self.model = model
         self.store = store
         self.settings = settings
+        self.scheduler = scheduler
+        self.timezone = timezone
         self.config = config
         self.bot_name = bot_name
         self.guards: list[Guard] = [
@@ -223,6 +229,14 @@ class Router:
             privacy=StoredPrivacy(self.store, message, admin=admin),
             history=AdapterHistory(adapter, message, self.config.prefixes, self._is_command),
             channel=StoredChannelControls(self.settings, message, admin=admin),
+            schedule=ChannelSchedule(
+                self.scheduler,
+                message,
+                self.settings,
+                admin=admin,
+                default_timezone=self.timezone,
+                is_skill=self._is_command,
+            ),
             _reply_stream=reply_stream,
         )
         try:

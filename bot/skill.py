@@ -25,9 +25,11 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.jobs import ScheduledJob
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import label_speakers
 from bot.messages import NAME_PATTERN, Message
@@ -48,6 +50,8 @@ __all__ = [
     "ModelBackend",
     "Privacy",
     "PromptTemplates",
+    "Schedule",
+    "ScheduledJob",
     "Skill",
     "SkillContext",
     "SkillInfo",
@@ -163,11 +167,44 @@ class ChannelHistory(Protocol):
         ...
 
 
+class Schedule(Protocol):
+    """Scheduled jobs of the current channel. Errors are :class:`bot.errors.ConfabError`
+    with a sentence for the user (a bad schedule lists the forms that work)."""
+
+    async def add(self, text: str) -> ScheduledJob:
+        """``<when> <skill> [args]``: run a skill here on a timetable (admins only)."""
+        ...
+
+    async def remind(self, text: str) -> ScheduledJob:
+        """``in 2h <text>`` or ``at HH:MM <text>``: remind the author here, once."""
+        ...
+
+    def jobs(self) -> list[ScheduledJob]:
+        """This channel's jobs, soonest first."""
+        ...
+
+    def remove(self, job_id: str) -> ScheduledJob:
+        """Remove a job of this channel (its owner's or, for admins, anyone's)."""
+        ...
+
+    async def zone(self) -> ZoneInfo:
+        """The channel's timezone (its settings, else ``bot.timezone``)."""
+        ...
+
+
 class ChannelControls(Protocol):
     """The current channel's settings (``timezone``, ``system_prompt`` override ...)."""
 
     async def settings(self) -> ChannelSettings:
         """The channel's settings; a channel never configured has the defaults."""
+        ...
+
+    async def set_timezone(self, name: str | None) -> ChannelSettings:
+        """Set the channel's timezone (an IANA name); None restores ``bot.timezone``.
+
+        Raises :class:`bot.errors.NotAllowed` unless the author is an admin, and
+        :class:`bot.errors.SkillError` for a name that is not a timezone.
+        """
         ...
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
@@ -210,6 +247,7 @@ class SkillContext:
     privacy: Privacy
     history: ChannelHistory
     channel: ChannelControls
+    schedule: Schedule
     _reply_stream: Callable[[AsyncIterable[str]], Awaitable[str]]
 
     async def reply(self, text: str) -> None:

@@ -27,17 +27,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.config import RouterConfig
+from bot.config import RouterConfig, SchedulerConfig
 from bot.errors import MessageTooLong, ModelError, Unsupported
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import fit_messages
 from bot.messages import Author, Message, SentMessage
 from bot.router import Router
+from bot.scheduler import JobScheduler
 from bot.skill import Skill
 from bot.skillset import SkillSet
 from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationStore
 from storage.database import Database
+from storage.events import EventLog
 
 Script = Callable[[Sequence[ChatMessage]], str]
 
@@ -238,6 +240,8 @@ class ChatHarness:
         router_config: RouterConfig | None = None,
         adapter: RecordingAdapter | None = None,
         database_url: str | None = None,
+        scheduler: SchedulerConfig | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self._skills = [s if isinstance(s, Skill) else s(_default_config(s)) for s in skills]
         self.model = model or ScriptedBackend()
@@ -247,6 +251,10 @@ class ChatHarness:
         self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         self.store = ConversationStore(self.database)
         self.settings = ChannelSettingsStore(self.database)
+        url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        self.scheduler = (
+            JobScheduler(scheduler, url, EventLog(self.database)) if scheduler else None
+        )
         self.router = Router(
             skills=SkillSet(self._skills),
             model=self.model,
@@ -254,10 +262,16 @@ class ChatHarness:
             settings=self.settings,
             config=self.config,
             bot_name="confab",
+            scheduler=self.scheduler,
+            timezone=timezone,
         )
 
     async def __aenter__(self) -> ChatHarness:
         await self.database.upgrade()
+        if self.scheduler is not None:
+            self.scheduler.attach(self.router.handle, {self.adapter.platform: self.adapter})
+            self.scheduler.start()
+            self.scheduler.resume()
         return self
 
     async def __aexit__(
@@ -266,6 +280,8 @@ class ChatHarness:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.database.close()
 
     async def send(

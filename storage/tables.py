@@ -9,12 +9,15 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -148,3 +151,14 @@ class ProcessedEventRow(Base):
     platform: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[str] = mapped_column(String(255))
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduledJobRow(Base):
+    """A scheduled job as APScheduler's SQLAlchemy job store keeps it (its own schema:
+    the pickled job state and the next run time as a POSIX timestamp)."""
+
+    __tablename__ = "scheduled_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True, nullable=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -12,7 +12,7 @@ from bot.app import App
 from bot.errors import AdapterError, ConfigError
 from bot.plugins import discover_adapters, discover_skills
 from bot.testing import RecordingAdapter, ScriptedBackend
-from tests.helpers import console_config
+from tests.helpers import console_config, run_console
 
 
 class CrashingAdapter(RecordingAdapter):
@@ -82,3 +82,11 @@ def test_unknown_adapters_and_default_skill_stop_the_start(db_url: str) -> None:
     config.router.default_skill = "nosuch"
     with pytest.raises(ConfigError, match=r"router\.default_skill = 'nosuch': no such skill"):
         App(config, skills=discover_skills(), adapters=discover_adapters())
+
+
+async def test_the_app_keeps_scheduled_jobs_across_restarts(db_url: str) -> None:
+    out, _ = await run_console(db_url, "!schedule add daily 09:00 ping\n", ScriptedBackend())
+    assert out.startswith("Scheduled `") and "daily at 09:00" in out
+    job_id = out.split("`")[1]
+    out, _ = await run_console(db_url, "!schedule list\n", ScriptedBackend())
+    assert f"`{job_id}` next " in out and "(UTC)" in out

@@ -15,7 +15,15 @@ from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
 from storage.tables import Base
 
-TABLES = {"conversations", "turns", "users", "channel_settings", "skill_state", "processed_events"}
+TABLES = {
+    "conversations",
+    "turns",
+    "users",
+    "channel_settings",
+    "skill_state",
+    "processed_events",
+    "scheduled_jobs",
+}
 
 
 async def tables(database: Database) -> set[str]:
@@ -38,7 +46,7 @@ async def test_migrations_match_the_models_and_go_down_and_up_again(db_url: str)
     database = Database(db_url)
     assert await migrate.current(database.engine) is None
     await migrate.upgrade(database.engine)
-    assert await migrate.current(database.engine) == migrate.head() == "0003"
+    assert await migrate.current(database.engine) == migrate.head() == "0004"
     assert await tables(database) == TABLES
     assert await differences(database) == []
 
@@ -60,6 +68,8 @@ async def test_each_step_down_keeps_the_conversations(db_url: str) -> None:
     )
     await store.reset_memory(key, after=question)
 
+    await migrate.downgrade(database.engine, "-1")
+    assert await migrate.current(database.engine) == "0003"
     await migrate.downgrade(database.engine, "-1")
     assert await migrate.current(database.engine) == "0002"
     assert len(await store.recent(key)) == 2
@@ -105,11 +115,13 @@ def test_the_db_commands_upgrade_report_and_downgrade(
     assert main(["db", "current"]) == 0
     assert main(["db", "upgrade"]) == 0
     assert main(["db", "downgrade"]) == 0
+    assert main(["db", "downgrade", "0002"]) == 0
     assert main(["db", "downgrade", "0001"]) == 0
     assert main(["db", "downgrade", "base"]) == 0
     output = capsys.readouterr().out.splitlines()
     assert [line.rsplit(": ", 1)[1] for line in output] == [
         "revision (empty)",
+        "revision 0004",
         "revision 0003",
         "revision 0002",
         "revision 0001",

@@ -1,0 +1,103 @@
+"""What a skill may do with scheduled jobs for the channel of the message it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from bot.errors import NotAllowed, SkillError
+from bot.jobs import JobSpec, ScheduledJob
+from bot.messages import Message
+from bot.scheduler import JobScheduler
+from bot.schedules import parse_once, parse_recurring, zone_named
+from storage.channels import ChannelSettingsStore
+
+NO_SCHEDULER = "Scheduled jobs are not available here."
+
+
+class ChannelSchedule:
+    """Implements :class:`bot.skill.Schedule` for one message's channel."""
+
+    def __init__(
+        self,
+        scheduler: JobScheduler | None,
+        message: Message,
+        settings: ChannelSettingsStore,
+        *,
+        admin: bool,
+        default_timezone: str,
+        is_skill: Callable[[str], bool],
+    ) -> None:
+        self._scheduler = scheduler
+        self._message = message
+        self._settings = settings
+        self._admin = admin
+        self._default_timezone = default_timezone
+        self._is_skill = is_skill
+
+    async def zone(self) -> ZoneInfo:
+        message = self._message
+        chosen = (await self._settings.get(message.platform, message.channel)).timezone
+        return zone_named(chosen or self._default_timezone)
+
+    async def add(self, text: str) -> ScheduledJob:
+        scheduler = self._running()
+        if not self._admin:
+            raise NotAllowed(
+                "Only an admin can schedule jobs in a channel; `remind` is for everyone.",
+                f"{self._message.platform}:{self._message.author.id} is not an admin",
+            )
+        when, rest = parse_recurring(text, await self.zone())
+        skill, _, args = rest.partition(" ")
+        skill = skill.lower()
+        if not skill:
+            raise SkillError("Say which command to run after the schedule, e.g. `summarise`.")
+        if not self._is_skill(skill):
+            raise SkillError(f"There is no command `{skill[:32]}` to schedule.")
+        return scheduler.add(
+            self._spec(skill=skill, args=args.strip()), when.trigger, when.description
+        )
+
+    async def remind(self, text: str) -> ScheduledJob:
+        scheduler = self._running()
+        when, reminder = parse_once(text, await self.zone(), datetime.now(UTC))
+        if not reminder:
+            raise SkillError("Say what to remind you of, e.g. `in 2h stand-up notes`.")
+        return scheduler.add(self._spec(reminder=reminder), when.trigger, when.description)
+
+    def jobs(self) -> list[ScheduledJob]:
+        return self._running().jobs(self._message.platform, self._message.channel)
+
+    def remove(self, job_id: str) -> ScheduledJob:
+        scheduler = self._running()
+        job = scheduler.get(job_id.strip().lower())
+        message = self._message
+        if job is None or (job.spec.platform, job.spec.channel) != (
+            message.platform,
+            message.channel,
+        ):
+            raise SkillError(f"There is no job `{job_id[:16]}` in this channel.")
+        if job.spec.owner_id != message.author.id and not self._admin:
+            raise NotAllowed(
+                "Only its owner or an admin can remove that job.",
+                f"{message.author.id} may not remove job {job.id} of {job.spec.owner_id}",
+            )
+        scheduler.remove(job.id)
+        return job
+
+    def _spec(self, **what: str) -> JobSpec:
+        message = self._message
+        return JobSpec(
+            platform=message.platform,
+            channel=message.channel,
+            thread=message.thread,
+            owner_id=message.author.id,
+            owner_name=message.author.name,
+            **what,
+        )
+
+    def _running(self) -> JobScheduler:
+        if self._scheduler is None:
+            raise SkillError(NO_SCHEDULER)
+        return self._scheduler
