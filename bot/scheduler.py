@@ -17,13 +17,15 @@ import secrets
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine, create_engine
 
 from bot.adapter import Adapter
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 JOB_TABLE = "scheduled_jobs"
 CLAIM_PLATFORM = "scheduler"  # claims of runs live beside processed platform events
 REMINDER = "⏰ Reminder for {owner}: {text}"
+POLL_MAX_S = 30.0  # the longest a scheduler sleeps without looking for others' jobs
+RETRY_REMINDER_S = 60.0  # a reminder whose platform is not running here waits this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class _Running:
 _RUNNING: ContextVar[_Running | None] = ContextVar("confab_scheduled_run", default=None)
 
 
-async def run_scheduled_job(job_id: str, description: str, **spec: Any) -> None:
+async def run_scheduled_job(job_id: str, description: str, **stored: Any) -> None:
     """The function every stored job names (APScheduler stores it by reference).
 
     The scheduler instance that runs it is handed over in a context variable
@@ -59,7 +63,10 @@ async def run_scheduled_job(job_id: str, description: str, **spec: Any) -> None:
     running = _RUNNING.get()
     if running is None:
         raise RuntimeError("a scheduled job ran outside Confab's scheduler")
-    await running.scheduler.fire(job_id, JobSpec(**spec), running.run_time)
+    spec = _spec_of(stored)
+    if spec is None:
+        raise RuntimeError(f"job {job_id} holds no job Confab can run: {sorted(stored)}")
+    await running.scheduler.fire(job_id, spec, running.run_time)
 
 
 class _Executor(AsyncIOExecutor):  # type: ignore[misc]
@@ -70,11 +77,47 @@ class _Executor(AsyncIOExecutor):  # type: ignore[misc]
         self._owner = owner
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        # The grace stored with a job is from when it was added; the config's counts.
+        job.misfire_grace_time = self._owner.config.misfire_grace_s
         token = _RUNNING.set(_Running(self._owner, run_times[-1]))
         try:
             super()._do_submit_job(job, run_times)  # the task copies the context now
         finally:
             _RUNNING.reset(token)
+
+
+class _SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The SQLAlchemy job store, for a store several processes share: a job another
+    process already removed (a one-off that ran there) is no error here."""
+
+    def update_job(self, job: Any) -> None:
+        try:
+            super().update_job(job)
+        except JobLookupError:
+            log.debug("job %s was removed elsewhere", job.id)
+
+    def remove_job(self, job_id: str) -> None:
+        try:
+            super().remove_job(job_id)
+        except JobLookupError:
+            log.debug("job %s was removed elsewhere", job_id)
+
+
+class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """APScheduler's asyncio scheduler that survives a failing round and looks again
+    at least every ``poll_s`` (jobs added or run by other processes)."""
+
+    def __init__(self, poll_s: float, **options: Any) -> None:
+        super().__init__(**options)
+        self._poll_s = poll_s
+
+    def _process_jobs(self) -> float:
+        try:
+            wait: float | None = super()._process_jobs()
+        except Exception:  # a database hiccup must not stop every later run
+            log.exception("a round of scheduled jobs failed; trying again shortly")
+            return self._poll_s
+        return self._poll_s if wait is None else min(wait, self._poll_s)
 
 
 SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
@@ -109,8 +152,9 @@ class JobScheduler:
         self._handler: Any = None
         self._engine = sync_engine(database_url)
         self._adapters: dict[str, Adapter] = {}
-        self._scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self._engine, tablename=JOB_TABLE)},
+        self._scheduler = _Scheduler(
+            poll_s=min(POLL_MAX_S, max(1.0, config.misfire_grace_s / 2)),
+            jobstores={"default": _SharedJobStore(engine=self._engine, tablename=JOB_TABLE)},
             executors={"default": _Executor(self)},
             job_defaults={
                 "coalesce": True,  # a run missed while down fires once ...
@@ -167,14 +211,23 @@ class JobScheduler:
         return sorted(found, key=lambda job: job.next_run or far)
 
     def get(self, job_id: str) -> ScheduledJob | None:
-        job = self._scheduler.get_job(job_id)
+        try:
+            job = self._scheduler.get_job(job_id)
+        except Exception:  # a stored job that cannot be restored (code changed)
+            log.warning("scheduled job %s cannot be read", job_id, exc_info=True)
+            return None
         spec = _spec_of(job.kwargs) if job is not None else None
         if job is None or spec is None:
             return None
         return ScheduledJob(job.id, spec, job.next_run_time, job.kwargs["description"])
 
-    def remove(self, job_id: str) -> None:
-        self._scheduler.remove_job(job_id)
+    def remove(self, job_id: str) -> bool:
+        """Remove a job; False when it was already gone (it ran, or another process)."""
+        try:
+            self._scheduler.remove_job(job_id)
+        except JobLookupError:
+            return False
+        return True
 
     async def fire(self, job_id: str, spec: JobSpec, run_time: datetime) -> None:
         """Run one job once: claim the run, then answer through the job's adapter."""
@@ -185,6 +238,15 @@ class JobScheduler:
                 job_id,
                 spec.platform,
             )
+            if spec.reminder is not None:  # a one-off is gone from the store by now
+                self._scheduler.add_job(
+                    run_scheduled_job,
+                    DateTrigger(datetime.now(UTC) + timedelta(seconds=RETRY_REMINDER_S)),
+                    id=job_id,
+                    name=job_id,
+                    replace_existing=True,
+                    kwargs={"job_id": job_id, "description": "reminder", **asdict(spec)},
+                )
             return
         claim = f"{job_id}@{run_time.astimezone(UTC).isoformat()}"
         if not await self._events.mark_event_processed(CLAIM_PLATFORM, claim):
@@ -210,7 +272,8 @@ class JobScheduler:
 
 
 def _spec_of(kwargs: Mapping[str, Any]) -> JobSpec | None:
-    fields = {k: v for k, v in kwargs.items() if k not in ("job_id", "description")}
+    known = JobSpec.__dataclass_fields__
+    fields = {k: v for k, v in kwargs.items() if k in known}
     try:
         return JobSpec(**fields)
     except TypeError:

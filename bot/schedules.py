@@ -137,6 +137,12 @@ def _crontab(expr: str, zone: ZoneInfo) -> When:
     fields = expr.split()
     if len(fields) != 5:
         raise BadWhen(f"a crontab has 5 fields, not {len(fields)}", RECURRING_FORMS)
+    if fields[2] != "*" and fields[4] != "*":
+        # cron fires when either matches; APScheduler only when both do.
+        raise BadWhen(
+            "give a day of the month or a day of the week in a crontab, not both",
+            RECURRING_FORMS,
+        )
     # APScheduler 3 counts weekdays from Monday = 0; crontab from Sunday = 0 (and 7).
     fields[4] = _cron_weekdays(fields[4])
     try:

@@ -83,7 +83,8 @@ class ChannelSchedule:
                 "Only its owner or an admin can remove that job.",
                 f"{message.author.id} may not remove job {job.id} of {job.spec.owner_id}",
             )
-        scheduler.remove(job.id)
+        if not scheduler.remove(job.id):
+            raise SkillError(f"Job `{job.id}` has just run or was removed already.")
         return job
 
     def _spec(self, **what: str) -> JobSpec:

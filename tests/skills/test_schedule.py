@@ -95,6 +95,7 @@ async def test_channel_jobs_are_for_admins_and_jobs_for_their_owners(tmp_path: P
         ("!schedule add daily 25:00 ping", ""),
         ('!schedule add "61 * * * *" ping', ""),
         ("!schedule add daily 09:00 nosuch", "There is no command `nosuch` to schedule."),
+        ('!schedule add "0 9 1 * 1" ping', "give a day of the month or a day of the week"),
         ("!schedule add daily 09:00", "Say which command to run after the schedule"),
         ("!remind tomorrow-ish call Ada", ""),
         ("!remind in 2h", "Say what to remind you of"),
@@ -146,12 +147,18 @@ async def test_a_job_whose_adapter_is_missing_is_kept(tmp_path: Path, caplog) ->
 
 async def test_runs_missed_while_down_fire_once_together(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    async with harness(tmp_path, url, misfire_grace_s=30) as first:
+    async with harness(tmp_path, url, enabled=False) as first:  # stores, runs nothing
         assert first.scheduler is not None
-        first.scheduler.add(*ping_every(1), "every second")
-    await asyncio.sleep(3.2)  # down for three runs
+        spec, _ = ping_every(1)
+        start = datetime.now(UTC) + timedelta(seconds=0.1)
+        trigger = IntervalTrigger(
+            seconds=1, start_date=start, end_date=start + timedelta(seconds=2.5)
+        )
+        first.scheduler.add(spec, trigger, "three times")
+    await asyncio.sleep(3)  # down for all three runs
     async with harness(tmp_path, url, misfire_grace_s=30) as second:
-        await asyncio.sleep(0.3)  # before the next regular run
+        await wait_until(lambda: second.adapter.posted)
+        await asyncio.sleep(0.5)
         assert [p.text for p in second.adapter.posted] == ["pong"]
 
 
@@ -159,14 +166,24 @@ async def test_a_run_missed_by_more_than_the_grace_is_skipped_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    async with harness(tmp_path, url, misfire_grace_s=1) as first:
+    async with harness(tmp_path, url, enabled=False) as first:
         assert first.scheduler is not None
         spec = JobSpec("test", "general", None, "boss", "boss", skill="ping")
-        first.scheduler.add(spec, DateTrigger(datetime.now(UTC) + timedelta(seconds=0.2)), "x")
-    await asyncio.sleep(1.8)  # down when it was due
+        first.scheduler.add(spec, DateTrigger(datetime.now(UTC) + timedelta(seconds=0.1)), "x")
+    await asyncio.sleep(1.5)  # down when it was due
     async with harness(tmp_path, url, misfire_grace_s=1) as second:
         await wait_until(lambda: "missed by" in caplog.text)
         assert second.adapter.posted == []
+
+
+async def test_a_reminder_for_a_platform_not_running_here_is_kept(tmp_path: Path) -> None:
+    async with harness(tmp_path) as chat:
+        assert chat.scheduler is not None
+        spec = JobSpec("discord", "c", None, "ada", "Ada", reminder="stretch")
+        job = chat.scheduler.add(spec, DateTrigger(datetime.now(UTC) + timedelta(seconds=0.1)), "")
+        await asyncio.sleep(0.6)
+        kept = chat.scheduler.get(job.id)
+        assert kept is not None and kept.spec.reminder == "stretch"
 
 
 async def test_a_daily_summary_job_posts_through_the_console(tmp_path: Path) -> None:
@@ -266,3 +283,21 @@ async def test_a_channels_timezone_is_set_by_admins_and_used_for_jobs(tmp_path: 
         assert (
             job.next_run is not None and job.next_run.astimezone(ZoneInfo("Asia/Tokyo")).hour == 9
         )
+
+
+async def test_a_job_added_by_a_process_that_runs_none_is_run_by_one_that_does(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    # The runner looks for others' jobs every 2 s (half its grace).
+    async with (
+        harness(tmp_path / "runner", url, misfire_grace_s=4) as runner,
+        harness(tmp_path / "chat", url, enabled=False) as chat_only,
+    ):
+        assert chat_only.scheduler is not None
+        spec = JobSpec("test", "general", None, "ada", "Ada", reminder="tea")
+        due = DateTrigger(datetime.now(UTC) + timedelta(seconds=0.2))
+        chat_only.scheduler.add(spec, due, "once")
+        await wait_until(lambda: runner.adapter.posted)
+    assert [p.text for p in runner.adapter.posted] == ["⏰ Reminder for Ada: tea"]
+    assert chat_only.adapter.posted == []
