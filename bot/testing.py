@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -247,7 +248,9 @@ class ChatHarness:
         self.model = model or ScriptedBackend()
         self.config = router_config or RouterConfig()
         self.adapter = adapter or RecordingAdapter()
+        # Unique across harnesses on one database: ids are how replays are recognised.
         self._message_ids = itertools.count(1)
+        self._run = secrets.token_hex(4)
         self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
         self.store = ConversationStore(self.database)
         self.settings = ChannelSettingsStore(self.database)
@@ -304,7 +307,7 @@ class ChatHarness:
             author=Author(author, author, is_bot=is_bot),
             text=f"/{command} {text}".strip() if command else text,
             addressed=addressed,
-            id=f"in-{next(self._message_ids)}",
+            id=f"in-{self._run}-{next(self._message_ids)}",
             command=command,
             args=text if command else "",
         )
