@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/model_throughput.py
 	$(BIN)/python bench/summarise.py
+	$(BIN)/python bench/router.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
