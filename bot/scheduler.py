@@ -202,11 +202,12 @@ class JobScheduler:
         """This channel's jobs (its threads included), soonest first."""
         found = []
         for job in self._scheduler.get_jobs():
-            spec = _spec_of(job.kwargs)
-            if spec is not None and (spec.platform, spec.channel) == (platform, channel):
-                found.append(
-                    ScheduledJob(job.id, spec, job.next_run_time, job.kwargs["description"])
-                )
+            listed = _listed(job)
+            if listed is not None and (listed.spec.platform, listed.spec.channel) == (
+                platform,
+                channel,
+            ):
+                found.append(listed)
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(found, key=lambda job: job.next_run or far)
 
@@ -216,10 +217,7 @@ class JobScheduler:
         except Exception:  # a stored job that cannot be restored (code changed)
             log.warning("scheduled job %s cannot be read", job_id, exc_info=True)
             return None
-        spec = _spec_of(job.kwargs) if job is not None else None
-        if job is None or spec is None:
-            return None
-        return ScheduledJob(job.id, spec, job.next_run_time, job.kwargs["description"])
+        return _listed(job) if job is not None else None
 
     def remove(self, job_id: str) -> bool:
         """Remove a job; False when it was already gone (it ran, or another process)."""
@@ -269,6 +267,14 @@ class JobScheduler:
             args=spec.args,
         )
         await self._handler(message, adapter)
+
+
+def _listed(job: Any) -> ScheduledJob | None:
+    """An APScheduler job as Confab lists it; None for a job that is not Confab's."""
+    spec = _spec_of(job.kwargs)
+    if spec is None:
+        return None
+    return ScheduledJob(job.id, spec, job.next_run_time, job.kwargs.get("description", ""))
 
 
 def _spec_of(kwargs: Mapping[str, Any]) -> JobSpec | None:

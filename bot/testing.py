@@ -251,10 +251,10 @@ class ChatHarness:
         # Unique across harnesses on one database: ids are how replays are recognised.
         self._message_ids = itertools.count(1)
         self._run = secrets.token_hex(4)
-        self.database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+        url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+        self.database = Database(url)
         self.store = ConversationStore(self.database)
         self.settings = ChannelSettingsStore(self.database)
-        url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
         self.scheduler = (
             JobScheduler(scheduler, url, EventLog(self.database)) if scheduler else None
         )

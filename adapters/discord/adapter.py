@@ -284,13 +284,15 @@ class DiscordAdapter(Adapter):
     async def send(
         self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
     ) -> SentMessage:
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise MessageTooLong(
-                "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
-            )
+        _check_length(text)
         answer = self._answers.get(reply_to or "")
         # An interaction that was never acknowledged takes no follow-ups: the channel does.
-        if answer is not None and answer.interaction and answer.deferred and _alive(answer):
+        if (
+            answer is not None
+            and answer.interaction
+            and answer.deferred
+            and _token_alive(answer.interaction)
+        ):
             return await self._send_to_interaction(
                 answer, answer.interaction, channel, thread, text
             )
@@ -330,10 +332,7 @@ class DiscordAdapter(Adapter):
         return SentMessage(sent_id, channel, thread)
 
     async def edit(self, sent: SentMessage, text: str) -> None:
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise MessageTooLong(
-                "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
-            )
+        _check_length(text)
         moved = self._edits.moved.get(sent.id)
         if moved is not None:
             await moved.edit(content=text, allowed_mentions=NO_MENTIONS)
@@ -347,7 +346,7 @@ class DiscordAdapter(Adapter):
             await posted.edit(content=text, allowed_mentions=NO_MENTIONS)
             return
         interaction, webhook_message = through
-        if interaction.created_at + INTERACTION_LIFETIME <= discord.utils.utcnow():
+        if not _token_alive(interaction):
             # The token is about to die: the answer goes on in a channel message,
             # and the response it started in says where.
             del self._edits.by_id[sent.id]
@@ -413,9 +412,16 @@ class DiscordAdapter(Adapter):
         return answer.thread or target
 
 
-def _alive(answer: _Answer) -> bool:
-    assert answer.interaction is not None
-    return answer.interaction.created_at + INTERACTION_LIFETIME > discord.utils.utcnow()
+def _token_alive(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's token still has a safe margin of its 15 minutes."""
+    return interaction.created_at + INTERACTION_LIFETIME > discord.utils.utcnow()
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise MessageTooLong(
+            "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
+        )
 
 
 def _thread_of(posted: discord.Message, thread: str | None) -> str | None:
