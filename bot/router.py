@@ -18,6 +18,7 @@ from bot.adapter import Adapter
 from bot.channel import AdapterHistory, StoredChannelControls
 from bot.config import RouterConfig
 from bot.errors import ConfabError
+from bot.limits import ChannelSlots, UserRateLimit
 from bot.llm.backend import ChatMessage, ModelBackend
 from bot.messages import Message, args_after_command, parse_command
 from bot.privacy import StoredPrivacy, is_admin
@@ -33,6 +34,7 @@ from storage.errors import AlreadyProcessed
 log = logging.getLogger(__name__)
 
 NO_ANSWER = "(The command finished without an answer.)"
+BUSY = "I'm busy with other questions in this channel; please ask again in a moment."
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +72,12 @@ class Router:
         self.timezone = timezone
         self.config = config
         self.bot_name = bot_name
+        self.rate = UserRateLimit(config.user_rate_per_minute, config.user_burst)
+        self.slots = ChannelSlots(config.channel_concurrency, config.channel_queue)
         self.guards: list[Guard] = [
             self._not_from_bots,
             self._addressed,
+            self._within_rate,
             self._not_empty,
             self._not_too_long,
         ]
@@ -92,6 +97,23 @@ class Router:
         if message.command is not None and self.skills.find(message.command) is not None:
             return None
         return Verdict("not addressed to the bot", keep_as_chatter=True)
+
+    async def _within_rate(self, message: Message) -> Verdict | None:
+        if is_admin(self.config.admins, message):
+            return None
+        allowance = self.rate.take(message.platform, message.author.id)
+        if allowance.allowed:
+            return None
+        wait = max(1, round(allowance.retry_after_s))
+        return Verdict(
+            "over the per-person rate limit",
+            reply=(
+                f"You're sending messages faster than I can answer; "
+                f"please wait {wait} s. Messages sent before then are ignored."
+            )
+            if allowance.notify
+            else None,
+        )
 
     async def _not_empty(self, message: Message) -> Verdict | None:
         if message.command is None and not message.text.strip():
@@ -162,42 +184,65 @@ class Router:
                 await self._reply_text(message, adapter, "No skill is set up to answer that.")
                 return
             args = message.text.strip()
-        await self._run_skill(skill, message, args, adapter)
+        denied = skill.admin_command(args)
+        if denied is not None and not is_admin(self.config.admins, message):
+            log.info(
+                "denied %s:%s the admin command %s %s in %s",
+                message.platform,
+                message.author.id,
+                skill.name,
+                denied,
+                message.channel,
+            )
+            typed = message.text.lstrip()[:1]  # "/" for a slash command, else the prefix
+            prefix = typed if message.command and typed and not typed.isalnum() else ""
+            command = f"{prefix or self.config.prefixes[0]}{skill.name} {denied}".strip()
+            await self._store_question(message)  # kept, and a replay is not answered twice
+            await self._reply_text(message, adapter, f"Only an admin can run `{command}`.")
+            return
+        async with self.slots.slot(message.platform, message.channel) as admitted:
+            if admitted:
+                await self._run_skill(skill, message, args, adapter)
+                return
+        log.info(
+            "channel %s/%s is full; message %s refused",
+            message.platform,
+            message.channel,
+            message.id,
+        )
+        await self._store_question(message)
+        await self._reply_text(message, adapter, BUSY)
 
     async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
         log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
         if verdict.keep_as_chatter and message.text.strip():
-            await self.store.append(
-                _key(message),
-                role="user",
-                author_id=message.author.id,
-                author_name=message.author.name,
-                text=message.text,
-                addressed=False,
-                token_count=self._tokens(message.text),
-                platform_message_id=message.id,
-                created_at=message.created_at,
-                event_id=message.id,
-            )
+            await self._store_question(message, addressed=False)
         if verdict.reply:
             log.info("rejected message from %s: %s", message.author.id, verdict.reason)
             await self._reply_text(message, adapter, verdict.reply)
 
-    async def _run_skill(self, skill: Skill, message: Message, args: str, adapter: Adapter) -> None:
-        key = _key(message)
-        question = await self.store.append(
-            key,
+    async def _store_question(
+        self, message: Message, *, skill: str | None = None, addressed: bool = True
+    ) -> StoredTurn:
+        """Store the person's turn, marking the platform event handled in the same write."""
+        return await self.store.append(
+            _key(message),
             role="user",
             author_id=message.author.id,
             author_name=message.author.name,
             text=message.text,
-            skill=skill.name,
+            addressed=addressed,
+            skill=skill,
             command=message.command,
             token_count=self._tokens(message.text),
             platform_message_id=message.id,
             created_at=message.created_at,
             event_id=message.id,
         )
+
+    async def _run_skill(self, skill: Skill, message: Message, args: str, adapter: Adapter) -> None:
+        key = _key(message)
+        question = await self._store_question(message, skill=skill.name)
         replies = 0
 
         async def reply_stream(chunks: AsyncIterable[str]) -> str:
@@ -238,6 +283,7 @@ class Router:
                 is_skill=self._is_command,
             ),
             _reply_stream=reply_stream,
+            admin=admin,
         )
         try:
             await skill.run(context)

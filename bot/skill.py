@@ -67,6 +67,12 @@ class Skill(ABC):
     usage: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     config_model: ClassVar[type[BaseModel] | None] = None
+    # Only admins may run the skill at all.
+    admin_only: ClassVar[bool] = False
+    # Sub-commands only admins may run, the router enforces them: "set" (that
+    # first word of the arguments), or "timezone NAME" (that word followed by
+    # anything; the word alone stays open to everyone).
+    admin_commands: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BaseModel | None = None) -> None:
         self.config = config
@@ -91,7 +97,27 @@ class Skill(ABC):
         )
         if cls.config_model is not None and not issubclass(cls.config_model, BaseModel):
             problems.append("config_model must be a pydantic model")
+        problems.extend(
+            f"admin command {entry!r} must be a lowercase word, optionally followed by a name"
+            for entry in cls.admin_commands
+            if not NAME_PATTERN.match(entry.partition(" ")[0]) or entry.count(" ") > 1
+        )
         return problems
+
+    @classmethod
+    def admin_command(cls, args: str) -> str | None:
+        """The declared admin-only command that ``args`` invokes, if any
+        (``""`` for an admin-only skill), else None."""
+        if cls.admin_only:
+            return ""
+        words = args.split(maxsplit=1)  # any whitespace: "set\n<text>" is "set"
+        if not words:
+            return None
+        for entry in cls.admin_commands:
+            word, _, takes_name = entry.partition(" ")
+            if words[0].lower() == word and (not takes_name or len(words) > 1):
+                return word
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +128,19 @@ class SkillInfo:
     help: str
     usage: str
     aliases: tuple[str, ...]
+    admin_only: bool = False
+    admin_commands: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, skill: type[Skill]) -> SkillInfo:
-        return cls(skill.name, skill.help, skill.usage, tuple(skill.aliases))
+        return cls(
+            skill.name,
+            skill.help,
+            skill.usage,
+            tuple(skill.aliases),
+            skill.admin_only,
+            tuple(skill.admin_commands),
+        )
 
 
 class GenerationSettings(BaseModel):
@@ -249,6 +284,8 @@ class SkillContext:
     channel: ChannelControls
     schedule: Schedule
     _reply_stream: Callable[[AsyncIterable[str]], Awaitable[str]]
+    # Whether the author is an admin here (``router.admins``, or a platform role).
+    admin: bool = False
 
     async def reply(self, text: str) -> None:
         """Answer with a complete text (split across messages if the platform needs it)."""

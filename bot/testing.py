@@ -246,7 +246,9 @@ class ChatHarness:
     ) -> None:
         self._skills = [s if isinstance(s, Skill) else s(_default_config(s)) for s in skills]
         self.model = model or ScriptedBackend()
-        self.config = router_config or RouterConfig()
+        # Without a config of the test's own, no one is rate limited: a skill's
+        # test may ask as often as it likes. Pass a RouterConfig to test limits.
+        self.config = router_config or RouterConfig(user_burst=10_000)
         self.adapter = adapter or RecordingAdapter()
         # Unique across harnesses on one database: ids are how replays are recognised.
         self._message_ids = itertools.count(1)

@@ -22,6 +22,7 @@ class ForgetSkill(Skill):
     name = "forget"
     help = "Delete what you said to me (`me`), or this channel's history (`channel`, admins)."
     usage = "me | channel"
+    admin_commands = ("channel",)
 
     async def run(self, ctx: SkillContext) -> None:
         what = ctx.args.strip().lower()

@@ -17,17 +17,26 @@ class HelpSkill(Skill):
 
     async def run(self, ctx: SkillContext) -> None:
         wanted = ctx.args.strip().lstrip(ctx.prefix).lower()
+        # Only what the asker may run: admin-only skills are listed to admins.
+        skills = [info for info in ctx.skills if ctx.admin or not info.admin_only]
         if wanted:
-            for info in ctx.skills:
+            for info in skills:
                 if wanted == info.name or wanted in info.aliases:
                     aliases = ", ".join(f"`{ctx.prefix}{a}`" for a in info.aliases)
                     text = f"{_usage_line(ctx.prefix, info)}: {info.help}"
-                    await ctx.reply(text + (f"\nAliases: {aliases}" if aliases else ""))
+                    if aliases:
+                        text += f"\nAliases: {aliases}"
+                    if info.admin_commands:
+                        admin = ", ".join(
+                            f"`{ctx.prefix}{info.name} {c}`" for c in info.admin_commands
+                        )
+                        text += f"\nAdmins only: {admin}"
+                    await ctx.reply(text)
                     return
             await ctx.reply(f"There is no command `{ctx.prefix}{wanted}`.")
             return
         lines = ["**Commands**"]
-        lines += [f"- {_usage_line(ctx.prefix, info)}: {info.help}" for info in ctx.skills]
+        lines += [f"- {_usage_line(ctx.prefix, info)}: {info.help}" for info in skills]
         lines.append("")
         lines.append(
             f"Anything else addressed to me is a question. `{ctx.prefix}help COMMAND` "

@@ -82,6 +82,7 @@ class PromptSkill(Skill):
     name = "prompt"
     help = "Show this channel's system prompt for `ask`; admins can set or clear it."
     usage = "[set <text> | clear]"
+    admin_commands = ("set", "clear")
 
     async def run(self, ctx: SkillContext) -> None:
         words = ctx.args.split(maxsplit=1)  # the prompt may start on the next line

@@ -33,6 +33,7 @@ class ScheduleSkill(Skill):
         'add "<cron>"|daily HH:MM|weekly mon HH:MM|every 30m <command> [args] '
         "| list | remove ID | timezone [NAME]"
     )
+    admin_commands = ("add", "timezone NAME")
 
     async def run(self, ctx: SkillContext) -> None:
         action, _, rest = ctx.args.strip().partition(" ")

@@ -408,7 +408,7 @@ async def test_ping_answers_pong(tmp_path, fake):
 async def test_only_an_admin_can_forget_the_channel(tmp_path, fake):
     async with confab(tmp_path, fake, skills=[ForgetSkill], admin_user_ids=[1234]) as bot:
         await bot.slash("forget", "channel")
-        assert fake.shown["@original"] == "Only an admin can make me forget a whole channel."
+        assert fake.shown["@original"] == "Only an admin can run `/forget channel`."
 
         await bot.slash("forget", "channel", user_id=1234)
         assert fake.shown["@original"].startswith("Done: I deleted this channel's history")

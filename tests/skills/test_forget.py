@@ -70,7 +70,7 @@ async def test_forget_channel_is_for_admins_and_deletes_the_whole_channel(
         await chat.ask("!ping", author="ada", channel="random")
 
         refused = await chat.ask("!forget channel", author="ada", channel="general")
-        assert refused == "Only an admin can make me forget a whole channel."
+        assert refused == "Only an admin can run `!forget channel`."
         assert len(await stored(chat, "general")) == 4  # the refused request is kept too
 
         answer = await chat.ask("!forget channel", author="boss", channel="general")

@@ -92,7 +92,7 @@ async def test_an_admin_sets_the_channels_system_prompt_for_ask(tmp_path: Path) 
     skills = [AskSkill, PromptSkill]
     async with ChatHarness(skills, tmp_path, model=model, router_config=ADMINS) as chat:
         refused = await chat.ask("!prompt set Talk like a pirate.", author="ada", channel="c")
-        assert refused == "Only an admin can change this channel's system prompt."
+        assert refused == "Only an admin can run `!prompt set`."
         assert (await chat.settings.get("test", "c")).system_prompt is None
 
         done = await chat.ask("!prompt set Talk like a pirate.", author="boss", channel="c")
@@ -122,11 +122,13 @@ async def test_the_configured_system_prompt_replaces_the_built_in_one(tmp_path: 
 
 async def test_bad_arguments_get_usage_not_the_model(tmp_path: Path) -> None:
     model = ScriptedBackend()
-    async with ChatHarness([AskSkill, PromptSkill], tmp_path, model=model) as chat:
+    skills = [AskSkill, PromptSkill]
+    async with ChatHarness(skills, tmp_path, model=model, router_config=ADMINS) as chat:
         assert await chat.ask("!ask") == "Ask me something, e.g. `!ask what is a monad?`"
         for wrong in ("!prompt sett x", "!prompt set", "!prompt clear now"):
-            assert (await chat.ask(wrong)).startswith("Usage: `!prompt` shows")
-        too_long = await chat.ask("!prompt set " + "x" * 2001)
+            assert (await chat.ask(wrong, author="boss")).startswith("Usage: `!prompt` shows")
+        assert await chat.ask("!prompt set", author="ada") == "Only an admin can run `!prompt set`."
+        too_long = await chat.ask("!prompt set " + "x" * 2001, author="boss")
         assert too_long == "That prompt is 2,001 characters; the limit is 2,000."
     assert model.prompts == []
 

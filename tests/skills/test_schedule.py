@@ -76,7 +76,7 @@ async def test_an_admin_adds_lists_and_removes_a_daily_job(tmp_path: Path) -> No
 async def test_channel_jobs_are_for_admins_and_jobs_for_their_owners(tmp_path: Path) -> None:
     async with harness(tmp_path) as chat:
         refused = await chat.ask("!schedule add every 30m ping", author="ada", channel="c")
-        assert refused == "Only an admin can schedule jobs in a channel; `remind` is for everyone."
+        assert refused == "Only an admin can run `!schedule add`."
         reminder = await chat.ask("!remind in 2h stand-up notes", author="ada", channel="c")
         assert reminder.startswith("I'll remind you ")
         job_id = reminder.rsplit("`", 2)[1]
@@ -270,7 +270,7 @@ async def test_a_channels_timezone_is_set_by_admins_and_used_for_jobs(tmp_path: 
             "Times in this channel are in Europe/Paris."  # bot.timezone
         )
         assert await chat.ask("!schedule timezone Asia/Tokyo", author="ada", channel="c") == (
-            "Only an admin can change this channel's timezone."
+            "Only an admin can run `!schedule timezone`."
         )
         assert await chat.ask("!schedule timezone Mars/Olympus", author="boss", channel="c") == (
             "I don't know the timezone 'Mars/Olympus'; use an IANA name such as Europe/Paris."
