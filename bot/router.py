@@ -10,8 +10,9 @@ logged traceback, and the bot carries on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.adapter import Adapter
@@ -29,11 +30,16 @@ from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
 from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationKey, ConversationStore, StoredTurn
-from storage.errors import AlreadyProcessed
+from storage.errors import AlreadyProcessed, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 NO_ANSWER = "(The command finished without an answer.)"
+DB_DOWN = "I can't reach my database right now, so I can't answer. Please try again in a minute."
+# An answer is kept trying to be stored for this long; it is shown whole once
+# stored, or after STORE_WAIT_S without the database.
+ANSWER_RETRY_S = 300.0
+STORE_WAIT_S = 10.0
 BUSY = "I'm busy with other questions in this channel; please ask again in a moment."
 
 
@@ -144,6 +150,17 @@ class Router:
             # A replay after a reconnect, or a platform's retry: answered already,
             # by this process or another one.
             log.info("message %s in %s was handled before; dropped", message.id, message.platform)
+        except StorageUnavailable as error:
+            log.error(
+                "message %s from %s in %s/%s not handled, the database is unreachable: %s",
+                message.id,
+                message.author.id,
+                message.platform,
+                message.channel,
+                error,
+            )
+            if message.addressed or message.command is not None:
+                await self._reply_text(message, adapter, DB_DOWN)
         except Exception:
             log.exception(
                 "handling message %s from %s in %s/%s failed",
@@ -249,13 +266,29 @@ class Router:
             nonlocal replies
             replies += 1
             stream = _reply_stream(adapter, message)
-            try:
-                await stream.consume(chunks)
-            finally:
-                # What the person saw is remembered, even when the stream broke off
-                # or the bot is shutting down (hence the shield).
+            stored = False
+
+            async def stored_before_shown_whole() -> AsyncIterator[str]:
+                # The whole answer is committed before its last piece is shown: a
+                # reply someone saw complete survives the process dying next.
+                nonlocal stored
+                async for chunk in chunks:
+                    yield chunk
                 if stream.received.strip():
-                    await asyncio.shield(self._remember_answer(key, skill.name, stream, question))
+                    written = self._remember_answer(key, skill.name, stream, question)
+                    # Without the database it stays queued (and failures are logged):
+                    # the person still gets the answer after a bounded wait.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(written), STORE_WAIT_S)
+                stored = True
+
+            try:
+                await stream.consume(stored_before_shown_whole())
+            finally:
+                # A stream that broke off, or was cancelled at shutdown: what the
+                # person saw is queued for storage at once, in its place.
+                if not stored and stream.received.strip():
+                    self._remember_answer(key, skill.name, stream, question)
             return stream.received
 
         async def reset_memory() -> None:
@@ -291,6 +324,10 @@ class Router:
             log.warning("skill %s could not answer message %s: %s", skill.name, message.id, error)
             await self._reply_text(message, adapter, error.user_message)
             return
+        except StorageUnavailable as error:
+            log.error("skill %s lost the database on message %s: %s", skill.name, message.id, error)
+            await self._reply_text(message, adapter, DB_DOWN)
+            return
         except Exception:
             log.exception(
                 "skill %s failed on message %s from %s in %s/%s",
@@ -310,10 +347,12 @@ class Router:
             log.warning("skill %s finished without replying to %s", skill.name, message.id)
             await self._reply_text(message, adapter, NO_ANSWER)
 
-    async def _remember_answer(
+    def _remember_answer(
         self, key: ConversationKey, skill: str, stream: ReplyStream, question: StoredTurn
-    ) -> None:
-        await self.store.append(
+    ) -> asyncio.Future[StoredTurn]:
+        """Queue the answer for storage (reads queued later see it); await to know it
+        is committed. A failure is logged here, whether anyone waits or not."""
+        stored = self.store.append_nowait(
             key,
             role="assistant",
             author_id=self.bot_name,
@@ -323,7 +362,10 @@ class Router:
             token_count=self._tokens(stream.received),
             platform_message_id=stream.sent[0].id if stream.sent else None,
             reply_to=question,
+            retry_s=ANSWER_RETRY_S,
         )
+        stored.add_done_callback(_log_unstored)
+        return stored
 
     def _is_command(self, name: str) -> bool:
         return self.skills.find(name) is not None
@@ -357,6 +399,11 @@ class Router:
         except Exception:  # a model that is not loaded must not stop a turn being stored
             log.debug("token count unavailable", exc_info=True)
             return 0
+
+
+def _log_unstored(stored: asyncio.Future[StoredTurn]) -> None:
+    if not stored.cancelled() and stored.exception() is not None:
+        log.error("an answer that was shown could not be stored: %s", stored.exception())
 
 
 def _as_chat(turns: list[StoredTurn]) -> list[ChatMessage]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -20,6 +22,9 @@ class _Keep(Enum):
 
 KEEP = _Keep.KEEP
 """For :meth:`ChannelSettingsStore.update`: leave this setting as it is."""
+
+FRESH_S = 5.0  # how long settings read are trusted without reading again
+KEEP_AT_MOST = 10_000  # channels whose settings are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +58,39 @@ def _check_timezone(name: str) -> None:
 
 
 class ChannelSettingsStore:
-    """Reads and changes channel settings; a channel never configured has the defaults."""
+    """Reads and changes channel settings; a channel never configured has the defaults.
 
-    def __init__(self, database: Database) -> None:
+    Settings are read for nearly every message, so what was read is kept for
+    ``fresh_s``: a change made through this store shows at once, one made by
+    another process within that time.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        fresh_s: float = FRESH_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._database = database
+        self._fresh_s = fresh_s
+        self._clock = clock
+        self._read: dict[tuple[str, str], tuple[float, ChannelSettings]] = {}
 
     async def get(self, platform: str, channel: str) -> ChannelSettings:
+        key = (platform, channel)
+        kept = self._read.get(key)
+        if kept is not None and self._clock() - kept[0] < self._fresh_s:
+            return kept[1]
         async with self._database.reading() as session:
-            return _settings(await session.scalar(_where(platform, channel)))
+            settings = _settings(await session.scalar(_where(platform, channel)))
+        self._keep(key, settings)
+        return settings
+
+    def _keep(self, key: tuple[str, str], settings: ChannelSettings) -> None:
+        if len(self._read) >= KEEP_AT_MOST:
+            self._read.clear()
+        self._read[key] = (self._clock(), settings)
 
     async def update(
         self,
@@ -95,7 +125,9 @@ class ChannelSettingsStore:
                     set_=changes,
                 )
             )
-            return _settings(await session.scalar(_where(platform, channel)))
+            settings = _settings(await session.scalar(_where(platform, channel)))
+        self._keep((platform, channel), settings)
+        return settings
 
 
 def _where(platform: str, channel: str) -> Select[ChannelSettingsRow]:

@@ -1,25 +1,43 @@
 """Conversations and their turns: the bot's memory of what was said where.
 
-Each write is one transaction, committed before the call returns: a turn that
-``append`` returned survives the process being killed the next moment.
+A turn that ``append`` returned is committed: it survives the process being
+killed the next moment. Appends and the reads of recent turns go through the
+database's journal (batched, in order, retried while the database is away);
+the other operations first wait for what the journal holds to be written.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, delete, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.errors import AlreadyProcessed
-from storage.events import mark_event
-from storage.sql import aware, in_utc, upsert, utcnow
+from storage.events import event_mark, event_values
+from storage.journal import Facts
+from storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
 from storage.tables import ConversationRow, TurnRow
-from storage.users import record_user
+from storage.users import user_upsert, user_values
 
 RETENTION_BATCH = 1000  # rows per transaction, so a large clean-up never holds the lock long
 
@@ -58,7 +76,7 @@ class Forgotten:
     replies: int
 
 
-def _turn(row: TurnRow) -> StoredTurn:
+def _turn(row: Any) -> StoredTurn:
     return StoredTurn(
         id=row.id,
         role=row.role,
@@ -89,29 +107,24 @@ class ConversationStore:
 
     async def _conversation_id(self, session: AsyncSession, key: ConversationKey) -> int:
         # Insert-or-ignore then select: atomic under concurrent first messages.
-        values = {
-            "platform": key.platform,
-            "channel": key.channel,
-            "thread": key.thread or "",
-            "created_at": utcnow(),
-        }
-        await session.execute(
-            upsert(session, ConversationRow).values(values).on_conflict_do_nothing()
-        )
-        found = await self._find(session, key)
+        await session.execute(_conversation_upsert(dialect_of(session)), _new(key))
+        found = await session.scalar(FIND, _where(key))
         assert found is not None
         return found
 
-    async def _find(self, session: AsyncSession, key: ConversationKey) -> int | None:
-        return await session.scalar(
-            select(ConversationRow.id).where(
-                ConversationRow.platform == key.platform,
-                ConversationRow.channel == key.channel,
-                ConversationRow.thread == (key.thread or ""),
-            )
-        )
+    async def append(self, key: ConversationKey, **turn: Any) -> StoredTurn:
+        """Store one turn at the end of the conversation, committed, and return it.
 
-    async def append(
+        Takes the arguments of :meth:`append_nowait`. A person's turn also
+        records them as a user (display name kept current); a bot's turn names
+        the turn it answers in ``reply_to``. With ``event_id`` (the platform's id
+        of the message) the event is marked processed in the same transaction,
+        and a second delivery of it raises :class:`AlreadyProcessed` with nothing
+        written, in any process.
+        """
+        return await self.append_nowait(key, **turn)
+
+    def append_nowait(
         self,
         key: ConversationKey,
         *,
@@ -127,38 +140,36 @@ class ConversationStore:
         created_at: datetime | None = None,
         reply_to: StoredTurn | None = None,
         event_id: str | None = None,
-    ) -> StoredTurn:
-        """Store one turn at the end of the conversation, committed, and return it.
+        retry_s: float | None = None,
+    ) -> asyncio.Future[StoredTurn]:
+        """Queue the turn behind every write submitted before it; the future resolves
+        once it is committed (see :meth:`append`).
 
-        A person's turn also records them as a user (display name kept current);
-        a bot's turn names the turn it answers in ``reply_to``. With ``event_id``
-        (the platform's id of the message) the event is marked processed in the
-        same transaction, and a second delivery of it raises
-        :class:`AlreadyProcessed` with nothing written, in any process.
+        For a turn nobody needs to wait for, such as the bot's answer once it
+        has been shown: its place in the conversation is fixed now, and reads
+        submitted later see it. ``retry_s`` is how long it is retried while the
+        database is unreachable.
         """
-        async with self._database.writing() as session:
-            if event_id is not None and not await mark_event(session, key.platform, event_id):
-                raise AlreadyProcessed(f"{key.platform} event {event_id}")
-            if role == "user":
-                await record_user(session, key.platform, author_id, author_name)
-            row = TurnRow(
-                conversation_id=await self._conversation_id(session, key),
-                role=role,
-                author_id=author_id,
-                author_name=author_name,
-                text=text,
-                addressed=addressed,
-                skill=skill,
-                command=command,
-                token_count=token_count,
-                platform_message_id=platform_message_id,
-                created_at=in_utc(created_at) if created_at else utcnow(),
-                reply_to_id=reply_to.id if reply_to else None,
-                reply_to_author_id=reply_to.author_id if reply_to else None,
-            )
-            session.add(row)
-            await session.flush()
-            return _turn(row)
+        values = {
+            "role": role,
+            "author_id": author_id,
+            "author_name": author_name,
+            "text": text,
+            "addressed": addressed,
+            "skill": skill,
+            "command": command,
+            "token_count": token_count,
+            "platform_message_id": platform_message_id,
+            "created_at": in_utc(created_at) if created_at else utcnow(),
+            "reply_to_id": reply_to.id if reply_to else None,
+            "reply_to_author_id": reply_to.author_id if reply_to else None,
+        }
+        future: asyncio.Future[StoredTurn] = self._database.journal.submit(
+            partial(_append, key, values, event_id),  # type: ignore[arg-type]  # fails as given
+            writes=True,
+            retry_s=retry_s,
+        )
+        return future
 
     async def recent(
         self,
@@ -174,28 +185,14 @@ class ConversationStore:
         """The newest turns, oldest first: at most ``limit``, within ``max_tokens``.
 
         ``skill`` keeps only the turns that skill handled; ``since_reset`` only
-        those after the latest :meth:`reset_memory`.
+        those after the latest :meth:`reset_memory`. Sees every turn appended
+        before the call, committed or still queued.
         """
-        async with self._database.reading() as session:
-            conversation = await self._find(session, key)
-            if conversation is None:
-                return []
-            query = select(TurnRow).where(TurnRow.conversation_id == conversation)
-            if since_reset:
-                start = await session.scalar(
-                    select(ConversationRow.memory_after_id).where(
-                        ConversationRow.id == conversation
-                    )
-                )
-                if start is not None:
-                    query = query.where(TurnRow.id > start)
-            if before_id is not None:
-                query = query.where(TurnRow.id < before_id)
-            if addressed_only:
-                query = query.where(TurnRow.addressed.is_(True))
-            if skill is not None:
-                query = query.where(TurnRow.skill == skill)
-            rows = (await session.scalars(query.order_by(TurnRow.id.desc()).limit(limit))).all()
+        query = _newest_query(since_reset, before_id is not None, addressed_only, skill is not None)
+        values = {"limit": limit, "before_id": before_id, "skill": skill}
+        rows = await self._database.journal.submit(
+            partial(_newest, key, query, values), writes=False
+        )
         newest_first: list[StoredTurn] = []
         spent = 0
         for row in rows:
@@ -211,6 +208,7 @@ class ConversationStore:
         Nothing is deleted: earlier turns stay for summaries and exports, and
         :meth:`recent` with ``since_reset`` no longer returns them.
         """
+        await self._database.journal.barrier()
         async with self._database.writing() as session:
             conversation = await self._conversation_id(session, key)
             await session.execute(
@@ -227,8 +225,9 @@ class ConversationStore:
         limit: int = 200,
     ) -> list[StoredTurn]:
         """Everything said in a channel or thread (chatter too), oldest first."""
+        await self._database.journal.barrier()
         async with self._database.reading() as session:
-            conversation = await self._find(session, key)
+            conversation = await session.scalar(FIND, _where(key))
             if conversation is None:
                 return []
             query = select(TurnRow).where(TurnRow.conversation_id == conversation)
@@ -242,6 +241,7 @@ class ConversationStore:
     async def forget_author(self, platform: str, author_id: str) -> Forgotten:
         """Delete every turn this person wrote on ``platform``, and the bot's replies to them."""
         theirs = _authored_by(platform, author_id)
+        await self._database.journal.barrier()
         async with self._database.writing() as session:
             replies = await session.execute(
                 delete(TurnRow).where(TurnRow.id.in_(_answers_to(platform, author_id)))
@@ -256,6 +256,7 @@ class ConversationStore:
             ConversationRow.platform == platform, ConversationRow.channel == channel
         )
         counts = {}
+        await self._database.journal.barrier()
         async with self._database.writing() as session:
             for role in ("user", "assistant"):
                 result = await session.execute(
@@ -271,6 +272,7 @@ class ConversationStore:
         """Delete every turn stored before ``cutoff``; return how many went."""
         older = select(TurnRow.id).where(TurnRow.created_at < in_utc(cutoff))
         total = 0
+        await self._database.journal.barrier()
         while True:
             async with self._database.writing() as session:
                 result = await session.execute(
@@ -292,11 +294,129 @@ class ConversationStore:
             .where(TurnRow.id.in_(theirs) | TurnRow.id.in_(_answers_to(platform, author_id)))
             .order_by(TurnRow.id)
         )
+        await self._database.journal.barrier()
         async with self._database.reading() as session:
             rows: Sequence[Any] = (await session.execute(query)).all()
         return [
             (ConversationKey(c.platform, c.channel, c.thread or None), _turn(t)) for c, t in rows
         ]
+
+
+FIND = select(ConversationRow.id).where(
+    ConversationRow.platform == bindparam("platform"),
+    ConversationRow.channel == bindparam("channel"),
+    ConversationRow.thread == bindparam("thread"),
+)
+INSERT_TURN = insert(cast(Table, TurnRow.__table__)).returning(TurnRow.id)
+
+
+def _where(key: ConversationKey) -> dict[str, Any]:
+    return {"platform": key.platform, "channel": key.channel, "thread": key.thread or ""}
+
+
+def _new(key: ConversationKey) -> dict[str, Any]:
+    return {**_where(key), "created_at": utcnow()}
+
+
+@functools.cache
+def _conversation_upsert(dialect: str) -> Executable:
+    """Insert-or-ignore, then look it up: atomic under concurrent first messages."""
+    return upsert_for(dialect, ConversationRow.__table__).on_conflict_do_nothing()
+
+
+# -- on the journal's thread (see storage.journal) --------------------------------
+
+
+def _conversation(connection: Connection, facts: Facts, key: ConversationKey) -> int:
+    """The conversation's id, created if new; an id once known never changes."""
+    known = facts.get(key)
+    if known is None:
+        connection.execute(_conversation_upsert(connection.dialect.name), _new(key))
+        known = facts[key] = connection.scalar(FIND, _where(key))
+    assert known is not None
+    return int(known)
+
+
+def _append(
+    key: ConversationKey,
+    values: dict[str, Any],
+    event_id: str | None,
+    connection: Connection,
+    facts: Facts,
+) -> StoredTurn | AlreadyProcessed:
+    if event_id is not None:
+        marked = connection.execute(
+            event_mark(connection.dialect.name), event_values(key.platform, event_id)
+        )
+        if marked.first() is None:
+            return AlreadyProcessed(f"{key.platform} event {event_id}")
+    if values["role"] == "user":
+        person = ("user", key.platform, values["author_id"])
+        if facts.get(person) != values["author_name"]:
+            connection.execute(
+                user_upsert(connection.dialect.name),
+                user_values(key.platform, values["author_id"], values["author_name"]),
+            )
+            facts[person] = values["author_name"]
+    conversation = _conversation(connection, facts, key)
+    turn_id = connection.scalar(INSERT_TURN, {"conversation_id": conversation, **values})
+    assert turn_id is not None
+    return StoredTurn(
+        id=turn_id,
+        role=values["role"],
+        author_id=values["author_id"],
+        author_name=values["author_name"],
+        text=values["text"],
+        addressed=values["addressed"],
+        skill=values["skill"],
+        command=values["command"],
+        token_count=values["token_count"],
+        created_at=values["created_at"],
+        platform_message_id=values["platform_message_id"],
+        reply_to_id=values["reply_to_id"],
+        reply_to_author_id=values["reply_to_author_id"],
+    )
+
+
+@functools.cache
+def _newest_query(
+    since_reset: bool, before: bool, addressed_only: bool, of_skill: bool
+) -> Select[Any]:
+    """The newest turns of a conversation, newest first, for one shape of :meth:`recent`.
+
+    Built once per shape; it takes ``conversation``, ``limit`` and, where the
+    shape needs them, ``before_id`` and ``skill``.
+    """
+    turns = cast(Table, TurnRow.__table__)
+    query = select(turns).where(turns.c.conversation_id == bindparam("conversation"))
+    if since_reset:
+        mark = select(ConversationRow.memory_after_id).where(
+            ConversationRow.id == turns.c.conversation_id
+        )
+        query = query.where(turns.c.id > func.coalesce(mark.scalar_subquery(), 0))
+    if before:
+        query = query.where(turns.c.id < bindparam("before_id"))
+    if addressed_only:
+        query = query.where(turns.c.addressed.is_(True))
+    if of_skill:
+        query = query.where(turns.c.skill == bindparam("skill"))
+    return query.order_by(turns.c.id.desc()).limit(bindparam("limit"))
+
+
+def _newest(
+    key: ConversationKey,
+    query: Select[Any],
+    values: dict[str, Any],
+    connection: Connection,
+    facts: Facts,
+) -> Sequence[Any]:
+    conversation = facts.get(key)
+    if conversation is None:
+        conversation = connection.scalar(FIND, _where(key))
+        if conversation is None:
+            return []
+        facts[key] = conversation
+    return connection.execute(query, {**values, "conversation": conversation}).all()
 
 
 async def _settle_memory_marks(session: AsyncSession) -> None:

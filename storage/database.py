@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,11 +27,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageUnavailable
+from storage.journal import Journal, is_transient
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a write keeps being retried while the database is unreachable.
+RETRY_S = 10.0
 
 
 def expand_url(url: str) -> URL:
@@ -87,6 +90,16 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+def _unavailable(error: Exception) -> StorageUnavailable:
+    """A lost connection, said in one line."""
+    return StorageUnavailable(str(getattr(error, "orig", None) or error).splitlines()[0])
+
+
+def _sqlite_events(engine: Engine) -> None:
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+
+
 def _sqlite_begin(connection: Connection) -> None:
     writing = connection.get_execution_options().get(WRITE_OPTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
@@ -95,15 +108,19 @@ def _sqlite_begin(connection: Connection) -> None:
 class Database:
     """One engine, with read and write sessions, built from a URL; closed with :meth:`close`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry_s: float = RETRY_S) -> None:
         self.url = expand_url(url)
+        sqlite = self.url.get_backend_name() == "sqlite"
         try:
-            self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
+            # SQLite is a file: a connection cannot go stale, so no ping per checkout.
+            self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=not sqlite)
+            self.journal = Journal(
+                self.url, retry_s=retry_s, configure=_sqlite_events if sqlite else None
+            )
         except ImportError as error:
             raise StorageError(f"the database driver is not installed: {error}") from error
-        if self.url.get_backend_name() == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        if sqlite:
+            _sqlite_events(self.engine.sync_engine)
         writer = self.engine.execution_options(**{WRITE_OPTION: True})
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writes = async_sessionmaker(writer, expire_on_commit=False)
@@ -120,8 +137,13 @@ class Database:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session for queries; nothing it does is committed."""
-        async with self._reads() as session:
-            yield session
+        try:
+            async with self._reads() as session:
+                yield session
+        except Exception as error:
+            if is_transient(error):
+                raise _unavailable(error) from error
+            raise
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
@@ -129,8 +151,16 @@ class Database:
 
         Not re-entrant: on SQLite, writers of this process take turns.
         """
-        async with self._write_turn or contextlib.nullcontext(), self._writes.begin() as session:
-            yield session
+        try:
+            async with (
+                self._write_turn or contextlib.nullcontext(),
+                self._writes.begin() as session,
+            ):
+                yield session
+        except Exception as error:
+            if is_transient(error):
+                raise _unavailable(error) from error
+            raise
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -143,4 +173,6 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
     async def close(self) -> None:
+        """Finish the queued writes, then close every connection."""
+        await asyncio.to_thread(self.journal.close)
         await self.engine.dispose()

@@ -7,3 +7,7 @@ class StorageError(Exception):
 
 class AlreadyProcessed(Exception):
     """This platform event was handled before (a replay or a retry); nothing was written."""
+
+
+class StorageUnavailable(StorageError):
+    """The database could not be reached, even after retrying for a while."""

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, Executable, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
-from storage.sql import in_utc, upsert, utcnow
+from storage.sql import dialect_of, in_utc, upsert_for, utcnow
 from storage.tables import ProcessedEventRow
 
 
 async def mark_event(session: AsyncSession, platform: str, event_id: str) -> bool:
     """Mark an event processed within ``session``'s transaction; False if it already was."""
-    result = await session.execute(
-        upsert(session, ProcessedEventRow)
-        .values(platform=platform, event_id=event_id, processed_at=utcnow())
-        .on_conflict_do_nothing()
-    )
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
+    values = event_values(platform, event_id)
+    return (await session.execute(event_mark(dialect_of(session)), values)).first() is not None
+
+
+@functools.cache
+def event_mark(dialect: str) -> Executable:
+    """The statement behind :func:`mark_event`, built once: inserts one row, or none if
+    it is there, and returns what it inserted (drivers differ on ``rowcount`` here).
+    It takes :func:`event_values`."""
+    insert = upsert_for(dialect, ProcessedEventRow.__table__).on_conflict_do_nothing()
+    return insert.returning(ProcessedEventRow.id)
+
+
+def event_values(platform: str, event_id: str) -> dict[str, Any]:
+    return {"platform": platform, "event_id": event_id, "processed_at": utcnow()}
 
 
 class EventLog:

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
@@ -17,9 +18,16 @@ JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSO
 
 def upsert(session: AsyncSession, table: Any) -> SqliteInsert | PostgresqlInsert:
     """An INSERT that can take ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
+    return upsert_for(dialect_of(session), table)
+
+
+def upsert_for(dialect: str, table: Any) -> SqliteInsert | PostgresqlInsert:
+    """:func:`upsert` for a dialect by name, for statements built once and reused."""
+    return postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+def dialect_of(bind: AsyncSession | Connection) -> str:
+    return (bind if isinstance(bind, Connection) else bind.get_bind()).dialect.name
 
 
 def utcnow() -> datetime:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Executable, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
-from storage.sql import JSONValue, aware, upsert, utcnow
+from storage.sql import JSONValue, aware, dialect_of, upsert, upsert_for, utcnow
 from storage.tables import UserRow
 
 
@@ -26,20 +28,31 @@ async def record_user(
     session: AsyncSession, platform: str, user_id: str, display_name: str
 ) -> None:
     """Insert the person, or bring their display name up to date (no write when unchanged)."""
-    insert = upsert(session, UserRow).values(
-        platform=platform,
-        platform_user_id=user_id,
-        display_name=display_name,
-        settings={},
-        created_at=utcnow(),
-    )
     await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[UserRow.platform, UserRow.platform_user_id],
-            set_={"display_name": insert.excluded.display_name},
-            where=UserRow.display_name != insert.excluded.display_name,
-        )
+        user_upsert(dialect_of(session)), user_values(platform, user_id, display_name)
     )
+
+
+@functools.cache
+def user_upsert(dialect: str) -> Executable:
+    """The statement behind :func:`record_user`, built once; it takes :func:`user_values`."""
+    users = UserRow.__table__.c
+    insert = upsert_for(dialect, UserRow.__table__)
+    return insert.on_conflict_do_update(
+        index_elements=[users.platform, users.platform_user_id],
+        set_={"display_name": insert.excluded.display_name},
+        where=users.display_name != insert.excluded.display_name,
+    )
+
+
+def user_values(platform: str, user_id: str, display_name: str) -> dict[str, Any]:
+    return {
+        "platform": platform,
+        "platform_user_id": user_id,
+        "display_name": display_name,
+        "settings": {},
+        "created_at": utcnow(),
+    }
 
 
 def _user(row: UserRow) -> StoredUser:

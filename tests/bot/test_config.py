@@ -77,7 +77,7 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ('[router]\nmax_input_chars = "lots"\n', "router.max_input_chars = 'lots'"),
         (
             "[router]\nprefix = '!'\n",
-            "router.prefix: unknown key; allowed here: admins, default_skill",
+            "router.prefix: unknown key; allowed here: admins, channel_concurrency, channel_queue",
         ),
         ("[routr]\nprefixes = ['!']\n", "routr: unknown key; allowed here: bot, desk, model"),
         ("[skills.echo]\ntimes = 'x'\n", "skills.echo.times = 'x'"),

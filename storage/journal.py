@@ -1,0 +1,263 @@
+"""The journal: the hot path's reads and writes, in batches, on a thread of their own.
+
+Every message costs a few small statements (mark the event, store the turn,
+read the conversation back). Issued one by one through the async driver each
+is a hand-off between threads and a trip through the ORM; here they queue up,
+and one worker thread runs everything queued so far on one connection: the
+writes of a batch in one transaction (one commit for many messages), each
+read after the writes queued before it. Work is done in the order submitted,
+so a read sees every write submitted before it.
+
+A write's future resolves once its transaction committed. Connection failures
+(the server restarting, a dead network) are retried with backoff until each
+operation's deadline; then it fails with :class:`StorageUnavailable`. Any other
+failure is confined to the operation that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import ChainMap
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import create_engine, exc
+from sqlalchemy.engine import URL, Connection, Engine
+
+from storage.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BATCH_MAX = 256  # operations per round; a commit covers the writes among them
+BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite+pysqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+
+
+Facts = MutableMapping[Any, Any]
+"""What operations learn that stays true once committed (conversation ids, names
+recorded): readable by every operation, kept only when their transaction commits."""
+
+
+@dataclass(eq=False, slots=True)
+class _Operation(Generic[T]):
+    run: Callable[[Connection, Facts], T]
+    writes: bool
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+_STOP = object()
+
+
+# SQLite reports a missing table and a locked file alike as OperationalError.
+SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure of the connection or a lock wait, worth trying again later."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+            return False
+        if isinstance(error.orig, sqlite3.Error):
+            return any(marker in str(error.orig).lower() for marker in SQLITE_TRANSIENT)
+        return True  # PostgreSQL drivers: the connection, or the server going away
+    return isinstance(error, OSError)  # refused or reset before the driver wrapped it
+
+
+class Journal:
+    """Runs storage operations in submission order, batched, on one worker thread."""
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        retry_s: float,
+        configure: Callable[[Engine], None] | None = None,
+    ) -> None:
+        driver = f"{url.get_backend_name()}+{url.get_driver_name()}"
+        self.engine = create_engine(
+            url.set(drivername=SYNC_DRIVERS.get(driver, driver)),
+            pool_pre_ping=url.get_backend_name() != "sqlite",
+            pool_size=1,
+            max_overflow=0,
+        )
+        if configure is not None:
+            configure(self.engine)
+        self.retry_s = retry_s
+        self.known: dict[Any, Any] = {}  # committed facts; see Facts
+        self._queue: queue.SimpleQueue[_Operation[Any] | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._outage_since: float | None = None
+
+    def submit(
+        self,
+        run: Callable[[Connection, Facts], T],
+        *,
+        writes: bool,
+        retry_s: float | None = None,
+    ) -> asyncio.Future[T]:
+        """Queue ``run(connection, facts)``; the future resolves with its result.
+
+        ``run`` may return an exception instance to fail its future without
+        disturbing the other operations of the batch.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + (self.retry_s if retry_s is None else retry_s)
+        operation = _Operation(run, writes, deadline, loop, loop.create_future())
+        self._ensure_worker()
+        self._queue.put(operation)
+        return operation.future
+
+    async def barrier(self) -> None:
+        """Wait until everything submitted before has been done."""
+        await self.submit(lambda _connection, _staged: None, writes=False)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish what is queued (within ``timeout``), then stop the worker and the engine."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("the storage journal did not finish within %.0f s", timeout)
+        self.engine.dispose()
+
+    # -- the worker thread -----------------------------------------------------
+
+    def _ensure_worker(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="confab-storage", daemon=True
+                )
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Operation[Any]] = [first]  # type: ignore[list-item]
+            stop = False
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            for group in _runs(batch):
+                self._run(group)
+            if stop:
+                return
+
+    def _run(self, group: list[_Operation[Any]]) -> None:
+        attempt = 0
+        while group:
+            staged: dict[Any, Any] = {}
+            facts = ChainMap(staged, self.known)
+            try:
+                with self._transaction(group[0].writes) as connection:
+                    results = [operation.run(connection, facts) for operation in group]
+            except Exception as error:
+                if is_transient(error):
+                    group = self._wait_out(group, error, attempt)
+                    attempt += 1
+                    continue
+                if len(group) > 1:  # find the one at fault; the others go through
+                    for operation in group:
+                        self._run([operation])
+                    return
+                log.exception("storage operation failed")
+                _settle(group[0], None, error)
+                return
+            if self._outage_since is not None:
+                log.warning(
+                    "the database is back after %.1f s", time.monotonic() - self._outage_since
+                )
+                self._outage_since = None
+            self.known.update(staged)
+            for operation, result in zip(group, results, strict=True):
+                if isinstance(result, BaseException):
+                    _settle(operation, None, result)
+                else:
+                    _settle(operation, result, None)
+            return
+
+    @contextmanager
+    def _transaction(self, writes: bool) -> Iterator[Connection]:
+        engine = self.engine.execution_options(confab_write=True) if writes else self.engine
+        with engine.connect() as connection, connection.begin():
+            yield connection
+
+    def _wait_out(
+        self, group: list[_Operation[Any]], error: BaseException, attempt: int
+    ) -> list[_Operation[Any]]:
+        """Fail the operations past their deadline; sleep before the others' next try."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning("the database is unreachable (%s); retrying", _first_line(error))
+        waiting = []
+        for operation in group:
+            if now >= operation.deadline:
+                log.error(
+                    "gave up on a storage %s after %.1f s without the database",
+                    "write" if operation.writes else "read",
+                    now - self._outage_since,
+                )
+                _settle(operation, None, StorageUnavailable(_first_line(error)))
+            else:
+                waiting.append(operation)
+        if waiting:
+            time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], _left(waiting, now)))
+        return waiting
+
+
+def _runs(batch: list[_Operation[Any]]) -> Iterator[list[_Operation[Any]]]:
+    """Consecutive operations of one kind: writes share a transaction, reads another."""
+    start = 0
+    for end in range(1, len(batch) + 1):
+        if end == len(batch) or batch[end].writes != batch[start].writes:
+            yield batch[start:end]
+            start = end
+
+
+def _left(operations: list[_Operation[Any]], now: float) -> float:
+    return max(0.0, max(operation.deadline for operation in operations) - now)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _settle(operation: _Operation[Any], result: Any, error: BaseException | None) -> None:
+    def resolve() -> None:
+        if operation.future.done():  # the caller gave up waiting
+            return
+        if error is not None:
+            operation.future.set_exception(error)
+        else:
+            operation.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        operation.loop.call_soon_threadsafe(resolve)
