@@ -18,6 +18,7 @@ from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
 from bot.logs import configure_logging
 from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
+from bot.redaction import SecretRedactor, configured_secrets, redact_logging
 from storage.errors import StorageError
 
 log = logging.getLogger("confab")
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    redactor: SecretRedactor | None = None
     try:
         skills = discover_skills()
         adapters = discover_adapters()
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, schema=schema)
         terminal = _terminal()
         configure_logging(config.bot.log_level, terminal)
+        redactor = redact_logging(configured_secrets(config))
         if args.command == "config":
             check_plugins(config, skills.skills, adapters.adapters)
             print(render_config(config))
@@ -74,10 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:
-        print(f"confab: {error}", file=sys.stderr)
+        message = redactor.redact(str(error)) if redactor else str(error)
+        print(f"confab: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        if redactor is None:
+            raise  # no secrets known yet, and no log set up to report it
+        # Through the log, so the traceback is redacted like any other record.
+        log.exception("confab stopped on an unexpected error")
+        return 1
 
 
 def _terminal() -> Any:
@@ -190,7 +200,8 @@ def render_config(config: Config) -> str:
     data["bot"]["database_url"] = masked_url(config.bot.database_url)
     lines: list[str] = []
     _render_tables(data, [], lines)
-    return "\n".join(lines).strip() + "\n"
+    # Any other secret a setting holds (a password in another URL, say) is hidden too.
+    return SecretRedactor(configured_secrets(config)).redact("\n".join(lines).strip() + "\n")
 
 
 def _render_tables(table: dict[str, Any], path: list[str], lines: list[str]) -> None:

@@ -352,9 +352,13 @@ class DiscordAdapter(Adapter):
             del self._edits.by_id[sent.id]
             try:
                 if webhook_message is None:
-                    await interaction.edit_original_response(content=CONTINUED)
+                    await interaction.edit_original_response(
+                        content=CONTINUED, allowed_mentions=NO_MENTIONS
+                    )
                 else:
-                    await interaction.followup.edit_message(webhook_message, content=CONTINUED)
+                    await interaction.followup.edit_message(
+                        webhook_message, content=CONTINUED, allowed_mentions=NO_MENTIONS
+                    )
             except discord.HTTPException as error:
                 log.debug("could not point the expiring response onwards: %s", error)
             target = await self._channel(sent.thread or sent.channel)

@@ -8,7 +8,7 @@ import asyncio
 import html
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class InFlight:
+    """The router's handler, counting the messages it is handling right now."""
+
+    def __init__(self, handler: Callable[[Any, Any], Awaitable[None]]) -> None:
+        self.count = 0
+        self._handler = handler
+
+    async def __call__(self, message: Any, adapter: Any) -> None:
+        self.count += 1
+        try:
+            await self._handler(message, adapter)
+        finally:
+            self.count -= 1
+
+
 @dataclass
 class Slack:
     """Confab in HTTP mode, the fake Slack Web API, and a way to post to Confab as Slack."""
@@ -60,6 +75,7 @@ class Slack:
     chat: ChatHarness
     api: FakeSlack
     url: str
+    in_flight: InFlight
 
     async def post(self, body: bytes, *, signed_with: str = SECRET, **headers: str) -> Any:
         form = body[:6] != b'{"toke' and not body.startswith(b"{")
@@ -79,12 +95,13 @@ class Slack:
         return int(status)
 
     async def answered(self, channel: str, thread: str | None = None, count: int = 1) -> None:
-        """Wait until ``count`` answers are stored in that conversation."""
+        """Wait until ``count`` answers are stored in that conversation and shown whole
+        (an answer is stored before its last edit)."""
         key = ConversationKey("slack", channel, thread)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             turns = await self.chat.store.recent(key, limit=100)
-            if sum(t.role == "assistant" for t in turns) >= count:
+            if sum(t.role == "assistant" for t in turns) >= count and not self.in_flight.count:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"no answer in {channel}/{thread}")
@@ -120,11 +137,12 @@ async def slack(
             settings, "confab", StoredChannelLog(chat.store), chat.router.skills.infos
         )
         adapter = SlackAdapter(context)
-        running = asyncio.create_task(adapter.run(chat.router.handle))
+        in_flight = InFlight(chat.router.handle)
+        running = asyncio.create_task(adapter.run(in_flight))
         url = f"http://127.0.0.1:{port}/slack/events"
         await wait_for_port(port, running)
         try:
-            yield Slack(adapter, chat, api, url)
+            yield Slack(adapter, chat, api, url, in_flight)
         finally:
             await adapter.stop()
             await running
