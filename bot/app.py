@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 from bot.adapter import Adapter, AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.config import Config, check_plugins
+from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
+from bot.messages import Message, parse_command
 from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
@@ -39,7 +41,14 @@ def build_backend(config: Config, progress: Progress | None = None) -> ModelBack
 
 
 class App:
-    """One Confab process: storage, model, skills, router and the enabled adapters."""
+    """One Confab process: storage, model, skills, router and the enabled adapters.
+
+    A stop (:meth:`request_stop`, a SIGTERM or Ctrl-C in ``confab run``) drains
+    first: answers under way get ``shutdown_grace_s`` to finish and are then cut
+    short with a notice, new messages are asked to come back (see
+    :mod:`bot.draining`); only then are the adapters, the model and the database
+    closed.
+    """
 
     def __init__(
         self,
@@ -51,6 +60,7 @@ class App:
         model: ModelBackend | None = None,
         adapter_factories: Mapping[str, AdapterFactory] | None = None,
         progress: Progress | None = None,
+        shutdown_grace_s: float | None = None,
     ) -> None:
         self.config = config
         self._skills = skills
@@ -64,6 +74,10 @@ class App:
         self.retention: RetentionJob | None = None
         self.scheduler: JobScheduler | None = None
         self.adapters: list[Adapter] = []
+        self.in_flight: InFlight | None = None
+        self.shutdown_grace_s = (
+            shutdown_grace_s if shutdown_grace_s is not None else config.bot.shutdown_grace_s
+        )
         self.all_adapters_failed = False  # set when serve() ended because none could run
         self._stopping = asyncio.Event()
         self._check()
@@ -110,13 +124,18 @@ class App:
             scheduler=self.scheduler,
             timezone=self.config.bot.timezone,
         )
+        self.in_flight = InFlight(
+            self.router.handle, grace_s=self.shutdown_grace_s, expects_answer=self._expects_answer
+        )
+        if self._stopping.is_set():  # asked to stop while starting
+            self.in_flight.close()
         channel_log = StoredChannelLog(store)
         for name in self._enabled:
             section = self.config.section(name)
             context = AdapterContext(section, self.config.bot.name, channel_log, skill_set.infos)
             factory = self._factories.get(name) or self._catalog.adapters[name]
             self.adapters.append(factory(context))
-        self.scheduler.attach(self.router.handle, {a.platform: a for a in self.adapters})
+        self.scheduler.attach(self.in_flight.handle, {a.platform: a for a in self.adapters})
         self.scheduler.start()
 
     async def run(self) -> None:
@@ -129,14 +148,37 @@ class App:
             await self.stop()
 
     def request_stop(self) -> None:
+        """Stop serving: new messages are asked to come back, answers under way get
+        the grace. A second request cuts them short at once. Safe from a signal handler."""
+        if self.scheduler is not None:
+            self.scheduler.pause()
+        if self.in_flight is not None:
+            if self._stopping.is_set():
+                self.in_flight.hurry()
+            else:
+                self.in_flight.close()
         self._stopping.set()
 
-    async def serve(self) -> None:
-        """Run every adapter until one's session ends, all have failed, or a stop request."""
+    def _expects_answer(self, message: Message) -> bool:
+        """Whether the router would answer ``message`` (its first guards, and the
+        command check), so that a message arriving during a stop gets the notice."""
         assert self.router is not None
-        router = self.router
+        config = self.router.config
+        if message.from_self or (message.author.is_bot and config.ignore_bots):
+            return False
+        if message.addressed:
+            return True
+        parsed = parse_command(message.text, config.prefixes)
+        command = message.command or (parsed[0] if parsed else None)
+        return command is not None and self.router.skills.find(command) is not None
+
+    async def serve(self) -> None:
+        """Run every adapter until one's session ends, all have failed, or a stop request;
+        then drain the answers under way while the adapters are still connected."""
+        assert self.in_flight is not None
+        handle = self.in_flight.handle
         tasks = {
-            asyncio.create_task(adapter.run(router.handle), name=adapter.platform): adapter
+            asyncio.create_task(adapter.run(handle), name=adapter.platform): adapter
             for adapter in self.adapters
         }
         stopper = asyncio.create_task(self._wait_for_stop_request())
@@ -163,6 +205,9 @@ class App:
             log.error("no adapter is running any more; stopping")
             self.all_adapters_failed = True
         finally:
+            # The adapters stay connected while answers under way finish or are
+            # cut short, so every one of them can still be told.
+            await self.in_flight.drain()
             stopper.cancel()
             for task in tasks:
                 task.cancel()
@@ -172,8 +217,10 @@ class App:
         await self._stopping.wait()
 
     async def stop(self) -> None:
-        """Stop adapters and jobs, join the model worker, dispose of the database.
-        Safe to repeat."""
+        """Drain the answers under way, stop jobs and adapters, join the model worker,
+        dispose of the database (after the last write). Safe to repeat."""
+        if self.in_flight is not None:
+            await self.in_flight.drain()
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None

@@ -53,6 +53,9 @@ class BotConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Scheduled jobs run in a channel's own timezone (its settings) or this one.
     timezone: str = "UTC"
+    # At a stop (SIGTERM, Ctrl-C), answers under way get this long to finish; the
+    # rest are cut short with a "restarting" notice, at most 2 s later.
+    shutdown_grace_s: float = Field(8.0, ge=0, le=600)
 
     @field_validator("timezone")
     @classmethod
@@ -348,9 +351,20 @@ def format_validation_error(error: ValidationError, schema: type[BaseModel], sou
             lines.append(f"  {key}: required, but not set")
         else:
             value = problem.get("input")
+            if location[-1:] and location[-1].endswith("url") and isinstance(value, str):
+                value = _without_password(value)
             lines.append(f"  {key} = {value!r}: {problem['msg']}")
     lines.append(f"  (environment variables {ENV_PREFIX}<SECTION>__<KEY> override the file)")
     return "\n".join(lines)
+
+
+def _without_password(url: str) -> str:
+    """``scheme://user:***@host/...``: an invalid URL may still hold a real password."""
+    scheme, found, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if not found or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{place}"
 
 
 def _allowed_keys(schema: type[BaseModel], location: Sequence[str]) -> list[str]:

@@ -179,6 +179,12 @@ class JobScheduler:
         if self.config.enabled:
             self._scheduler.resume()
 
+    def pause(self) -> None:
+        """Run nothing more (a stop has begun): a job due now misfires and runs after
+        the restart, within ``misfire_grace_s``, instead of meeting a closing bot."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+
     async def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)

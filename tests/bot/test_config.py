@@ -155,3 +155,11 @@ def test_config_check_command_prints_settings_or_one_clear_error(tmp_path: Path)
     unknown = run_cli("config", "check", cwd=tmp_path)
     assert unknown.returncode == 2
     assert "router.default_skill = 'nosuch': no such skill (installed skills: ask" in unknown.stderr
+
+
+def test_a_rejected_database_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    text = '[bot]\ndatabase_url = "mysql://ada:hunter22@db.example/confab"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), schema=SCHEMA)
+    assert "bot.database_url = 'mysql://ada:***@db.example/confab'" in str(caught.value)
+    assert "hunter22" not in str(caught.value)
