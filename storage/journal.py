@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_MAX = 256  # operations per round; a commit covers the writes among them
 BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+STOP_RETRY_S = 5.0  # while closing, how long the database may still be waited for
 SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite+pysqlite", "postgresql+asyncpg": "postgresql+psycopg"}
 
 
@@ -57,6 +58,7 @@ class _Operation(Generic[T]):
 
 
 _STOP = object()
+_Settled = tuple["_Operation[Any]", Any, BaseException | None]
 
 
 # SQLite reports a missing table and a locked file alike as OperationalError.
@@ -101,6 +103,9 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._outage_since: float | None = None
+        self._connection: Connection | None = None  # the worker's own
+        self._stop_requested = False
+        self._settled: list[_Settled] = []  # the worker's, resolved after each batch
 
     def submit(
         self,
@@ -154,20 +159,26 @@ class Journal:
             if first is _STOP:
                 return
             batch: list[_Operation[Any]] = [first]  # type: ignore[list-item]
-            stop = False
-            while len(batch) < BATCH_MAX:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
+            batch += self._take_queued(BATCH_MAX - 1)
             for group in _runs(batch):
                 self._run(group)
-            if stop:
+            self._settle_all()
+            if self._stop_requested:
+                self._drop_connection()
                 return
+
+    def _take_queued(self, at_most: int) -> list[_Operation[Any]]:
+        taken: list[_Operation[Any]] = []
+        while len(taken) < at_most and not self._stop_requested:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._stop_requested = True
+            else:
+                taken.append(item)  # type: ignore[arg-type]
+        return taken
 
     def _run(self, group: list[_Operation[Any]]) -> None:
         attempt = 0
@@ -175,11 +186,14 @@ class Journal:
             staged: dict[Any, Any] = {}
             facts = ChainMap(staged, self.known)
             try:
-                with self._transaction(group[0].writes) as connection:
+                writes = any(operation.writes for operation in group)
+                with self._transaction(writes) as connection:
                     results = [operation.run(connection, facts) for operation in group]
             except Exception as error:
                 if is_transient(error):
-                    group = self._wait_out(group, error, attempt)
+                    # What queued meanwhile waits its turn here, in order, so each
+                    # operation fails at its own deadline, not at the others'.
+                    group = self._wait_out(group + self._take_queued(BATCH_MAX), error, attempt)
                     attempt += 1
                     continue
                 if len(group) > 1:  # find the one at fault; the others go through
@@ -187,7 +201,7 @@ class Journal:
                         self._run([operation])
                     return
                 log.exception("storage operation failed")
-                _settle(group[0], None, error)
+                self._settled.append((group[0], None, error))
                 return
             if self._outage_since is not None:
                 log.warning(
@@ -197,16 +211,40 @@ class Journal:
             self.known.update(staged)
             for operation, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
-                    _settle(operation, None, result)
+                    self._settled.append((operation, None, result))
                 else:
-                    _settle(operation, result, None)
+                    self._settled.append((operation, result, None))
             return
 
     @contextmanager
     def _transaction(self, writes: bool) -> Iterator[Connection]:
-        engine = self.engine.execution_options(confab_write=True) if writes else self.engine
-        with engine.connect() as connection, connection.begin():
-            yield connection
+        """A transaction on the worker's connection, kept open between batches;
+        after any failure the connection is dropped and the next one is fresh."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        connection = self._connection.execution_options(confab_write=writes)
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    def _settle_all(self) -> None:
+        """Resolve the batch's futures: one wake-up of each waiting event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+        for one in self._settled:
+            by_loop.setdefault(one[0].loop, []).append(one)
+        self._settled = []
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, settled)
 
     def _wait_out(
         self, group: list[_Operation[Any]], error: BaseException, attempt: int
@@ -218,15 +256,18 @@ class Journal:
             log.warning("the database is unreachable (%s); retrying", _first_line(error))
         waiting = []
         for operation in group:
+            if self._stop_requested:  # closing: a short last chance
+                operation.deadline = min(operation.deadline, self._outage_since + STOP_RETRY_S)
             if now >= operation.deadline:
                 log.error(
                     "gave up on a storage %s after %.1f s without the database",
                     "write" if operation.writes else "read",
                     now - self._outage_since,
                 )
-                _settle(operation, None, StorageUnavailable(_first_line(error)))
+                self._settled.append((operation, None, StorageUnavailable(_first_line(error))))
             else:
                 waiting.append(operation)
+        self._settle_all()
         if waiting:
             time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], _left(waiting, now)))
         return waiting
@@ -250,14 +291,11 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _settle(operation: _Operation[Any], result: Any, error: BaseException | None) -> None:
-    def resolve() -> None:
+def _resolve(settled: list[_Settled]) -> None:
+    for operation, result, error in settled:
         if operation.future.done():  # the caller gave up waiting
-            return
+            continue
         if error is not None:
             operation.future.set_exception(error)
         else:
             operation.future.set_result(result)
-
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        operation.loop.call_soon_threadsafe(resolve)

@@ -1,0 +1,76 @@
+"""The journal runs storage operations in order, in batches, each failing on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage.database import Database
+
+
+@pytest.fixture
+async def database(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
+    await database.upgrade()
+    yield database
+    await database.close()
+
+
+def insert(n: int):  # type: ignore[no-untyped-def]
+    def run(connection, _facts):  # type: ignore[no-untyped-def]
+        connection.execute(
+            text(
+                "INSERT INTO skill_state(skill, scope, key, value, updated_at) "
+                "VALUES ('t', 's', :key, '1', '2026-01-01')"
+            ),
+            {"key": str(n)},
+        )
+        return n
+
+    return run
+
+
+def keys(connection, _facts):  # type: ignore[no-untyped-def]
+    return [int(k) for k in connection.execute(text("SELECT key FROM skill_state")).scalars()]
+
+
+async def test_operations_run_in_order_and_a_failure_stays_its_own(database: Database) -> None:
+    journal = database.journal
+
+    def broken(_connection, _facts):  # type: ignore[no-untyped-def]
+        raise ValueError("this one is wrong")
+
+    submitted = [journal.submit(insert(n), writes=True) for n in range(5)]
+    submitted.insert(2, journal.submit(broken, writes=True))
+    submitted += [journal.submit(insert(n), writes=True) for n in range(5, 8)]
+    read = journal.submit(keys, writes=False)
+    outcomes = await asyncio.gather(*submitted, return_exceptions=True)
+
+    assert [o for o in outcomes if not isinstance(o, Exception)] == list(range(8))
+    assert [str(o) for o in outcomes if isinstance(o, Exception)] == ["this one is wrong"]
+    assert sorted(await read) == list(range(8))  # the read saw every write before it
+
+
+async def test_a_returned_exception_fails_only_its_future(database: Database) -> None:
+    journal = database.journal
+    refused = journal.submit(lambda _c, _f: LookupError("not there"), writes=True)
+    stored = journal.submit(insert(1), writes=True)
+    with pytest.raises(LookupError):
+        await refused
+    assert await stored == 1
+
+
+async def test_close_finishes_what_is_queued(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}"
+    database = Database(url)
+    await database.upgrade()
+    for n in range(50):
+        database.journal.submit(insert(n), writes=True)  # nobody waits for these
+    await database.close()
+
+    again = Database(url)
+    assert sorted(await again.journal.submit(keys, writes=False)) == list(range(50))
+    await again.close()
