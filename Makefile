@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/model_throughput.py
 	$(BIN)/python bench/summarise.py
 	$(BIN)/python bench/router.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -90,8 +90,8 @@ class RouterConfig(Section):
     # user is the person at the keyboard, who runs the bot anyway).
     admins: list[str] = Field(default_factory=lambda: ["console:*"])
     # Per person (admins exempt): a burst of messages, then user_rate_per_minute.
-    user_rate_per_minute: float = Field(20.0, gt=0, le=100_000)
-    user_burst: int = Field(8, ge=1, le=10_000)
+    user_rate_per_minute: float = Field(20.0, gt=0, le=1_000_000)
+    user_burst: int = Field(8, ge=1, le=1_000_000)
     # Per channel: messages handled at once, and how many more may wait their turn;
     # past that a message gets a short busy notice.
     channel_concurrency: int = Field(4, ge=1, le=1000)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Past this many tracked people, those whose bucket is full again are forgotten.
@@ -87,11 +86,38 @@ class _Channel:
         self.users = 0  # running and waiting
 
 
+class Place:
+    """A message's place in its channel's line: wait for :meth:`turn`, always :meth:`leave`."""
+
+    def __init__(self, owner: ChannelSlots, key: tuple[str, str], state: _Channel) -> None:
+        self._owner = owner
+        self._key = key
+        self._state = state
+        self._holding = False
+        self._left = False
+
+    async def turn(self) -> None:
+        """Wait until one of the channel's slots is free (first come, first served)."""
+        await self._state.slots.acquire()
+        self._holding = True
+
+    def leave(self) -> None:
+        if self._left:
+            return
+        self._left = True
+        if self._holding:
+            self._state.slots.release()
+        self._state.users -= 1
+        if self._state.users == 0:
+            del self._owner._channels[self._key]
+
+
 class ChannelSlots:
     """At most ``concurrency`` messages of one channel handled at once, ``queue`` more waiting.
 
-    A channel's turn order is first come, first served; past the queue a message
-    is refused (the caller answers it with a busy notice).
+    A place is given at once, in arrival order (so whatever the caller does
+    next, such as storing the message, happens in that order too); past the
+    queue there is none, and the caller answers with a busy notice.
     """
 
     def __init__(self, concurrency: int, queue: int) -> None:
@@ -99,24 +125,16 @@ class ChannelSlots:
         self._capacity = concurrency + queue
         self._channels: dict[tuple[str, str], _Channel] = {}
 
-    @asynccontextmanager
-    async def slot(self, platform: str, channel: str) -> AsyncIterator[bool]:
-        """Wait for a turn; yields False at once when the channel's queue is full."""
+    def admit(self, platform: str, channel: str) -> Place | None:
+        """A place in the channel's line, or None when the line is full."""
         key = (platform, channel)
         state = self._channels.get(key)
         if state is None:
             state = self._channels[key] = _Channel(self._concurrency)
         if state.users >= self._capacity:
-            yield False
-            return
+            return None
         state.users += 1
-        try:
-            async with state.slots:
-                yield True
-        finally:
-            state.users -= 1
-            if state.users == 0:
-                del self._channels[key]
+        return Place(self, key, state)
 
     def busy(self, platform: str, channel: str) -> int:
         """Messages of the channel running or waiting now."""

@@ -217,18 +217,25 @@ class Router:
             await self._store_question(message)  # kept, and a replay is not answered twice
             await self._reply_text(message, adapter, f"Only an admin can run `{command}`.")
             return
-        async with self.slots.slot(message.platform, message.channel) as admitted:
-            if admitted:
-                await self._run_skill(skill, message, args, adapter)
-                return
-        log.info(
-            "channel %s/%s is full; message %s refused",
-            message.platform,
-            message.channel,
-            message.id,
-        )
-        await self._store_question(message)
-        await self._reply_text(message, adapter, BUSY)
+        place = self.slots.admit(message.platform, message.channel)
+        if place is None:
+            log.info(
+                "channel %s/%s is full; message %s refused",
+                message.platform,
+                message.channel,
+                message.id,
+            )
+            await self._store_question(message)
+            await self._reply_text(message, adapter, BUSY)
+            return
+        try:
+            # Stored on arrival, before waiting for a turn: a person's messages stay
+            # in the order they were sent, answered, queued or refused alike.
+            question = await self._store_question(message, skill=skill.name)
+            await place.turn()
+            await self._run_skill(skill, message, args, adapter, question)
+        finally:
+            place.leave()
 
     async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
         log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
@@ -257,9 +264,10 @@ class Router:
             event_id=message.id,
         )
 
-    async def _run_skill(self, skill: Skill, message: Message, args: str, adapter: Adapter) -> None:
+    async def _run_skill(
+        self, skill: Skill, message: Message, args: str, adapter: Adapter, question: StoredTurn
+    ) -> None:
         key = _key(message)
-        question = await self._store_question(message, skill=skill.name)
         replies = 0
 
         async def reply_stream(chunks: AsyncIterable[str]) -> str:

@@ -157,6 +157,8 @@ class RecordingAdapter(Adapter):
         self.posted: list[Posted] = []
         self.timeline: list[Message] = []
         self._ids = itertools.count(1)
+        # Where each posted message is, by id: an edit finds it at once.
+        self._posted_at: dict[str, tuple[Posted, int]] = {}
 
     async def run(self, handler: MessageHandler) -> None:
         await asyncio.Event().wait()
@@ -170,7 +172,9 @@ class RecordingAdapter(Adapter):
         if thread is not None and not self.capabilities.threads:
             raise Unsupported("Threads are not supported here.", "send to a thread")
         sent = SentMessage(id=str(next(self._ids)), channel=channel, thread=thread)
-        self.posted.append(Posted(sent, [text], reply_to))
+        posted = Posted(sent, [text], reply_to)
+        self.posted.append(posted)
+        self._posted_at[sent.id] = (posted, len(self.timeline))
         bot = self.context.bot_name
         self.timeline.append(
             Message(
@@ -191,15 +195,11 @@ class RecordingAdapter(Adapter):
         limit = self.limits.max_message_chars
         if limit is not None and len(text) > limit:
             raise MessageTooLong("That answer is too long.", f"{len(text)} > {limit} characters")
-        for posted in self.posted:
-            if posted.sent.id == sent.id:
-                posted.versions.append(text)
-                break
-        else:
+        if sent.id not in self._posted_at:
             raise KeyError(sent.id)
-        for index, message in enumerate(self.timeline):
-            if message.from_self and message.id == sent.id:
-                self.timeline[index] = replace(message, text=text)
+        posted, index = self._posted_at[sent.id]
+        posted.versions.append(text)
+        self.timeline[index] = replace(self.timeline[index], text=text)
 
     def shown(self, sent: SentMessage) -> str:
         return next(p.text for p in self.posted if p.sent.id == sent.id)

@@ -3,10 +3,10 @@
 Every message costs a few small statements (mark the event, store the turn,
 read the conversation back). Issued one by one through the async driver each
 is a hand-off between threads and a trip through the ORM; here they queue up,
-and one worker thread runs everything queued so far on one connection: the
-writes of a batch in one transaction (one commit for many messages), each
-read after the writes queued before it. Work is done in the order submitted,
-so a read sees every write submitted before it.
+and one worker thread runs everything queued so far on one connection, in one
+transaction (one commit for many messages), in the order submitted: a read
+sees every write submitted before it. Results are handed back only once the
+transaction committed.
 
 A write's future resolves once its transaction committed. Connection failures
 (the server restarting, a dead network) are retried with backoff until each
@@ -160,8 +160,7 @@ class Journal:
                 return
             batch: list[_Operation[Any]] = [first]  # type: ignore[list-item]
             batch += self._take_queued(BATCH_MAX - 1)
-            for group in _runs(batch):
-                self._run(group)
+            self._run(batch)
             self._settle_all()
             if self._stop_requested:
                 self._drop_connection()
@@ -271,15 +270,6 @@ class Journal:
         if waiting:
             time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], _left(waiting, now)))
         return waiting
-
-
-def _runs(batch: list[_Operation[Any]]) -> Iterator[list[_Operation[Any]]]:
-    """Consecutive operations of one kind: writes share a transaction, reads another."""
-    start = 0
-    for end in range(1, len(batch) + 1):
-        if end == len(batch) or batch[end].writes != batch[start].writes:
-            yield batch[start:end]
-            start = end
 
 
 def _left(operations: list[_Operation[Any]], now: float) -> float:

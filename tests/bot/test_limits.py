@@ -124,47 +124,47 @@ async def test_a_full_channel_answers_busy_and_other_channels_carry_on(tmp_path:
         assert sorted(questions) == [f"question {n}" for n in range(4)]  # the refused one too
 
 
-async def test_channel_slots_are_first_come_first_served() -> None:
-    slots = ChannelSlots(concurrency=1, queue=5)
+async def test_channel_places_are_given_in_arrival_order_and_served_in_it() -> None:
+    slots = ChannelSlots(concurrency=1, queue=3)
     order: list[int] = []
     release = asyncio.Event()
 
     async def one(n: int) -> None:
-        async with slots.slot("p", "c") as admitted:
-            assert admitted
+        place = slots.admit("p", "c")
+        assert place is not None
+        try:
+            await place.turn()
             order.append(n)
             await release.wait()
+        finally:
+            place.leave()
 
-    tasks = [asyncio.create_task(one(n)) for n in range(5)]
+    tasks = [asyncio.create_task(one(n)) for n in range(4)]
     await asyncio.sleep(0.01)
+    assert slots.admit("p", "c") is None  # one running, three waiting: full
     release.set()
     await asyncio.gather(*tasks)
-    assert order == [0, 1, 2, 3, 4]
+    assert order == [0, 1, 2, 3]
     assert slots.busy("p", "c") == 0
 
 
-async def test_a_cancelled_waiter_gives_its_place_back() -> None:
+async def test_a_place_given_up_while_waiting_goes_back() -> None:
     slots = ChannelSlots(concurrency=1, queue=1)
-    hold = asyncio.Event()
-
-    async def holder() -> None:
-        async with slots.slot("p", "c"):
-            await hold.wait()
-
-    async def waiter() -> None:
-        async with slots.slot("p", "c"):
-            pass
-
-    first = asyncio.create_task(holder())
+    first, second = slots.admit("p", "c"), slots.admit("p", "c")
+    assert first is not None and second is not None
+    await first.turn()
+    waiting = asyncio.create_task(second.turn())
     await asyncio.sleep(0)
-    second = asyncio.create_task(waiter())
-    await asyncio.sleep(0)
-    assert slots.busy("p", "c") == 2
-    second.cancel()
-    await asyncio.gather(second, return_exceptions=True)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    second.leave()
+    second.leave()  # leaving twice is harmless
     assert slots.busy("p", "c") == 1
-    hold.set()
-    await first
+    third = slots.admit("p", "c")
+    assert third is not None
+    first.leave()
+    await third.turn()  # the slot the first held is free, the cancelled wait took none
+    third.leave()
     assert slots.busy("p", "c") == 0
 
 
