@@ -24,6 +24,8 @@ class SkillSet:
                     log.warning("alias %r of skill %r is taken; ignored", alias, skill.name)
                 else:
                     self._by_alias[alias] = skill
+        ordered = sorted(self._by_name.values(), key=_name)
+        self._infos = [SkillInfo.of(type(skill)) for skill in ordered]
 
     def find(self, command: str) -> Skill | None:
         command = command.lower()
@@ -31,7 +33,7 @@ class SkillSet:
 
     @property
     def infos(self) -> list[SkillInfo]:
-        return [SkillInfo.of(type(skill)) for skill in sorted(self._by_name.values(), key=_name)]
+        return list(self._infos)  # a copy: a skill may not change what the router sees
 
 
 def _name(skill: Skill) -> str:
