@@ -15,6 +15,18 @@ each thread that computes gets its own OpenMP team, and on a 2-core machine a
 second team makes every forward pass slower (one greedy stream measured 20.8
 tokens/s on the thread that loaded the model, 16.3 on another thread after
 the first had computed, 24.0 when only the other thread ever computed).
+
+Faults. A forward pass that raises fails the requests that were in it, each
+with :class:`~bot.errors.ModelUnavailable`, and nothing else: a prompt whose
+prefill fails does not take the answers already decoding with it, and waiting
+requests are served next. Failed requests are not retried: part of their
+answer may already be on screen, a failed step leaves the shared KV cache
+half-written, and a fault that comes from the batch (memory, an input) would
+strike again; the person can ask again. A forward pass that never returns
+cannot be interrupted in Python, so with ``stall_timeout_s`` a watchdog
+declares a worker lost when one turn of its loop outlasts that time: its
+requests fail, a fresh daemon thread takes over the queue, and the stuck
+thread, if it ever returns, finds itself replaced and leaves without a word.
 """
 
 from __future__ import annotations
@@ -24,48 +36,37 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from bot.llm.backend import GenerationParams
+from bot.llm.batch import (
+    Batch,
+    Finished,
+    FinishReason,
+    Request,
+    Row,
+    prefill_groups,
+    within_budget,
+)
 from bot.llm.kv_cache import check_supported, growing_cache
-from bot.llm.sampling import Sampler, TextTail
+from bot.llm.model_thread import ModelThread, worker_thread
+
+__all__ = [
+    "BatchEngine",
+    "EngineLoad",
+    "FinishReason",
+    "Finished",
+    "Request",
+    "worker_thread",
+]
 
 log = logging.getLogger(__name__)
-
-# Prompt tokens prefilled in one turn of the loop; requests past it wait for the
-# next turn, so running answers keep streaming.
-PREFILL_TOKENS = 2048
-# Prompts share one prefill pass while left padding adds at most this share
-# (plus a few tokens): padding is computed like any other token.
-PADDING_ALLOWANCE = 0.3
-PADDING_SLACK = 32
-
-FinishReason = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The last item a request receives when it ends without an error."""
-
-    reason: FinishReason
-    tokens: int
-
-
-@dataclass(eq=False)
-class Request:
-    """One prompt waiting for, or taking part in, generation."""
-
-    prompt: list[int]
-    params: GenerationParams
-    emit: Callable[[object], None]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    submitted: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,30 +78,27 @@ class EngineLoad:
     steps: int
 
 
-class _Row:
-    """A request inside the running batch."""
-
-    def __init__(self, request: Request, tokenizer: Any) -> None:
-        self.request = request
-        self.sampler = Sampler(request.params, request.prompt)
-        self.text = TextTail(tokenizer, request.params.stop)
-        self.position = len(request.prompt)  # tokens of this row in the KV cache
-        self.last = -1
-        self.generated = 0
-        self.done: FinishReason | None = None
-
-
-class _Batch:
-    """The running rows with their shared, left-padded KV cache."""
+class _Worker:
+    """One run of the engine's loop on one thread: the engine's current one, or abandoned."""
 
     def __init__(self) -> None:
-        self.rows: list[_Row] = []
-        self.cache: Any = None
-        self.mask = torch.zeros((0, 0), dtype=torch.long)
+        self.future: Future[None] | None = None
+        self.thread_name = ""
+        self.turn_started: float | None = None  # monotonic; None between turns
+
+
+class _Abandoned(BaseException):
+    """Ends a worker the watchdog replaced. Not an ``Exception``, so no handler
+    of model faults mistakes it for one."""
 
 
 class BatchEngine:
-    """Generates for many requests at once on a worker thread it owns."""
+    """Generates for many requests at once on a worker thread it owns.
+
+    ``stall_timeout_s`` is the longest one turn of the worker's loop (a prefill
+    and a decoding step) may take before the worker is declared hung and
+    replaced; ``None`` never declares it (for measurements).
+    """
 
     def __init__(
         self,
@@ -110,7 +108,8 @@ class BatchEngine:
         window: int,
         max_batch_size: int,
         max_queue: int,
-        executor: ThreadPoolExecutor | None = None,
+        executor: Executor | None = None,
+        stall_timeout_s: float | None = None,
     ) -> None:
         check_supported(model)
         self._model = model
@@ -118,42 +117,47 @@ class BatchEngine:
         self._window = window
         self._max_batch = max_batch_size
         self._max_queue = max_queue
+        self._stall_s = stall_timeout_s
         self._eos = _eos_ids(model, tokenizer)
         self._pad = self._tokenizer.pad_token_id or 0
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the worker waits here for requests
+        self._alarm = threading.Condition(self._lock)  # the watchdog waits here
         self._waiting: deque[Request] = deque()
-        self._running = 0
-        self._unmerged = 0  # joiners of this turn not yet in the batch
+        self._taken: dict[Request, None] = {}  # prefilling or decoding, in arrival order
         self._steps = 0
-        self._wake = threading.Condition()
         self._closing = False
         self._owns_executor = executor is None
-        self._executor = executor or worker_thread()
-        self._worker: Future[None] | None = None
+        self._executor: Executor = executor or worker_thread()
+        self._worker: _Worker | None = None
+        self._watchdog: threading.Thread | None = None
+        self._abandoned = 0
 
     @property
     def load(self) -> EngineLoad:
-        with self._wake:
-            return EngineLoad(self._running, len(self._waiting), self._steps)
+        with self._lock:
+            return EngineLoad(len(self._taken), len(self._waiting), self._steps)
 
     def submit(self, request: Request) -> None:
         """Queue a request; raises :class:`ModelBusy` when the queue is full."""
-        with self._wake:
+        with self._lock:
             if self._closing:
                 raise ModelUnavailable("request submitted while the model is shutting down")
             if any(r.cancelled.is_set() for r in self._waiting):  # their askers left
                 self._waiting = deque(r for r in self._waiting if not r.cancelled.is_set())
-            free = max(self._max_batch - self._running, 0)
+            free = max(self._max_batch - len(self._taken), 0)
             if len(self._waiting) >= self._max_queue + free:
                 raise ModelBusy(
-                    f"queue full: {self._running} running, {len(self._waiting)} waiting "
+                    f"queue full: {len(self._taken)} running, {len(self._waiting)} waiting "
                     f"(max_batch_size {self._max_batch}, max_queue {self._max_queue})"
                 )
-            if self._worker is None or self._worker.done():
-                if self._worker is not None:
+            worker = self._worker
+            if worker is None or (worker.future is not None and worker.future.done()):
+                if worker is not None:
                     log.warning("the model worker had stopped; starting it again")
-                self._worker = self._executor.submit(self._work)
+                self._start_worker()
             self._waiting.append(request)
-            self._wake.notify()
+            self._wake.notify_all()
 
     async def stream(
         self, prompt: list[int], params: GenerationParams, timeout_s: float
@@ -200,12 +204,12 @@ class BatchEngine:
         For measurements on the thread that owns the model (see
         :mod:`bot.llm.compute`); the engine's worker must not be running.
         """
-        batch = _Batch()
-        with self._wake:
+        batch = Batch()
+        with self._lock:
             self._waiting.extend(requests)
         with torch.inference_mode():
             while True:
-                with self._wake:
+                with self._lock:
                     joining = self._take_joiners(batch)
                 if not joining and not batch.rows:
                     return
@@ -216,90 +220,172 @@ class BatchEngine:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker; requests still waiting or running fail as unavailable."""
-        with self._wake:
+        with self._lock:
             self._closing = True
-            self._wake.notify()
+            self._wake.notify_all()
+            self._alarm.notify_all()
             worker = self._worker
-        if worker is not None:
+        if worker is not None and worker.future is not None:
             try:
-                worker.result(timeout)
+                worker.future.result(timeout)
             except TimeoutError:
-                log.error("the model worker did not stop within %.0f s", timeout)
+                log.error(
+                    "the model worker %s did not stop within %.0f s; abandoning it",
+                    worker.thread_name,
+                    timeout,
+                )
+                with self._lock:
+                    stranded = self._settle_worker(worker)
+                _fail(stranded, "request abandoned: shutting down")
+        if self._watchdog is not None:
+            self._watchdog.join(timeout)
         if self._owns_executor:
             self._executor.shutdown(wait=False)
 
-    def _work(self) -> None:
-        batch = _Batch()
-        joining: list[Request] = []
+    def _start_worker(self) -> None:
+        """Run a new worker on the executor (the caller holds ``_lock``)."""
+        worker = _Worker()
+        worker.future = self._executor.submit(self._work, worker)
+        self._worker = worker  # before it runs: it waits for the lock we hold
+        if self._stall_s is not None and (self._watchdog is None or not self._watchdog.is_alive()):
+            self._watchdog = threading.Thread(
+                target=self._watch, name="confab-model-watchdog", daemon=True
+            )
+            self._watchdog.start()
+
+    def _settle_worker(self, worker: _Worker) -> list[Request]:
+        """Detach ``worker`` if it is the current one; its requests and the waiting
+        ones, to be told (the caller holds ``_lock``)."""
+        if self._worker is not worker:
+            return []  # replaced: whoever replaced it told its requests
+        stranded = list(self._taken) + list(self._waiting)
+        self._taken.clear()
+        self._waiting.clear()
+        self._worker = None
+        return stranded
+
+    def _work(self, worker: _Worker) -> None:
+        worker.thread_name = threading.current_thread().name
+        batch = Batch(owner=worker)
+        reason = "the model worker stopped"
         try:
-            while True:
-                next_joiners = self._next_joiners(batch)
-                if next_joiners is None:
-                    return
-                joining = next_joiners
+            while (joining := self._next_joiners(worker, batch)) is not None:
+                worker.turn_started = time.monotonic()
                 try:
                     with torch.inference_mode():
                         if joining:
                             self._join(batch, joining)
                         if batch.rows:
                             self._step(batch)
-                    joining = []
-                except Exception as error:
-                    log.exception(
-                        "model step failed with %d running and %d joining requests",
-                        len(batch.rows),
-                        len(joining),
-                    )
-                    failed = _unique([row.request for row in batch.rows] + joining)
-                    batch, joining = _Batch(), []
-                    with self._wake:
-                        self._running = 0
-                    _fail(failed, f"model step failed: {error!r}")
+                except Exception as error:  # outside a forward pass: the batch's state is unknown
+                    hit = [row.request for row in batch.rows] + joining
+                    batch.clear()
+                    self._fail_hit(hit, "between forward passes", error)
+                worker.turn_started = None
+            reason = "shutting down"
+        except _Abandoned:
+            log.warning(
+                "the model worker %s, abandoned as hung, returned; its results were discarded",
+                worker.thread_name,
+            )
         except BaseException:  # the thread ends here; the next submit starts a new one
-            log.exception("the model worker died")
+            log.exception("the model worker %s died", worker.thread_name)
         finally:
-            with self._wake:
-                leftover = _unique([row.request for row in batch.rows] + joining)
-                leftover += list(self._waiting)
-                self._waiting.clear()
-                self._running = 0
-                self._worker = None
-                reason = "shutting down" if self._closing else "the model worker stopped"
-            _fail(leftover, f"request abandoned: {reason}")
+            with self._lock:
+                stranded = self._settle_worker(worker)
+            _fail(stranded, f"request abandoned: {reason}")
 
-    def _next_joiners(self, batch: _Batch) -> list[Request] | None:
+    def _next_joiners(self, worker: _Worker, batch: Batch) -> list[Request] | None:
         """Requests to prefill this turn; ``None`` when the engine is closing."""
-        with self._wake:
-            while not self._closing and not self._waiting and not batch.rows:
+        with self._lock:
+            while (
+                self._worker is worker
+                and not self._closing
+                and not self._waiting
+                and not batch.rows
+            ):
                 self._wake.wait()
+            if self._worker is not worker:
+                raise _Abandoned
             if self._closing:
                 return None
             return self._take_joiners(batch)
 
-    def _take_joiners(self, batch: _Batch) -> list[Request]:
-        """Waiting requests that join this turn (the caller holds ``_wake``)."""
+    def _take_joiners(self, batch: Batch) -> list[Request]:
+        """Waiting requests that join this turn (the caller holds ``_lock``)."""
         candidates: list[Request] = []
         while self._waiting and len(batch.rows) + len(candidates) < self._max_batch:
             request = self._waiting.popleft()
             if not request.cancelled.is_set():
                 candidates.append(request)
-        joining = _within_budget(candidates)
+        joining = within_budget(candidates)
         # The rest go back to the front, in arrival order, for the next turn.
         self._waiting.extendleft(reversed([r for r in candidates if r not in joining]))
-        self._unmerged = len(joining)
-        self._running = len(batch.rows) + len(joining)
+        self._taken.update(dict.fromkeys(joining))
         return joining
 
-    def _join(self, batch: _Batch, requests: list[Request]) -> None:
+    def _watch(self) -> None:
+        """Declare the worker lost whenever one turn of its loop outlasts the stall limit."""
+        while True:
+            with self._lock:
+                stalled = self._wait_for_stall()
+                if stalled is None:
+                    return
+                worker, stuck_s = stalled
+                hit = list(self._taken)
+                self._taken.clear()
+                self._worker = None  # it finds out when its forward pass returns, if ever
+                waiting = len(self._waiting)
+                self._replace_executor()
+                if self._waiting:
+                    self._start_worker()
+            log.error(
+                "the model worker %s has been stuck in one turn for %.1f s (limit %g s): "
+                "abandoning it; %d requests in its hands are told the model failed, "
+                "%d waiting go to a fresh thread",
+                worker.thread_name,
+                stuck_s,
+                self._stall_s,
+                len(hit),
+                waiting,
+            )
+            _fail(hit, f"the model worker hung: one turn took over {self._stall_s:g} s")
+
+    def _wait_for_stall(self) -> tuple[_Worker, float] | None:
+        """Sleep until a turn has run past the limit (the caller holds ``_lock``);
+        ``None`` when the engine is closing."""
+        assert self._stall_s is not None
+        while not self._closing:
+            worker = self._worker
+            started = worker.turn_started if worker is not None else None
+            if worker is None or started is None:
+                self._alarm.wait(self._stall_s)  # turns are not announced: look again
+                continue
+            stuck = time.monotonic() - started
+            if stuck >= self._stall_s:
+                return worker, stuck
+            self._alarm.wait(self._stall_s - stuck)
+        return None
+
+    def _replace_executor(self) -> None:
+        """A fresh thread for the next worker; the stuck one is left to itself
+        (the caller holds ``_lock``)."""
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)  # its thread ends if the stuck call returns
+        self._abandoned += 1
+        self._executor = ModelThread(f"confab-model-{self._abandoned}")
+        self._owns_executor = True
+
+    def _join(self, batch: Batch, requests: list[Request]) -> None:
         """Prefill ``requests``, in groups of similar length, into the running batch.
 
         All of them are prefilled before the next decoding step: a first token
         soon matters more to a waiting person than one more token to a reader.
         """
-        for group in _prefill_groups(requests):
+        for group in prefill_groups(requests):
             self._prefill(batch, group)
 
-    def _prefill(self, batch: _Batch, requests: list[Request]) -> None:
+    def _prefill(self, batch: Batch, requests: list[Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""
         length = max(len(r.prompt) for r in requests)
         ids = torch.full((len(requests), length), self._pad, dtype=torch.long)
@@ -309,38 +395,91 @@ class BatchEngine:
             mask[i, length - len(request.prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = growing_cache(self._model)
-        out = self._model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        rows = [_Row(request, self._tokenizer) for request in requests]
-        _merge(batch, rows, cache, mask)
-        with self._wake:
-            self._unmerged = max(self._unmerged - len(rows), 0)
+        try:
+            out = self._forward(
+                batch,
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        except Exception as error:  # only this pass is lost: the running rows' cache is intact
+            self._fail_hit(
+                requests,
+                f"prefilling (prompts: {len(requests)}, longest {length} tokens)",
+                error,
+            )
+            return
+        rows = [Row(request, self._tokenizer) for request in requests]
+        batch.merge(rows, cache, mask)
         self._advance(rows, out.logits[:, -1, :])
         self._retire(batch)
 
-    def _step(self, batch: _Batch) -> None:
+    def _step(self, batch: Batch) -> None:
         """One decoding step for every running row."""
         batch.mask = torch.cat([batch.mask, torch.ones((len(batch.rows), 1), dtype=torch.long)], 1)
-        out = self._model(
-            input_ids=torch.tensor([[row.last] for row in batch.rows]),
-            attention_mask=batch.mask,
-            position_ids=torch.tensor([[row.position] for row in batch.rows]),
-            cache=batch.cache,
-            use_cache=True,
-        )
+        try:
+            out = self._forward(
+                batch,
+                input_ids=torch.tensor([[row.last] for row in batch.rows]),
+                attention_mask=batch.mask,
+                position_ids=torch.tensor([[row.position] for row in batch.rows]),
+                cache=batch.cache,
+                use_cache=True,
+            )
+        except Exception as error:  # every row was in it, and the cache is half-written
+            hit = [row.request for row in batch.rows]
+            generated = [row.generated for row in batch.rows]
+            batch.clear()
+            self._fail_hit(
+                hit,
+                f"in decoding step {self._steps + 1} (tokens generated so far: {generated})",
+                error,
+            )
+            return
         self._steps += 1
         for row in batch.rows:
             row.position += 1
         self._advance(batch.rows, out.logits[:, -1, :])
         self._retire(batch)
 
-    def _advance(self, rows: Sequence[_Row], logits: torch.Tensor) -> None:
+    def _forward(self, batch: Batch, **inputs: Any) -> Any:
+        """One forward pass; a worker replaced while it ran leaves here, results unused."""
+        try:
+            out = self._model(**inputs)
+        except Exception:
+            self._check_owner(batch)
+            raise
+        self._check_owner(batch)
+        return out
+
+    def _check_owner(self, batch: Batch) -> None:
+        if batch.owner is not None and batch.owner is not self._worker:
+            raise _Abandoned
+
+    def _fail_hit(self, requests: list[Request], what: str, error: Exception) -> None:
+        """Fail the requests a fault hit, each with a clear error; log it once."""
+        hit = _unique(requests)
+        with self._lock:
+            for request in hit:
+                self._taken.pop(request, None)
+            running, waiting = len(self._taken), len(self._waiting)
+        log.error(
+            "the model failed %s: %r; requests told to try again: %d (waited %s s); "
+            "requests going on: %d running, %d waiting",
+            what,
+            error,
+            len(hit),
+            [round(time.monotonic() - r.submitted, 1) for r in hit],
+            running,
+            waiting,
+            exc_info=error,
+        )
+        _fail(hit, f"the model failed {what}: {error!r}")
+
+    def _advance(self, rows: Sequence[Row], logits: torch.Tensor) -> None:
         """Choose each row's next token and hand over the text it completes."""
         for row, scores in zip(rows, logits, strict=True):
             request = row.request
@@ -355,7 +494,7 @@ class BatchEngine:
             else:
                 piece = row.text.push(token)
                 if piece:
-                    request.emit(piece)
+                    request.deliver(piece)
                 if row.text.stopped:
                     row.done = "stop"
                 elif (
@@ -366,9 +505,9 @@ class BatchEngine:
             if row.done is not None:
                 rest = row.text.flush()
                 if rest:
-                    request.emit(rest)
+                    request.deliver(rest)
 
-    def _retire(self, batch: _Batch) -> None:
+    def _retire(self, batch: Batch) -> None:
         """Drop finished rows from the batch and the cache columns nobody needs.
 
         A request hears that it finished only once its slot is free.
@@ -377,88 +516,13 @@ class BatchEngine:
         if len(keep) == len(batch.rows):
             return
         finished = [row for row in batch.rows if row.done is not None]
-        batch.rows = [batch.rows[i] for i in keep]
-        self._shrink(batch, keep)
-        with self._wake:
-            self._running = len(batch.rows) + self._unmerged
+        batch.keep(keep)
+        with self._lock:
+            for row in finished:
+                self._taken.pop(row.request, None)
         for row in finished:
             if row.done is not None and row.done != "cancelled":
-                row.request.emit(Finished(row.done, row.generated))
-
-    @staticmethod
-    def _shrink(batch: _Batch, keep: list[int]) -> None:
-        if not keep:
-            batch.cache, batch.mask = None, torch.zeros((0, 0), dtype=torch.long)
-            return
-        index = torch.tensor(keep)
-        batch.mask = batch.mask[index]
-        used = batch.mask.any(0).nonzero()
-        start = int(used[0]) if used.numel() else 0
-        batch.mask = batch.mask[:, start:]
-        for layer in batch.cache.layers:
-            layer.replace(layer.keys[index, :, start:, :], layer.values[index, :, start:, :])
-
-
-def _within_budget(candidates: list[Request]) -> list[Request]:
-    """The oldest request, then the shortest prompts that fit :data:`PREFILL_TOKENS`.
-
-    Short prompts, which are quick to answer, get their first token first; the
-    oldest always joins, so a long prompt cannot be passed over for ever.
-    """
-    if not candidates:
-        return []
-    chosen = [candidates[0]]
-    total = len(candidates[0].prompt)
-    for request in sorted(candidates[1:], key=lambda r: len(r.prompt)):
-        if chosen and total + len(request.prompt) > PREFILL_TOKENS:
-            break
-        chosen.append(request)
-        total += len(request.prompt)
-    return chosen
-
-
-def _prefill_groups(requests: list[Request]) -> list[list[Request]]:
-    """Split ``requests`` into prefill passes that waste little on left padding."""
-    groups: list[list[Request]] = []
-    group: list[Request] = []
-    real = 0
-    for request in sorted(requests, key=lambda r: len(r.prompt)):
-        size = len(request.prompt)
-        padded = size * (len(group) + 1)
-        if group and padded > (1 + PADDING_ALLOWANCE) * (real + size) + PADDING_SLACK:
-            groups.append(group)
-            group, real = [], 0
-        group.append(request)
-        real += size
-    return [*groups, group] if group else groups
-
-
-def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:
-    """Append prefilled rows to the batch, left-padding whichever side is shorter."""
-    for layer in cache.layers:
-        # Padding carries zeros, never values a masked-out position could leak.
-        padding = mask[:, None, :, None] == 0
-        layer.replace(layer.keys.masked_fill(padding, 0), layer.values.masked_fill(padding, 0))
-    if not batch.rows:
-        batch.rows, batch.cache, batch.mask = rows, cache, mask
-        return
-    width = max(batch.mask.shape[1], mask.shape[1])
-    batch.mask = torch.cat([_pad_left(batch.mask, width), _pad_left(mask, width)], 0)
-    for kept, joined in zip(batch.cache.layers, cache.layers, strict=True):
-        kept.replace(
-            torch.cat([_pad_left(kept.keys, width, 2), _pad_left(joined.keys, width, 2)]),
-            torch.cat([_pad_left(kept.values, width, 2), _pad_left(joined.values, width, 2)]),
-        )
-    batch.rows = batch.rows + rows
-
-
-def _pad_left(tensor: torch.Tensor, width: int, dim: int = 1) -> torch.Tensor:
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim)
+                row.request.deliver(Finished(row.done, row.generated))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
@@ -473,11 +537,6 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
-def worker_thread() -> ThreadPoolExecutor:
-    """The one thread that loads the model and runs every forward pass."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="confab-model")
-
-
 def _unique(requests: list[Request]) -> list[Request]:
     return list(dict.fromkeys(requests))
 
@@ -485,4 +544,4 @@ def _unique(requests: list[Request]) -> list[Request]:
 def _fail(requests: Sequence[Request], reason: str) -> None:
     """Tell each request it failed, each with its own exception (tracebacks stay apart)."""
     for request in requests:
-        request.emit(ModelUnavailable(reason))
+        request.deliver(ModelUnavailable(reason))

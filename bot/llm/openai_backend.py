@@ -4,7 +4,9 @@ vLLM, ``transformers serve``, the llama.cpp server and Ollama all speak it. The
 answer streams as server-sent events. Connection failures and 5xx answers are
 retried with backoff until the first piece of text arrives (after that, a retry
 would repeat what the person already saw); 429 is retried after the server's
-``Retry-After``. What still fails maps to the same errors as the local engine.
+``Retry-After``, but never past ``model.request_timeout_s``: a retry that could
+not start in time fails at once with what went wrong. What still fails maps to
+the same errors as the local engine.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class OpenAIBackend(ModelBackend):
             if not self._model:
                 raise ModelUnavailable(f"{self._where} lists no model; set model.openai.model")
         body = self._body(messages, params or self.default_params)
-        deadline = asyncio.get_running_loop().time() + self._config.request_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.request_timeout_s
         attempt = 0
         while True:
             sent_any = False
@@ -153,6 +156,16 @@ class OpenAIBackend(ModelBackend):
                     raise retry.error from None
                 attempt += 1
                 wait = retry.wait if retry.wait is not None else _backoff(attempt)
+                if loop.time() + wait >= deadline:
+                    # Waiting would only end in "took too long": say what failed now.
+                    log.warning(
+                        "model server attempt %d failed (%s); a retry in %.1f s would pass "
+                        "model.request_timeout_s",
+                        attempt,
+                        retry.error,
+                        wait,
+                    )
+                    raise retry.error from None
                 log.warning(
                     "model server attempt %d failed (%s); retrying in %.1f s",
                     attempt,

@@ -42,6 +42,16 @@ class TransformersBackend(ModelBackend):
         return self._window
 
     @property
+    def model(self) -> Any:
+        """The loaded torch module (``None`` before :meth:`start`), for measurements and tests."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer (``None`` before :meth:`start`)."""
+        return self._tokenizer
+
+    @property
     def dtype(self) -> str:
         """The compute dtype in use, e.g. ``"float32"``."""
         return str(self._model.dtype).removeprefix("torch.") if self._model is not None else ""
@@ -101,6 +111,8 @@ class TransformersBackend(ModelBackend):
             max_batch_size=self._config.max_batch_size,
             max_queue=self._config.max_queue,
             executor=self._worker,
+            # One turn that long means every request in it has timed out already.
+            stall_timeout_s=self._config.request_timeout_s,
         )
         self.name = model_path.name
         log.info(
