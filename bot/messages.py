@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-"""What a command (a skill's name or alias) may look like."""
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
+"""What a command (a skill's name or alias) may look like (``\\Z``: no newline after)."""
+
+
+def clean_text(text: str) -> str:
+    """``text`` as every database and platform takes it: NUL characters (which
+    PostgreSQL text cannot hold) dropped, and UTF-16 surrogates (which UTF-8 cannot
+    encode; JSON's ``"\\ud800"`` decodes to one) joined where they form a pair and
+    replaced with U+FFFD where they do not. Any other text comes back unchanged.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _clean_fields(instance: Author | Message) -> None:
+    """Set every text field of a (frozen) message or author to its :func:`clean_text`."""
+    for each in fields(instance):
+        value = getattr(instance, each.name)
+        if isinstance(value, str):
+            cleaned = clean_text(value)
+            if cleaned is not value:
+                object.__setattr__(instance, each.name, cleaned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +50,9 @@ class Author:
     is_bot: bool = False
     admin: bool = False
 
+    def __post_init__(self) -> None:
+        _clean_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -33,6 +63,9 @@ class Message:
     ``text``. ``command`` and ``args`` are filled in by an adapter for native
     slash commands, and by the router for prefixed commands such as ``!ask``;
     ``text`` then still starts with the command as typed (``/ask what?``).
+
+    Every text field holds text that can be stored and sent as it is: a message
+    is made with :func:`clean_text` applied to each, whichever adapter makes it.
     """
 
     platform: str
@@ -46,6 +79,9 @@ class Message:
     command: str | None = None
     args: str = ""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        _clean_fields(self)
 
     def with_command(self, command: str, args: str) -> Message:
         """A copy that carries the parsed command and its argument text."""

@@ -40,6 +40,8 @@ DB_DOWN = "I can't reach my database right now, so I can't answer. Please try ag
 # stored, or after STORE_WAIT_S without the database.
 ANSWER_RETRY_S = 300.0
 STORE_WAIT_S = 10.0
+# Characters that show nothing: a message of only these is empty.
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 BUSY = "I'm busy with other questions in this channel; please ask again in a moment."
 
 
@@ -84,8 +86,8 @@ class Router:
             self._not_from_bots,
             self._addressed,
             self._within_rate,
-            self._not_empty,
             self._not_too_long,
+            self._not_empty,
         ]
 
     # -- guards, in order ------------------------------------------------------
@@ -122,7 +124,7 @@ class Router:
         )
 
     async def _not_empty(self, message: Message) -> Verdict | None:
-        if message.command is None and not message.text.strip():
+        if message.command is None and not message.text.translate(INVISIBLE).strip():
             return Verdict("empty message", reply="Your message was empty: ask me something.")
         return None
 
@@ -186,6 +188,7 @@ class Router:
         if message.command is not None:
             skill = self.skills.find(message.command)
             if skill is None:
+                await self._store_question(message)  # kept, and a replay is answered once
                 await self._reply_text(
                     message,
                     adapter,
@@ -240,7 +243,10 @@ class Router:
     async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
         log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
         if verdict.keep_as_chatter and message.text.strip():
-            await self._store_question(message, addressed=False)
+            if len(message.text) > self.config.max_input_chars:
+                log.info("chatter %s in %s not kept: too long", message.id, message.channel)
+            else:
+                await self._store_question(message, addressed=False)
         if verdict.reply:
             log.info("rejected message from %s: %s", message.author.id, verdict.reason)
             await self._reply_text(message, adapter, verdict.reply)

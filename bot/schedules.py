@@ -44,7 +44,8 @@ _AMOUNT = (
 QUOTED = re.compile(r"(?P<quote>[\"'])(?P<expr>[^\"']*)(?P=quote)" + _END, _FLAGS)
 DAILY = re.compile(r"daily\s+" + _TIME + _END, _FLAGS)
 WEEKLY = re.compile(r"weekly\s+(?P<day>[a-z]+)\s+" + _TIME + _END, _FLAGS)
-EVERY = re.compile(r"every\s+" + _AMOUNT, _FLAGS)
+# "every hour" (no number) too: that is how a schedule is described back.
+EVERY = re.compile(r"every\s+(?:" + _AMOUNT + r"|(?P<word>minute|hour|day)" + _END + ")", _FLAGS)
 IN = re.compile(r"in\s+" + _AMOUNT, _FLAGS)
 AT = re.compile(r"at\s+" + _TIME + _END, _FLAGS)
 CRON_DAYS = re.compile(
@@ -82,8 +83,9 @@ def parse_recurring(text: str, zone: ZoneInfo) -> tuple[When, str]:
     """Read a repeating schedule at the start of ``text``; return it and the rest.
 
     Accepts a quoted 5-field crontab (weekday numbers as in crontab: 0 and 7 are
-    Sunday), ``daily HH:MM``, ``weekly <day> HH:MM`` and ``every N(m|h|d)``. Times
-    are wall-clock times in ``zone``.
+    Sunday), ``daily HH:MM``, ``weekly <day> HH:MM`` and ``every N(m|h|d)`` (or
+    ``every hour``, as an interval is described back). Times are wall-clock times
+    in ``zone``.
     """
     text = text.strip()
     if match := QUOTED.match(text):
@@ -221,6 +223,8 @@ def _weekday(word: str) -> str:
 
 
 def _amount(match: re.Match[str], forms: str) -> timedelta:
+    if word := match.groupdict().get("word"):
+        return timedelta(minutes=UNIT_MINUTES[word[0].lower()])
     number = match["number"].lstrip("0") or "0"
     minutes = UNIT_MINUTES[match["unit"][0].lower()]
     if len(number) > MAX_NUMBER_DIGITS or int(number) * minutes > MAX_AHEAD // timedelta(minutes=1):

@@ -49,12 +49,13 @@ class ChannelSchedule:
                 f"{self._message.platform}:{self._message.author.id} is not an admin",
             )
         when, rest = parse_recurring(text, await self.zone())
-        skill, _, args = rest.partition(" ")
-        skill = skill.lower()
+        words = rest.split(maxsplit=1)  # the command word ends at any whitespace
+        skill = words[0].lower() if words else ""
+        args = words[1] if len(words) > 1 else ""
         if not skill:
             raise SkillError("Say which command to run after the schedule, e.g. `summarise`.")
         if not self._is_skill(skill):
-            raise SkillError(f"There is no command `{skill[:32]}` to schedule.")
+            raise SkillError(f"There is no command `{_quotable(skill, 32)}` to schedule.")
         return scheduler.add(
             self._spec(skill=skill, args=args.strip()), when.trigger, when.description
         )
@@ -77,7 +78,7 @@ class ChannelSchedule:
             message.platform,
             message.channel,
         ):
-            raise SkillError(f"There is no job `{job_id[:16]}` in this channel.")
+            raise SkillError(f"There is no job `{_quotable(job_id, 16)}` in this channel.")
         if job.spec.owner_id != message.author.id and not self._admin:
             raise NotAllowed(
                 "Only its owner or an admin can remove that job.",
@@ -102,3 +103,8 @@ class ChannelSchedule:
         if self._scheduler is None:
             raise SkillError(NO_SCHEDULER)
         return self._scheduler
+
+
+def _quotable(text: str, at_most: int) -> str:
+    """What a person typed, safe inside `backticks`: one line, no backticks, short."""
+    return " ".join(text.replace("`", "").split())[:at_most]

@@ -16,7 +16,9 @@ class HelpSkill(Skill):
     usage = "[command]"
 
     async def run(self, ctx: SkillContext) -> None:
-        wanted = ctx.args.strip().lstrip(ctx.prefix).lower()
+        # The first word, as typed with or without the prefix ("!help !ask").
+        words = ctx.args.split(maxsplit=1)
+        wanted = words[0].removeprefix(ctx.prefix).lower() if words else ""
         # Only what the asker may run: admin-only skills are listed to admins.
         skills = [info for info in ctx.skills if ctx.admin or not info.admin_only]
         if wanted:
@@ -33,7 +35,8 @@ class HelpSkill(Skill):
                         text += f"\nAdmins only: {admin}"
                     await ctx.reply(text)
                     return
-            await ctx.reply(f"There is no command `{ctx.prefix}{wanted}`.")
+            shown = wanted.replace("`", "")[:32]  # stays one line of inline code
+            await ctx.reply(f"There is no command `{ctx.prefix}{shown}`.")
             return
         lines = ["**Commands**"]
         lines += [f"- {_usage_line(ctx.prefix, info)}: {info.help}" for info in skills]

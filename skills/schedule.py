@@ -22,8 +22,15 @@ def _when(job: ScheduledJob, zone: ZoneInfo) -> str:
 
 def _what(job: ScheduledJob) -> str:
     if job.spec.reminder is not None:
-        return f"reminder: {job.spec.reminder}"
-    return f"`{job.spec.skill} {job.spec.args}`".replace(" `", "`")
+        return f"reminder: {_inline(job.spec.reminder)}"
+    return f"`{_inline(f'{job.spec.skill} {job.spec.args}'.strip())}`"
+
+
+def _inline(text: str, limit: int = 80) -> str:
+    """``text`` on one line, cut short, without backticks: a quote inside a reply that
+    cannot open a code block (or end the inline code around it)."""
+    text = " ".join(text.replace("`", "'").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ScheduleSkill(Skill):

@@ -313,7 +313,9 @@ async def _window(ctx: SkillContext, config: SummariseConfig) -> Window | None:
             f"the last {_count(config.default_messages, 'message')}", count=config.default_messages
         )
     if re.fullmatch(r"[0-9]+", wanted):
-        count = int(wanted)
+        digits = wanted.lstrip("0") or "0"
+        # More digits than any count: int() would refuse past 4,300 of them.
+        count = int(digits) if len(digits) <= 9 else config.max_messages + 1
         if count == 0:
             return None
         if count > config.max_messages:

@@ -119,9 +119,12 @@ async def test_empty_and_oversized_input_get_a_clear_reply(tmp_path: Path) -> No
     config = RouterConfig(max_input_chars=50)
     async with ChatHarness(BUILTINS, tmp_path, model=model, router_config=config) as chat:
         assert "empty" in await chat.ask("   ")
+        assert "empty" in await chat.ask("\u200b\u2060 \ufeff")  # nothing visible either
         answer = await chat.ask("x" * 51)
         assert "too long (51 characters; the limit is 50)" in answer
-        assert model.prompts == []  # the model never saw either
+        assert await chat.send("y" * 51, channel="c", addressed=False) == []
+        assert model.prompts == []  # the model never saw any
+        assert await chat.store.channel_messages(ConversationKey("test", "c")) == []  # nor kept
 
 
 async def test_unknown_command_when_addressed_points_to_help(tmp_path: Path) -> None:
@@ -129,6 +132,8 @@ async def test_unknown_command_when_addressed_points_to_help(tmp_path: Path) -> 
         assert "I don't know the command `frobnicate`. Try `!help`" in await chat.ask(
             "!frobnicate now"
         )
+        stored = await chat.store.channel_messages(ConversationKey("test", "dm"))
+        assert [t.text for t in stored] == ["!frobnicate now"]  # kept, like every message
 
 
 async def test_a_failing_skill_gives_one_short_reply_and_a_logged_traceback(

@@ -299,11 +299,6 @@ async def test_an_answer_outlives_its_callers_cancellation_until_the_drain(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the router stores ReplyStream.received, which runs ahead of what a platform "
-    "with paced edits shows when the answer is cut (see the shutdown report)",
-)
 async def test_a_cut_answer_on_a_paced_platform_is_stored_as_shown(db_url: str) -> None:
     platform = Platform(limits=Limits(max_message_chars=2000, min_edit_interval_s=0.5))
     app = app_with(db_url, platform, shutdown_grace_s=0.3)
