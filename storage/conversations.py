@@ -361,21 +361,7 @@ def _append(
     conversation = _conversation(connection, facts, key)
     turn_id = connection.scalar(INSERT_TURN, {"conversation_id": conversation, **values})
     assert turn_id is not None
-    return StoredTurn(
-        id=turn_id,
-        role=values["role"],
-        author_id=values["author_id"],
-        author_name=values["author_name"],
-        text=values["text"],
-        addressed=values["addressed"],
-        skill=values["skill"],
-        command=values["command"],
-        token_count=values["token_count"],
-        created_at=values["created_at"],
-        platform_message_id=values["platform_message_id"],
-        reply_to_id=values["reply_to_id"],
-        reply_to_author_id=values["reply_to_author_id"],
-    )
+    return StoredTurn(id=turn_id, **values)  # values: every other field of a turn
 
 
 @functools.cache
