@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/summarise.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/storage_ops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
