@@ -13,7 +13,6 @@ from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
 from bot.llm.backend import ModelBackend
 from bot.llm.weights import Progress
-from bot.messages import Message, parse_command
 from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
@@ -125,7 +124,9 @@ class App:
             timezone=self.config.bot.timezone,
         )
         self.in_flight = InFlight(
-            self.router.handle, grace_s=self.shutdown_grace_s, expects_answer=self._expects_answer
+            self.router.handle,
+            grace_s=self.shutdown_grace_s,
+            expects_answer=self.router.expects_answer,
         )
         if self._stopping.is_set():  # asked to stop while starting
             self.in_flight.close()
@@ -158,19 +159,6 @@ class App:
             else:
                 self.in_flight.close()
         self._stopping.set()
-
-    def _expects_answer(self, message: Message) -> bool:
-        """Whether the router would answer ``message`` (its first guards, and the
-        command check), so that a message arriving during a stop gets the notice."""
-        assert self.router is not None
-        config = self.router.config
-        if message.from_self or (message.author.is_bot and config.ignore_bots):
-            return False
-        if message.addressed:
-            return True
-        parsed = parse_command(message.text, config.prefixes)
-        command = message.command or (parsed[0] if parsed else None)
-        return command is not None and self.router.skills.find(command) is not None
 
     async def serve(self) -> None:
         """Run every adapter until one's session ends, all have failed, or a stop request;

@@ -138,6 +138,18 @@ class Router:
             )
         return None
 
+    def expects_answer(self, message: Message) -> bool:
+        """Whether ``message`` is one the router answers at all: from a person (or an
+        allowed bot), and addressed to the bot or a known command. Used to answer
+        messages that arrive while the bot is stopping."""
+        if message.from_self or (message.author.is_bot and self.config.ignore_bots):
+            return False
+        if message.addressed:
+            return True
+        parsed = None if message.command else parse_command(message.text, self.config.prefixes)
+        command = message.command or (parsed[0] if parsed else None)
+        return command is not None and self._is_command(command)
+
     # -- the flow --------------------------------------------------------------
 
     async def handle(self, message: Message, adapter: Adapter) -> None:
