@@ -173,7 +173,7 @@ class Router:
                 message.channel,
                 error,
             )
-            if message.addressed or message.command is not None:
+            if self.expects_answer(message):
                 await self._reply_text(message, adapter, DB_DOWN)
         except Exception:
             log.exception(
@@ -183,7 +183,7 @@ class Router:
                 message.platform,
                 message.channel,
             )
-            if message.addressed or message.command is not None:
+            if self.expects_answer(message):
                 await self._reply_text(
                     message, adapter, "Sorry, something went wrong. The error has been logged."
                 )
@@ -302,6 +302,7 @@ class Router:
                     yield chunk
                 if stream.received.strip():
                     written = self._remember_answer(key, skill.name, stream, question)
+                    stored = True  # queued: whatever happens next, it is not queued again
                     # Without the database it stays queued (and failures are logged):
                     # the person still gets the answer after a bounded wait.
                     with contextlib.suppress(Exception):

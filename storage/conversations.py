@@ -21,20 +21,23 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
+    and_,
     bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from storage.database import Database
 from storage.errors import AlreadyProcessed
 from storage.events import event_mark, event_values
-from storage.journal import Facts
+from storage.journal import RETRYING, Facts
 from storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
 from storage.tables import ConversationRow, TurnRow
 from storage.users import user_upsert, user_values
@@ -344,12 +347,18 @@ def _append(
     connection: Connection,
     facts: Facts,
 ) -> StoredTurn | AlreadyProcessed:
+    retrying = bool(facts.get(RETRYING))
     if event_id is not None:
         marked = connection.execute(
             event_mark(connection.dialect.name), event_values(key.platform, event_id)
         )
         if marked.first() is None:
-            return AlreadyProcessed(f"{key.platform} event {event_id}")
+            # Marked already: a replay, or this very write, committed before its
+            # connection failed and now tried again.
+            ours = _written_before(connection, facts, key, values) if retrying else None
+            return ours or AlreadyProcessed(f"{key.platform} event {event_id}")
+    elif retrying and (ours := _written_before(connection, facts, key, values)):
+        return ours
     if values["role"] == "user":
         person = ("user", key.platform, values["author_id"])
         if facts.get(person) != values["author_name"]:
@@ -381,12 +390,33 @@ def _newest_query(
         )
         query = query.where(turns.c.id > func.coalesce(mark.scalar_subquery(), 0))
     if before:
-        query = query.where(turns.c.id < bindparam("before_id"))
+        # Before a turn: and the answers to earlier questions, which a question that
+        # waited its turn in a busy channel was stored ahead of.
+        before_id: BindParameter[int] = bindparam("before_id")
+        answered_earlier = and_(turns.c.role == "assistant", turns.c.reply_to_id < before_id)
+        query = query.where(or_(turns.c.id < before_id, answered_earlier))
     if addressed_only:
         query = query.where(turns.c.addressed.is_(True))
     if of_skill:
         query = query.where(turns.c.skill == bindparam("skill"))
     return query.order_by(turns.c.id.desc()).limit(bindparam("limit"))
+
+
+def _written_before(
+    connection: Connection, facts: Facts, key: ConversationKey, values: dict[str, Any]
+) -> StoredTurn | None:
+    """The turn ``values`` describe, if a try whose commit went unacknowledged stored it:
+    same conversation, author, role and creation time (taken once, before the first try)."""
+    turns = cast(Table, TurnRow.__table__)
+    found = connection.execute(
+        select(turns.c.id).where(
+            turns.c.conversation_id == _conversation(connection, facts, key),
+            turns.c.role == values["role"],
+            turns.c.author_id == values["author_id"],
+            turns.c.created_at == values["created_at"],
+        )
+    ).first()
+    return StoredTurn(id=found.id, **values) if found is not None else None
 
 
 def _newest(

@@ -58,6 +58,9 @@ class _Operation(Generic[T]):
 
 
 _STOP = object()
+RETRYING = "journal:retrying"
+"""In :data:`Facts`: True when this run repeats one whose connection failed, maybe
+after its commit reached the database; an operation then checks before writing again."""
 _Settled = tuple["_Operation[Any]", Any, BaseException | None]
 
 
@@ -105,6 +108,7 @@ class Journal:
         self._outage_since: float | None = None
         self._connection: Connection | None = None  # the worker's own
         self._stop_requested = False
+        self._closed = False
         self._settled: list[_Settled] = []  # the worker's, resolved after each batch
 
     def submit(
@@ -120,6 +124,10 @@ class Journal:
         disturbing the other operations of the batch.
         """
         loop = asyncio.get_running_loop()
+        if self._closed:
+            closed: asyncio.Future[T] = loop.create_future()
+            closed.set_exception(StorageUnavailable("the database is closed"))
+            return closed
         deadline = time.monotonic() + (self.retry_s if retry_s is None else retry_s)
         operation = _Operation(run, writes, deadline, loop, loop.create_future())
         self._ensure_worker()
@@ -131,9 +139,11 @@ class Journal:
         await self.submit(lambda _connection, _staged: None, writes=False)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish what is queued (within ``timeout``), then stop the worker and the engine."""
+        """Finish what is queued (within ``timeout``), then stop the worker and the engine.
+        Anything submitted afterwards fails at once with :class:`StorageUnavailable`."""
         with self._lock:
-            thread, self._thread = self._thread, None
+            self._closed = True
+            thread = self._thread
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
@@ -154,17 +164,31 @@ class Journal:
                 self._thread.start()
 
     def _work(self) -> None:
+        try:
+            while not self._stop_requested:
+                first = self._queue.get()
+                if first is _STOP:
+                    self._stop_requested = True
+                    break
+                batch: list[_Operation[Any]] = [first]  # type: ignore[list-item]
+                batch += self._take_queued(BATCH_MAX - 1)
+                self._run(batch)
+                self._settle_all()
+        finally:
+            self._drop_connection()
+            self._fail_the_rest()
+
+    def _fail_the_rest(self) -> None:
+        """What was submitted behind the stop: told, not left waiting for ever."""
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Operation[Any]] = [first]  # type: ignore[list-item]
-            batch += self._take_queued(BATCH_MAX - 1)
-            self._run(batch)
-            self._settle_all()
-            if self._stop_requested:
-                self._drop_connection()
-                return
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                closed = StorageUnavailable("the database is closed")
+                self._settled.append((item, None, closed))  # type: ignore[arg-type]
+        self._settle_all()
 
     def _take_queued(self, at_most: int) -> list[_Operation[Any]]:
         taken: list[_Operation[Any]] = []
@@ -183,7 +207,7 @@ class Journal:
         attempt = 0
         while group:
             staged: dict[Any, Any] = {}
-            facts = ChainMap(staged, self.known)
+            facts = ChainMap(staged, self.known, {RETRYING: attempt > 0})
             try:
                 writes = any(operation.writes for operation in group)
                 with self._transaction(writes) as connection:

@@ -252,3 +252,15 @@ def test_a_malformed_admin_declaration_is_reported() -> None:
 
 def _key(channel: str) -> ConversationKey:
     return ConversationKey("test", channel)
+
+
+async def test_a_question_that_waited_its_turn_sees_the_answer_before_it(tmp_path: Path) -> None:
+    model = ScriptedBackend(["answer one", "answer two"], delay_s=0.05)
+    config = RouterConfig(channel_concurrency=1, channel_queue=5)
+    async with ChatHarness([AskSkill], tmp_path, model=model, router_config=config) as chat:
+        await asyncio.gather(
+            chat.send("question one", channel="c", author="ada"),
+            chat.send("question two", channel="c", author="bob"),
+        )
+    seen = [m.content for m in model.prompts[1]]
+    assert seen[-3:] == ["ada: question one", "answer one", "bob: question two"]

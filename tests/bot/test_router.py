@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from bot.config import RouterConfig
 from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable, SkillError
 from bot.llm.backend import ChatMessage
 from bot.messages import Author, Message
-from bot.router import NO_ANSWER, parse_command
+from bot.router import DB_DOWN, NO_ANSWER, parse_command
 from bot.skill import Skill, SkillContext
 from bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
 from skills.help import HelpSkill
@@ -21,6 +22,7 @@ from skills.ping import PingSkill
 from skills.qa import AskSkill
 from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
+from storage.errors import StorageUnavailable
 
 BUILTINS = [AskSkill, HelpSkill, PingSkill]
 
@@ -338,3 +340,45 @@ async def test_a_replayed_message_is_answered_once_even_by_two_bots(
     assert answer.reply_to == "m-1"  # the adapter is told which message it answers
     assert [(t.role, t.text) for t in stored] == [("user", "hi"), ("assistant", "Hi there.")]
     assert [t.text for t in general] == ["x"]
+
+
+async def test_a_prefixed_command_nobody_mentioned_still_hears_the_database_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ChatHarness(BUILTINS, tmp_path) as chat:
+
+        async def unreachable(*_args: object, **_options: object) -> None:
+            raise StorageUnavailable("connection refused")
+
+        monkeypatch.setattr(chat.store, "append", unreachable)
+        answer = await chat.ask("!ask hello", channel="general", addressed=False)
+    assert answer == DB_DOWN
+
+
+async def test_an_answer_cut_while_its_commit_is_awaited_is_stored_once(tmp_path: Path) -> None:
+    async with ChatHarness(BUILTINS, tmp_path, model=ScriptedBackend(["Hello there."])) as chat:
+        busy = threading.Event()
+
+        def hold(_connection: object, _facts: object) -> None:
+            busy.wait(5)
+
+        original = chat.store.append_nowait
+
+        def slow_commit(*args: object, **options: object):  # type: ignore[no-untyped-def]
+            stored = original(*args, **options)  # type: ignore[arg-type]
+            if options.get("role") == "assistant":
+                chat.database.journal.submit(hold, writes=False)  # the commit now waits
+            return stored
+
+        chat.store.append_nowait = slow_commit  # type: ignore[method-assign]
+        asking = asyncio.create_task(chat.send("question", channel="c"))
+        await asyncio.sleep(0.3)
+        asking.cancel()  # a stop cuts the answer while its commit is awaited
+        await asyncio.gather(asking, return_exceptions=True)
+        busy.set()
+        await chat.database.journal.barrier()
+        turns = await chat.store.channel_messages(ConversationKey("test", "c"))
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "question"),
+        ("assistant", "Hello there."),
+    ]

@@ -6,9 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exc, text
+from sqlalchemy.engine import base as sa_base
 
+from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
+from storage.errors import AlreadyProcessed, StorageUnavailable
 
 
 @pytest.fixture
@@ -74,3 +77,54 @@ async def test_close_finishes_what_is_queued(tmp_path: Path) -> None:
     again = Database(url)
     assert sorted(await again.journal.submit(keys, writes=False)) == list(range(50))
     await again.close()
+
+
+def failing_first_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next commit reaches the database, then its connection fails: as when a
+    server dies between applying a commit and acknowledging it."""
+    original = sa_base.Connection._commit_impl
+    fired: list[bool] = []
+
+    def commit_then_fail(self):  # type: ignore[no-untyped-def]
+        original(self)
+        if not fired:
+            fired.append(True)
+            lost = Exception("server closed the connection unexpectedly")
+            raise exc.OperationalError("COMMIT", {}, lost)
+
+    monkeypatch.setattr(sa_base.Connection, "_commit_impl", commit_then_fail)
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_written_twice(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ConversationStore(database)
+    key = ConversationKey("test", "c")
+    await store.append(key, role="assistant", author_id="bot", author_name="bot", text="warm")
+    failing_first_commit(monkeypatch)
+    question = await store.append(
+        key, role="user", author_id="ada", author_name="Ada", text="q?", event_id="e1"
+    )
+    failing_first_commit(monkeypatch)
+    answer = await store.append(
+        key, role="assistant", author_id="bot", author_name="bot", text="a.", reply_to=question
+    )
+    turns = await store.recent(key)
+    assert [(t.id, t.text) for t in turns] == [
+        (turns[0].id, "warm"),
+        (question.id, "q?"),  # the question is ours, not taken for a replay
+        (answer.id, "a."),  # and the answer is there once
+    ]
+    with pytest.raises(AlreadyProcessed):  # a real replay still is one
+        await store.append(
+            key, role="user", author_id="ada", author_name="Ada", text="q?", event_id="e1"
+        )
+
+
+async def test_after_close_work_fails_at_once_instead_of_waiting(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
+    await database.upgrade()
+    await database.close()
+    for _ in range(2):
+        with pytest.raises(StorageUnavailable):
+            await asyncio.wait_for(database.journal.submit(keys, writes=False), 5)
