@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How long a write keeps being retried while the database is unreachable.
 RETRY_S = 10.0
+CONNECT_TIMEOUT_S = 5
 
 
 def expand_url(url: str) -> URL:
@@ -113,7 +114,12 @@ class Database:
         sqlite = self.url.get_backend_name() == "sqlite"
         try:
             # SQLite is a file: a connection cannot go stale, so no ping per checkout.
-            self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=not sqlite)
+            # PostgreSQL: a host that stops answering fails a connection attempt in
+            # seconds, so callers get a clear reply instead of waiting on TCP.
+            connect = {} if sqlite else {"timeout": CONNECT_TIMEOUT_S}
+            self.engine: AsyncEngine = create_async_engine(
+                self.url, pool_pre_ping=not sqlite, connect_args=connect
+            )
             self.journal = Journal(
                 self.url, retry_s=retry_s, configure=_sqlite_events if sqlite else None
             )

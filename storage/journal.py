@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_MAX = 256  # operations per round; a commit covers the writes among them
 BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+CONNECT_TIMEOUT_S = 5
+PG_CONNECT = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5}
 STOP_RETRY_S = 5.0  # while closing, how long the database may still be waited for
 SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite+pysqlite", "postgresql+asyncpg": "postgresql+psycopg"}
 
@@ -92,9 +94,14 @@ class Journal:
         configure: Callable[[Engine], None] | None = None,
     ) -> None:
         driver = f"{url.get_backend_name()}+{url.get_driver_name()}"
+        sqlite = url.get_backend_name() == "sqlite"
+        # PostgreSQL: give up on a silent host in seconds, and notice a dead peer on
+        # an idle connection (keepalives) instead of blocking the worker on TCP.
+        connect = {} if sqlite else {**PG_CONNECT, "connect_timeout": CONNECT_TIMEOUT_S}
         self.engine = create_engine(
             url.set(drivername=SYNC_DRIVERS.get(driver, driver)),
-            pool_pre_ping=url.get_backend_name() != "sqlite",
+            connect_args=connect,
+            pool_pre_ping=not sqlite,
             pool_size=1,
             max_overflow=0,
         )
@@ -206,6 +213,8 @@ class Journal:
     def _run(self, group: list[_Operation[Any]]) -> None:
         attempt = 0
         while group:
+            # A caller that stopped waiting (a cut at shutdown) wants nothing done.
+            group = [operation for operation in group if not operation.future.cancelled()]
             staged: dict[Any, Any] = {}
             facts = ChainMap(staged, self.known, {RETRYING: attempt > 0})
             try:
