@@ -1,4 +1,4 @@
-"""The ``confab`` command line: run, console, config check, db."""
+"""The ``confab`` command line: run, console, config check, db, data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,53 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--user", required=True, metavar="ID", help="their platform user id")
     export.add_argument("--platform", required=True, metavar="P", help="e.g. console, discord")
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    data = commands.add_parser("data", help="datasets for fine-tuning")
+    data_commands = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    prepare = data_commands.add_parser(
+        "prepare",
+        parents=[common],
+        help="check a chat JSONL or question,answer CSV and split it into train and eval sets",
+    )
+    prepare.add_argument("file", metavar="FILE", help="a .jsonl chat file or a .csv")
+    prepare.add_argument("--out", metavar="DIR", help="output folder (default: ./NAME-prepared)")
+    prepare.add_argument(
+        "--eval-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share held out for evaluation (default: 0.1)",
+    )
+    prepare.add_argument("--seed", type=int, default=0, metavar="N", help="of the split")
+    prepare.add_argument(
+        "--max-tokens",
+        type=_positive,
+        metavar="N",
+        help="leave out longer conversations (default: the model's context window)",
+    )
+    prepare.add_argument(
+        "--skip-invalid", action="store_true", help="leave invalid records out instead of stopping"
+    )
     return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 up to (not including) 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _write_export(data, args.out)
         if args.command == "db":
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
+        if args.command == "data":
+            return _data_prepare(config, args, terminal)
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:
@@ -190,6 +238,49 @@ def _write_export(data: dict[str, Any], out: str | None) -> int:
     who = f"{data['platform']}:{data['user_id']}"
     print(f"wrote {len(data['turns'])} turns of {who} to {out}", file=sys.stderr)
     return 0
+
+
+def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    from bot.llm.dataset import listing, prepare, read_dataset, reject_invalid, write_prepared
+
+    source = Path(args.file)
+    parsed = read_dataset(source)
+    if not args.skip_invalid:
+        reject_invalid(parsed, str(source))  # at once, not after reading the tokenizer
+    count_tokens, window = _chat_token_counter(config, terminal)
+    prepared = prepare(
+        parsed,
+        count_tokens,
+        args.max_tokens or window,
+        eval_fraction=args.eval_fraction,
+        seed=args.seed,
+        skip_invalid=args.skip_invalid,
+        source=str(source),
+    )
+    out = Path(args.out) if args.out else Path(f"{source.stem}-prepared")
+    train, evaluation = write_prepared(prepared, out)
+    for line in listing([*prepared.invalid, *prepared.duplicates, *prepared.too_long]):
+        print(f"left out {line}")
+    print(prepared.summary())
+    print(f"wrote {train} and {evaluation}")
+    return 0
+
+
+def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., int], int]:
+    """Counts a whole conversation in the configured model's chat format, and the
+    context window those counts must fit."""
+    from bot.llm.backend import ChatMessage
+    from bot.llm.weights import load_tokenizer, resolve_model_path
+
+    model_path = resolve_model_path(config.model.path)
+    with _status(f"Reading the tokenizer of {model_path.name}...", terminal):
+        tokenizer, native = load_tokenizer(model_path, config.model.cache_dir)
+
+    def count(messages: Sequence[ChatMessage]) -> int:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        return len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False))
+
+    return count, min(config.model.context_window or native, native)
 
 
 def render_config(config: Config) -> str:
