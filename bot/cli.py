@@ -259,8 +259,9 @@ def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> in
     )
     out = Path(args.out) if args.out else Path(f"{source.stem}-prepared")
     train, evaluation = write_prepared(prepared, out)
-    for line in listing([*prepared.invalid, *prepared.duplicates, *prepared.too_long]):
-        print(f"left out {line}")
+    left_out = [*prepared.invalid, *prepared.duplicates, *prepared.too_long]
+    if left_out:
+        print("left out:\n  " + "\n  ".join(listing(left_out)))
     print(prepared.summary())
     print(f"wrote {train} and {evaluation}")
     return 0
