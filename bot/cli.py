@@ -1,4 +1,4 @@
-"""The ``confab`` command line: run, console, config check, db, data."""
+"""The ``confab`` command line: run, console, config check, db, data, model."""
 
 from __future__ import annotations
 
@@ -74,7 +74,47 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--skip-invalid", action="store_true", help="leave invalid records out instead of stopping"
     )
+    _add_model_commands(commands, common)
     return parser
+
+
+def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    model = commands.add_parser("model", help="fine-tune the model")
+    model_commands = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tune = model_commands.add_parser(
+        "finetune",
+        parents=[common],
+        help="train a LoRA adapter on a chat dataset (resumes from OUT's last checkpoint)",
+    )
+    tune.add_argument(
+        "--base",
+        default="bundled",
+        metavar="NAME|PATH",
+        help="'bundled' (default), a model folder or a .gguf file",
+    )
+    tune.add_argument("--data", required=True, metavar="FILE", help="chat JSONL (or Q&A CSV)")
+    tune.add_argument("--out", required=True, metavar="DIR", help="the adapter folder")
+    tune.add_argument("--steps", type=_positive, default=200, metavar="N", help="(default: 200)")
+    tune.add_argument(
+        "--time-budget", type=_seconds, metavar="S", help="stop (and save) after S seconds"
+    )
+    tune.add_argument("--lr", type=float, default=2e-4, metavar="X", help="(default: 2e-4)")
+    tune.add_argument("--rank", type=_positive, default=8, metavar="R", help="LoRA rank (8)")
+    tune.add_argument("--batch-size", type=_positive, default=4, metavar="N", help="(default: 4)")
+    tune.add_argument(
+        "--max-tokens", type=_positive, default=512, metavar="N", help="cut longer chats (512)"
+    )
+    tune.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -122,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
         if args.command == "data":
             return _data_prepare(config, args, terminal)
+        if args.command == "model":
+            return _model_finetune(config, args, terminal)
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:
@@ -282,6 +324,40 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
         return len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False))
 
     return count, min(config.model.context_window or native, native)
+
+
+def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    from bot.finetune_display import progress_display
+    from bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
+
+    options = FinetuneOptions(
+        base=args.base,
+        train=Path(args.data),
+        out=Path(args.out),
+        max_steps=args.steps,
+        time_budget_s=args.time_budget,
+        learning_rate=args.lr,
+        rank=args.rank,
+        alpha=2 * args.rank,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        threads=config.model.threads,
+        cache_dir=config.model.cache_dir,
+    )
+    try:
+        with progress_display(terminal) as show:
+            result = finetune(options, show)
+    except FinetuneError as error:
+        log.debug("fine-tuning stopped: %s", error)
+        raise ConfabError(error.user_message) from None  # the sentence, not the detail
+    rate = f", {result.steps_per_s:.2f} steps/s" if result.steps_per_s else ""
+    loss = f", loss {result.last_loss:.3f}" if result.last_loss is not None else ""
+    print(
+        f"wrote the adapter to {result.out}: step {result.steps_done} "
+        f"(from {result.started_from_step}){loss}{rate}"
+    )
+    return 0
 
 
 def render_config(config: Config) -> str:

@@ -123,8 +123,12 @@ def finetune(
     chats = read_training_chats(options.train)
     digest = file_sha256(options.train)
     base = base_identity(options.base)
+    source = base_source(options.base)
     resume = _check_out(options.out, base, digest, options)
-    folder = base_folder(options.base, options.cache_dir.expanduser(), note)
+    try:
+        folder = loadable_folder(source, options.cache_dir.expanduser(), note)
+    except ConfabError as error:
+        raise FinetuneError(error.user_message, str(error)) from None
 
     import torch
     import transformers
@@ -236,23 +240,29 @@ def base_identity(base: str) -> str:
     return str(Path(base).expanduser().resolve())
 
 
+def base_source(base: str) -> Path:
+    """The GGUF file or model folder ``base`` names, or :class:`FinetuneError`."""
+    if base_identity(base) == BUNDLED:
+        try:
+            return bundled_model_path()
+        except ConfabError as error:
+            raise FinetuneError(error.user_message, str(error)) from None
+    source = Path(base).expanduser()
+    if (source.is_dir() and (source / "config.json").is_file()) or (
+        source.is_file() and source.suffix == ".gguf"
+    ):
+        return source
+    raise FinetuneError(
+        f"The base model {base} was not found: give 'bundled', a model folder "
+        "with config.json, or a .gguf file."
+    )
+
+
 def base_folder(base: str, cache_dir: Path, note: Callable[[str], None]) -> Path:
     """A folder ``from_pretrained`` reads for ``base`` (a GGUF file is converted once)."""
+    source = base_source(base)
     try:
-        if base_identity(base) == BUNDLED:
-            source = bundled_model_path()
-        else:
-            source = Path(base).expanduser()
-            if not (source.is_dir() and (source / "config.json").is_file()) and not (
-                source.is_file() and source.suffix == ".gguf"
-            ):
-                raise FinetuneError(
-                    f"The base model {base} was not found: give 'bundled', a model folder "
-                    "with config.json, or a .gguf file."
-                )
         return loadable_folder(source, cache_dir, note)
-    except FinetuneError:
-        raise
     except ConfabError as error:
         raise FinetuneError(error.user_message, str(error)) from None
 
