@@ -51,13 +51,14 @@ def progress_display(terminal: Any) -> Iterator[Callable[[Progress], None]]:
 
         def show(progress: Progress) -> None:
             if progress.note:
-                bar.console.print(progress.note)
+                bar.console.print(progress.note, highlight=False)
+                return
             bar.update(
                 task,
                 completed=progress.step,
                 total=progress.max_steps,
                 loss=_loss(progress.loss),
-                eta=duration(progress.eta_s) if not progress.note else "?",
+                eta=duration(progress.eta_s),
             )
 
         yield show

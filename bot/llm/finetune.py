@@ -12,19 +12,27 @@ leaves a peft adapter folder plus ``confab-adapter.json`` describing it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfabError
+from bot.errors import ConfabError, FinetuneError
+from bot.llm.adapter_folder import (
+    BUNDLED,
+    DEFAULT_CACHE_DIR,
+    METADATA_FILE,
+    base_folder,
+    base_identity,
+    base_source,
+    load_finetuned,
+    resume_point,
+    write_adapter,
+)
 from bot.llm.assistant_tokens import (
     Encoded,
     TemplateMismatch,
@@ -33,30 +41,34 @@ from bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
-from bot.llm.dataset import Chat, DatasetError, read_dataset, reject_invalid
+from bot.llm.dataset import Chat, DatasetError, listing, read_dataset
 from bot.llm.lora_checkpoints import (
     CheckpointState,
-    latest_checkpoint,
     restore_checkpoint,
     save_checkpoint,
 )
 from bot.llm.memory import available_memory, training_memory
-from bot.llm.weights import bundled_model_path, loadable_folder
+from bot.llm.weights import loadable_folder
 
 log = logging.getLogger(__name__)
 
-BUNDLED = "bundled"
-METADATA_FILE = "confab-adapter.json"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-DEFAULT_CACHE_DIR = Path("~/.cache/confab")
+__all__ = [
+    "BUNDLED",
+    "METADATA_FILE",
+    "FinetuneError",
+    "FinetuneOptions",
+    "FinetuneResult",
+    "Progress",
+    "base_folder",
+    "finetune",
+    "load_finetuned",
+    "read_training_chats",
+]
+
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA_DROPOUT = 0.05
 MAX_GRAD_NORM = 1.0
 LOSS_WINDOW = 10  # steps averaged into the loss shown: one step's loss is noisy
-
-
-class FinetuneError(ConfabError):
-    """Fine-tuning cannot start or go on; ``user_message`` says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class FinetuneOptions:
     train: Path
     out: Path
     max_steps: int
-    time_budget_s: float | None = None
+    time_budget_s: float | None = None  # from the call, loading included; one step at least
     learning_rate: float = 2e-4
     rank: int = 8
     alpha: int = 16
@@ -124,7 +136,7 @@ def finetune(
     digest = file_sha256(options.train)
     base = base_identity(options.base)
     source = base_source(options.base)
-    resume = _check_out(options.out, base, digest, options)
+    resume = resume_point(options.out, base, digest, options.rank, options.alpha)
     try:
         folder = loadable_folder(source, options.cache_dir.expanduser(), note)
     except ConfabError as error:
@@ -192,7 +204,9 @@ def finetune(
         seconds = seconds_before + time.monotonic() - loop_began
         if step > started or resume is None:
             save_checkpoint(options.out, state_for(step, losses, seconds), model, optimizer)
-        _save_adapter(model, options, base, digest, step, _mean(losses), len(examples))
+        described = _description(options, base, digest, step, losses, len(examples))
+        described["lora"]["targets"] = sorted(model.peft_config["default"].target_modules)
+        write_adapter(model, options.out, described)
     except (MemoryError, torch.OutOfMemoryError) as error:
         raise _too_little_memory(needed, free, error) from None
     except RuntimeError as error:
@@ -217,9 +231,15 @@ def read_training_chats(path: Path) -> list[Chat]:
         raise FinetuneError(f"The training file {path} does not exist.")
     try:
         parsed = read_dataset(path)
-        reject_invalid(parsed, str(path))
     except DatasetError as error:
         raise FinetuneError(error.user_message) from None
+    if parsed.problems:
+        count = len(parsed.problems)
+        summary = (
+            f"{path}: {count} problem{'s' if count != 1 else ''}; fix them, or leave those "
+            "records out with `confab data prepare --skip-invalid`:"
+        )
+        raise FinetuneError("\n  ".join([summary, *listing(parsed.problems)]))
     if not parsed.chats:
         raise FinetuneError(f"The training file {path} holds no conversations.")
     return list(parsed.chats)
@@ -231,78 +251,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def base_identity(base: str) -> str:
-    """How a base model is named in checkpoints and metadata: ``bundled`` or an absolute path."""
-    if base in ("", BUNDLED):
-        return BUNDLED
-    return str(Path(base).expanduser().resolve())
-
-
-def base_source(base: str) -> Path:
-    """The GGUF file or model folder ``base`` names, or :class:`FinetuneError`."""
-    if base_identity(base) == BUNDLED:
-        try:
-            return bundled_model_path()
-        except ConfabError as error:
-            raise FinetuneError(error.user_message, str(error)) from None
-    source = Path(base).expanduser()
-    if (source.is_dir() and (source / "config.json").is_file()) or (
-        source.is_file() and source.suffix == ".gguf"
-    ):
-        return source
-    raise FinetuneError(
-        f"The base model {base} was not found: give 'bundled', a model folder "
-        "with config.json, or a .gguf file."
-    )
-
-
-def base_folder(base: str, cache_dir: Path, note: Callable[[str], None]) -> Path:
-    """A folder ``from_pretrained`` reads for ``base`` (a GGUF file is converted once)."""
-    source = base_source(base)
-    try:
-        return loadable_folder(source, cache_dir, note)
-    except ConfabError as error:
-        raise FinetuneError(error.user_message, str(error)) from None
-
-
-def _check_out(
-    out: Path, base: str, digest: str, options: FinetuneOptions
-) -> tuple[Path, CheckpointState] | None:
-    """The checkpoint to resume from, after checking ``out`` belongs to this run."""
-    if out.exists() and not out.is_dir():
-        raise FinetuneError(f"{out} is a file; the adapter needs a folder.")
-    found = latest_checkpoint(out)
-    metadata = out / METADATA_FILE
-    if found is None and metadata.is_file():
-        earlier = json.loads(metadata.read_text()).get("base")
-        if earlier != base:
-            raise FinetuneError(
-                f"{out} holds an adapter of another base model ({earlier}); "
-                "choose a new --out folder."
-            )
-    if found is None:
-        if out.is_dir() and any(out.iterdir()) and not metadata.is_file():
-            raise FinetuneError(f"{out} is not empty and holds no adapter; choose a new folder.")
-        return None
-    _, state = found
-    if state.base != base:
-        raise FinetuneError(
-            f"{out} holds the checkpoints of an adapter of another base model ({state.base}); "
-            "choose a new --out folder."
-        )
-    if state.train_sha256 != digest:
-        raise FinetuneError(
-            f"{out} holds checkpoints trained on another version of the data; "
-            "choose a new --out folder (or delete its checkpoints to start over)."
-        )
-    if (state.rank, state.alpha) != (options.rank, options.alpha):
-        raise FinetuneError(
-            f"{out} holds checkpoints of a rank {state.rank} (alpha {state.alpha}) adapter; "
-            f"resume with --rank {state.rank}, or choose a new --out folder."
-        )
-    return found
 
 
 def _encode(
@@ -379,78 +327,28 @@ def _order(count: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def _save_adapter(
-    model: Any,
+def _description(
     options: FinetuneOptions,
     base: str,
     digest: str,
     step: int,
-    loss: float | None,
+    losses: Sequence[float],
     examples: int,
-) -> None:
-    """The peft adapter and its description, replacing an older one whole."""
-    out = options.out
-    staging = out / f".adapter-{time.time_ns()}.tmp"
-    try:
-        model.save_pretrained(str(staging))
-        (staging / "README.md").unlink(missing_ok=True)  # peft's empty model card
-        total = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        metadata = {
-            "base": base,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "steps": step,
-            "train_file": str(options.train.resolve()),
-            "train_sha256": digest,
-            "train_examples": examples,
-            "parameters": {"total": total, "trainable": trainable},
-            "dtype": "float32",
-            "last_loss": loss,
-            "lora": {
-                "rank": options.rank,
-                "alpha": options.alpha,
-                "dropout": LORA_DROPOUT,
-                "targets": sorted(model.peft_config["default"].target_modules),
-            },
-            "learning_rate": options.learning_rate,
-            "batch_size": options.batch_size,
-            "max_tokens": options.max_tokens,
-            "seed": options.seed,
-        }
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        # The description last: its presence says the adapter beside it is whole.
-        for name in [*ADAPTER_FILES, METADATA_FILE]:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def load_finetuned(
-    adapter_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0
-) -> tuple[Any, Any]:
-    """The base model with the adapter merged into it, and its tokenizer, ready to serve.
-
-    Merged, a fine-tuned model runs exactly as fast as its base.
-    """
-    metadata_file = adapter_dir / METADATA_FILE
-    if not metadata_file.is_file() or not all((adapter_dir / f).is_file() for f in ADAPTER_FILES):
-        raise FinetuneError(f"{adapter_dir} holds no fine-tuned adapter.")
-    base = str(json.loads(metadata_file.read_text())["base"])
-    folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if threads:
-        torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), local_files_only=True, dtype=torch.float32
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    return merged.eval(), tokenizer
+) -> dict[str, Any]:
+    return {
+        "base": base,
+        "steps": step,
+        "train_file": str(options.train.resolve()),
+        "train_sha256": digest,
+        "train_examples": examples,
+        "dtype": "float32",
+        "last_loss": _mean(losses),
+        "lora": {"rank": options.rank, "alpha": options.alpha, "dropout": LORA_DROPOUT},
+        "learning_rate": options.learning_rate,
+        "batch_size": options.batch_size,
+        "max_tokens": options.max_tokens,
+        "seed": options.seed,
+    }
 
 
 def _too_little_memory(

@@ -142,6 +142,22 @@ def test_a_rerun_resumes_from_the_last_checkpoint_and_says_so(
     assert kept == [f"step-{HALFWAY:06d}", f"step-{STEPS:06d}"]
 
 
+def test_a_stopped_and_resumed_run_learns_exactly_what_an_unbroken_one_does(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import load_file
+
+    small = {**QUICK, "batch_size": 1, "max_tokens": 48}
+    finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path / "a", max_steps=2, **small))
+    finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path / "a", max_steps=4, **small))
+    finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path / "b", max_steps=4, **small))
+    resumed = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    unbroken = load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert resumed.keys() == unbroken.keys()
+    for name, weights in resumed.items():
+        assert torch.equal(weights, unbroken[name]), name
+
+
 def test_the_adapter_folder_is_a_peft_adapter_described_for_people(
     stopped_and_resumed: TwoRuns,
 ) -> None:
@@ -195,6 +211,11 @@ def test_an_adapter_of_another_base_is_not_trained_over(tmp_path: Path) -> None:
     (tmp_path / METADATA_FILE).write_text(json.dumps({"base": "/models/another"}))
     with pytest.raises(FinetuneError, match="another base model"):
         finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path, max_steps=1))
+
+
+def test_a_folder_without_an_adapter_cannot_be_served(tmp_path: Path) -> None:
+    with pytest.raises(FinetuneError, match="holds no fine-tuned adapter"):
+        load_finetuned(tmp_path, CACHE)
 
 
 def test_too_little_memory_is_said_before_loading_the_model(
