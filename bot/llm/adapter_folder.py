@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfabError, FinetuneError
-from bot.llm.lora_checkpoints import CheckpointState, latest_checkpoint
+from bot.llm.lora_checkpoints import CHECKPOINTS, CheckpointState, latest_checkpoint
 from bot.llm.weights import bundled_model_path, loadable_folder
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,10 @@ def resume_point(
                 "choose a new --out folder."
             )
     if found is None:
-        if out.is_dir() and any(out.iterdir()) and not metadata.is_file():
+        ours = {CHECKPOINTS, METADATA_FILE, *ADAPTER_FILES}
+        # Hidden names are this module's and the checkpoints' staging folders.
+        foreign = [p for p in out.glob("*") if p.name not in ours] if out.is_dir() else []
+        if foreign and not metadata.is_file():
             raise FinetuneError(f"{out} is not empty and holds no adapter; choose a new folder.")
         return None
     _, state = found

@@ -159,6 +159,8 @@ def finetune(
         raise _too_little_memory(needed, free)
 
     torch.manual_seed(options.seed)
+    step = started = 0
+    training = False  # set once the loop's state is complete enough to checkpoint
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, dtype=torch.float32
@@ -166,7 +168,7 @@ def finetune(
         model = _with_lora(model, options)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate)
-        step, seconds_before = 0, 0.0
+        seconds_before = 0.0
         losses: list[float] = []
         if resume is not None:
             checkpoint, state = resume
@@ -180,6 +182,7 @@ def finetune(
         loop_began = time.monotonic()
         model.train()
         pad = pad_id(tokenizer)
+        training = True
         while step < options.max_steps:
             done_here = step - started
             if done_here and options.time_budget_s is not None:
@@ -207,6 +210,12 @@ def finetune(
         described = _description(options, base, digest, step, losses, len(examples))
         described["lora"]["targets"] = sorted(model.peft_config["default"].target_modules)
         write_adapter(model, options.out, described)
+    except KeyboardInterrupt:
+        if training and step > started:  # Ctrl-C: keep what was learnt for the next run
+            seconds = seconds_before + time.monotonic() - loop_began
+            save_checkpoint(options.out, state_for(step, losses, seconds), model, optimizer)
+            note(f"Interrupted: saved a checkpoint at step {step}; run again to resume", step)
+        raise
     except (MemoryError, torch.OutOfMemoryError) as error:
         raise _too_little_memory(needed, free, error) from None
     except RuntimeError as error:
