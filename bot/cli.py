@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    model = commands.add_parser("model", help="fine-tune the model")
+    model = commands.add_parser("model", help="fine-tune and evaluate models")
     model_commands = model.add_subparsers(dest="action", required=True, metavar="ACTION")
     tune = model_commands.add_parser(
         "finetune",
@@ -105,6 +105,17 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--max-tokens", type=_positive, default=512, metavar="N", help="cut longer chats (512)"
     )
     tune.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
+    score = model_commands.add_parser(
+        "eval",
+        parents=[common],
+        help="held-out loss, perplexity and task score of a model, or two side by side",
+    )
+    score.add_argument("name", metavar="NAME", help="'bundled', a model folder, or an adapter")
+    score.add_argument("--against", metavar="NAME2", help="a second model, compared with NAME")
+    score.add_argument("--data", required=True, metavar="FILE", help="chat JSONL or Q&A CSV")
+    score.add_argument(
+        "--max-new-tokens", type=_positive, default=48, metavar="N", help="per answer (48)"
+    )
 
 
 def _seconds(text: str) -> float:
@@ -162,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
         if args.command == "data":
             return _data_prepare(config, args, terminal)
+        if args.command == "model" and args.action == "eval":
+            return _model_eval(config, args)
         if args.command == "model":
             return _model_finetune(config, args, terminal)
         enabled = ["console"] if args.command == "console" else None
@@ -324,6 +337,29 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
         return len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False))
 
     return count, min(config.model.context_window or native, native)
+
+
+def _model_eval(config: Config, args: argparse.Namespace) -> int:
+    from bot.llm.adapter_folder import is_adapter, load_model
+    from bot.llm.eval_store import record
+    from bot.llm.evaluate import compare, evaluate, read_chats
+    from bot.llm.finetune import FinetuneError
+
+    data = Path(args.data)
+    chats = read_chats(data)  # every problem at once, before any model loads
+    results = []
+    for name in [args.name, *([args.against] if args.against else [])]:
+        print(f"evaluating {name} on {len(chats)} conversations of {data} …", flush=True)
+        try:
+            model, tokenizer = load_model(name, config.model.cache_dir, config.model.threads)
+        except FinetuneError as error:
+            raise ConfabError(error.user_message) from None
+        evaluation = evaluate(model, tokenizer, chats, name, max_new_tokens=args.max_new_tokens)
+        if is_adapter(Path(name).expanduser()):
+            record(Path(name).expanduser(), evaluation, data)  # kept beside the adapter
+        results.append(evaluation)
+    print(compare(*results))
+    return 0
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:

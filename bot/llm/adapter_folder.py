@@ -137,7 +137,7 @@ def load_finetuned(
     Merged, a fine-tuned model runs exactly as fast as its base.
     """
     metadata_file = adapter_dir / METADATA_FILE
-    if not metadata_file.is_file() or not all((adapter_dir / f).is_file() for f in ADAPTER_FILES):
+    if not is_adapter(adapter_dir):
         raise FinetuneError(f"{adapter_dir} holds no fine-tuned adapter.")
     base = str(json.loads(metadata_file.read_text())["base"])
     folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
@@ -155,3 +155,26 @@ def load_finetuned(
         warnings.simplefilter("ignore", FutureWarning)
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     return merged.eval(), tokenizer
+
+
+def is_adapter(path: Path) -> bool:
+    """Whether ``path`` is a folder that ``confab model finetune`` wrote."""
+    return (path / METADATA_FILE).is_file() and all((path / f).is_file() for f in ADAPTER_FILES)
+
+
+def load_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0) -> tuple[Any, Any]:
+    """Any model by the name ``confab model`` commands take: ``bundled``, a model
+    folder or GGUF file, or a fine-tuned adapter folder (merged into its base)."""
+    if is_adapter(Path(name).expanduser()):
+        return load_finetuned(Path(name).expanduser(), cache_dir, threads)
+    folder = base_folder(name, cache_dir.expanduser(), lambda text: log.info("%s", text))
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), local_files_only=True, dtype=torch.float32
+    )
+    return model.eval(), tokenizer

@@ -14,6 +14,7 @@ Output is two JSONL files in the same chat format, ``train.jsonl`` and
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -389,3 +390,12 @@ def write_prepared(prepared: Prepared, out: Path) -> tuple[Path, Path]:
             staging.unlink(missing_ok=True)
         raise DatasetError(f"cannot write into {out}: {error.strerror}") from None
     return targets
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, which names the exact data a model was trained or scored on."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,6 @@ mistaken for the same one), when, and the scores::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.llm.dataset import file_sha256
 from bot.llm.evaluate import Evaluation, EvaluationError, LossScore, TaskExample, TaskScore
 
 RESULTS_FILE = "confab-eval.json"
@@ -38,17 +38,13 @@ class RecordedRun:
     evaluation: Evaluation
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _data_sha256(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as error:
         raise EvaluationError(
             f"{path} cannot be read.", f"hashing {path} failed: {error.strerror}"
         ) from None
-    return digest.hexdigest()
 
 
 def _as_json(run: RecordedRun) -> dict[str, Any]:
@@ -121,7 +117,7 @@ def record(adapter_dir: Path, evaluation: Evaluation, data_path: Path) -> Record
     run = RecordedRun(
         datetime.now(UTC).replace(microsecond=0),
         str(data_path.resolve()),
-        file_sha256(data_path),
+        _data_sha256(data_path),
         evaluation,
     )
     runs = [*recorded(adapter_dir), run]

@@ -267,32 +267,32 @@ def _signed(value: float, digits: int) -> str:
     return f"{value:+.{digits}f}"
 
 
-def compare(a: Evaluation, b: Evaluation) -> str:
-    """``a`` and ``b`` side by side, with how far ``b`` is from ``a`` (``b - a``)."""
-    rows = [
-        ("", a.model, b.model, "difference"),
-        (
-            "held-out loss",
-            f"{a.loss.mean_loss:.4f}",
+def compare(a: Evaluation, b: Evaluation | None = None) -> str:
+    """``a``'s scores as a table; with ``b``, side by side with how far ``b`` is from
+    ``a`` (``b - a``)."""
+    rows: list[tuple[str, ...]] = [
+        ("", a.model, b.model, "difference") if b else ("", a.model),
+        ("held-out loss", f"{a.loss.mean_loss:.4f}"),
+        ("perplexity", f"{a.loss.perplexity:.2f}"),
+        ("task score", f"{a.task.correct}/{a.task.total} ({a.task.accuracy:.0%})"),
+        ("answer tokens", str(a.loss.tokens)),
+    ]
+    if b is not None:
+        rows[1] += (
             f"{b.loss.mean_loss:.4f}",
             _signed(b.loss.mean_loss - a.loss.mean_loss, 4),
-        ),
-        (
-            "perplexity",
-            f"{a.loss.perplexity:.2f}",
+        )
+        rows[2] += (
             f"{b.loss.perplexity:.2f}",
             _signed(b.loss.perplexity - a.loss.perplexity, 2),
-        ),
-        (
-            "task score",
-            f"{a.task.correct}/{a.task.total} ({a.task.accuracy:.0%})",
+        )
+        rows[3] += (
             f"{b.task.correct}/{b.task.total} ({b.task.accuracy:.0%})",
             f"{b.task.correct - a.task.correct:+d} "
             f"({(b.task.accuracy - a.task.accuracy) * 100:+.0f} points)",
-        ),
-        ("answer tokens", str(a.loss.tokens), str(b.loss.tokens), ""),
-    ]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        )
+        rows[4] += (str(b.loss.tokens), "")
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = [
         "  ".join(
             cell.ljust(width) if column == 0 else cell.rjust(width)

@@ -11,7 +11,6 @@ leaves a peft adapter folder plus ``confab-adapter.json`` describing it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -41,7 +40,7 @@ from bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
-from bot.llm.dataset import Chat, DatasetError, listing, read_dataset
+from bot.llm.dataset import Chat, DatasetError, file_sha256, listing, read_dataset
 from bot.llm.lora_checkpoints import (
     CheckpointState,
     restore_checkpoint,
@@ -252,14 +251,6 @@ def read_training_chats(path: Path) -> list[Chat]:
     if not parsed.chats:
         raise FinetuneError(f"The training file {path} holds no conversations.")
     return list(parsed.chats)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _encode(

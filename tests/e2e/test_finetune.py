@@ -16,6 +16,7 @@ from bot.cli import main
 from bot.llm.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
 from bot.llm.backend import ChatMessage
 from bot.llm.dataset import EXAMPLES, Chat, read_dataset
+from bot.llm.eval_store import recorded
 from bot.llm.finetune import (
     BUNDLED,
     METADATA_FILE,
@@ -243,3 +244,19 @@ def test_the_command_trains_and_reports_errors_in_one_line(
     assert main([*argv[:-4], "--base", str(tmp_path / "missing"), "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("confab: The base model") and "Traceback" not in error
+
+    held_out = tmp_path / "held_out.csv"
+    held_out.write_text(
+        "question,answer\n"
+        "Which port does Tarnwick use?,Tarnwick listens on port 7419 by default.\n"
+        "What is the capital of France?,The capital of France is Paris.\n"
+    )
+    evaluate = ["model", "eval", str(out), "--against", "bundled", "--data", str(held_out)]
+    assert main([*evaluate, "--max-new-tokens", "12"]) == 0
+    table = capsys.readouterr().out
+    assert "held-out loss" in table and str(out) in table and "bundled" in table
+    assert "task score" in table and "difference" in table
+    assert recorded(out)[-1].data_path == str(held_out)  # kept beside the adapter
+
+    assert main(["model", "eval", "bundled", "--data", str(tmp_path / "none.csv")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
