@@ -348,7 +348,8 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
     data = Path(args.data)
     chats = read_chats(data)  # every problem at once, before any model loads
     results = []
-    for name in [args.name, *([args.against] if args.against else [])]:
+    # The reference first: the table's difference is then NAME's gain over it.
+    for name in [*([args.against] if args.against else []), args.name]:
         print(f"evaluating {name} on {len(chats)} conversations of {data} …", flush=True)
         try:
             model, tokenizer = load_model(name, config.model.cache_dir, config.model.threads)
