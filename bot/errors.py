@@ -31,6 +31,10 @@ class ModelError(ConfabError):
     """The model backend failed to load or to generate."""
 
 
+class FinetuneError(ConfabError):
+    """Fine-tuning cannot start or go on: bad data, no base model, too little memory."""
+
+
 class PromptTooLong(ModelError):
     """Even the newest message alone does not fit the model's context window."""
 

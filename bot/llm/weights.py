@@ -83,6 +83,33 @@ def loadable_folder(model_path: Path, cache_dir: Path, progress: Progress) -> Pa
     return folder
 
 
+def load_tokenizer(model_path: Path, cache_dir: Path) -> tuple[Any, int]:
+    """The model's tokenizer and native context window, without loading its weights.
+
+    Read from the converted copy when there is one (a fraction of a second);
+    from a GGUF file that was never converted, reading them takes about 10 s.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    source = model_path
+    if model_path.is_file():
+        folder = conversion_folder(model_path, cache_dir)
+        if is_converted(folder):
+            source = folder
+        else:
+            source = model_path.parent
+            kwargs["gguf_file"] = model_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+        settings = AutoConfig.from_pretrained(str(source), **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            "The model's tokenizer could not be loaded.", f"loading {model_path} failed: {error}"
+        ) from error
+    return tokenizer, int(getattr(settings, "max_position_embeddings", 2048))
+
+
 def convert_gguf(gguf: Path, target: Path) -> None:
     """De-quantise ``gguf`` and save it with its tokenizer as safetensors in ``target``.
 
