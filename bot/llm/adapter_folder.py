@@ -140,17 +140,9 @@ def load_finetuned(
     if not is_adapter(adapter_dir):
         raise FinetuneError(f"{adapter_dir} holds no fine-tuned adapter.")
     base = str(json.loads(metadata_file.read_text())["base"])
-    folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
-    import torch
+    model, tokenizer = _load_base(base, cache_dir, threads)
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if threads:
-        torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), local_files_only=True, dtype=torch.float32
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
@@ -167,7 +159,13 @@ def load_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0)
     folder or GGUF file, or a fine-tuned adapter folder (merged into its base)."""
     if is_adapter(Path(name).expanduser()):
         return load_finetuned(Path(name).expanduser(), cache_dir, threads)
-    folder = base_folder(name, cache_dir.expanduser(), lambda text: log.info("%s", text))
+    model, tokenizer = _load_base(name, cache_dir, threads)
+    return model.eval(), tokenizer
+
+
+def _load_base(base: str, cache_dir: Path, threads: int) -> tuple[Any, Any]:
+    """The base model in float32 (as it was trained on the CPU) and its tokenizer."""
+    folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -177,4 +175,4 @@ def load_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0)
     model = AutoModelForCausalLM.from_pretrained(
         str(folder), local_files_only=True, dtype=torch.float32
     )
-    return model.eval(), tokenizer
+    return model, tokenizer
