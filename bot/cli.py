@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
@@ -22,6 +22,7 @@ from bot.redaction import SecretRedactor, configured_secrets, redact_logging
 from storage.errors import StorageError
 
 log = logging.getLogger("confab")
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,34 +119,29 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _seconds(text: str) -> float:
+def _number(text: str, convert: Callable[[str], T], fits: Callable[[T], bool], what: str) -> T:
+    """An option's value, or argparse's clear error naming what it must be."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, float, lambda value: value > 0, "a number of seconds above 0")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 up to (not including) 1")
-    return value
+    return _number(
+        text, float, lambda value: 0 <= value < 1, "a number from 0 up to (not including) 1"
+    )
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
-    return value
+    return _number(text, int, lambda value: value >= 1, "a whole number above 0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
