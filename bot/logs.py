@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -31,3 +33,14 @@ def configure_logging(level: str, terminal: Any = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # discord.py logs request URLs (interaction tokens in them) and bodies at DEBUG.
     logging.getLogger("discord").setLevel(max(logging.INFO, root.level))
+
+
+@contextlib.contextmanager
+def status(text: str, terminal: Any) -> Iterator[None]:
+    """A spinner on a terminal while the block runs, one line otherwise."""
+    if terminal is not None:
+        with terminal.status(text):
+            yield
+    else:
+        print(text, file=sys.stderr, flush=True)
+        yield

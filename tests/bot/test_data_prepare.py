@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot import cli
+from bot import cli, lab_commands
 from bot.llm.backend import ChatMessage
 from bot.llm.dataset import (
     EXAMPLES,
@@ -262,7 +262,7 @@ def test_the_example_dataset_is_clean_and_its_held_out_questions_are_new() -> No
 def word_counting_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """`confab` run in an empty folder, counting words instead of loading the tokenizer."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_chat_token_counter", lambda config, terminal: (words, 8192))
+    monkeypatch.setattr(lab_commands, "_chat_token_counter", lambda config, terminal: (words, 8192))
     return tmp_path
 
 

@@ -1,0 +1,227 @@
+"""``confab data …`` and ``confab model …``: the model lab's commands.
+
+Preparing a dataset, fine-tuning a LoRA adapter on it, and scoring models; the
+work itself is in :mod:`bot.llm` (``dataset``, ``finetune``, ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.config import Config
+from bot.errors import ConfabError
+from bot.logs import status
+
+log = logging.getLogger("confab")
+T = TypeVar("T")
+LAB_COMMANDS = ("data", "model")
+
+
+def add_lab_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``data`` and ``model`` to the ``confab`` command's sub-commands."""
+    data = commands.add_parser("data", help="datasets for fine-tuning")
+    data_commands = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    prepare = data_commands.add_parser(
+        "prepare",
+        parents=[common],
+        help="check a chat JSONL or question,answer CSV and split it into train and eval sets",
+    )
+    prepare.add_argument("file", metavar="FILE", help="a .jsonl chat file or a .csv")
+    prepare.add_argument("--out", metavar="DIR", help="output folder (default: ./NAME-prepared)")
+    prepare.add_argument(
+        "--eval-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share held out for evaluation (default: 0.1)",
+    )
+    prepare.add_argument("--seed", type=int, default=0, metavar="N", help="of the split")
+    prepare.add_argument(
+        "--max-tokens",
+        type=_positive,
+        metavar="N",
+        help="leave out longer conversations (default: the model's context window)",
+    )
+    prepare.add_argument(
+        "--skip-invalid", action="store_true", help="leave invalid records out instead of stopping"
+    )
+    _add_model_commands(commands, common)
+
+
+def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    model = commands.add_parser("model", help="fine-tune and evaluate models")
+    model_commands = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tune = model_commands.add_parser(
+        "finetune",
+        parents=[common],
+        help="train a LoRA adapter on a chat dataset (resumes from OUT's last checkpoint)",
+    )
+    tune.add_argument(
+        "--base",
+        default="bundled",
+        metavar="NAME|PATH",
+        help="'bundled' (default), a model folder or a .gguf file",
+    )
+    tune.add_argument("--data", required=True, metavar="FILE", help="chat JSONL (or Q&A CSV)")
+    tune.add_argument("--out", required=True, metavar="DIR", help="the adapter folder")
+    tune.add_argument("--steps", type=_positive, default=200, metavar="N", help="(default: 200)")
+    tune.add_argument(
+        "--time-budget", type=_seconds, metavar="S", help="stop (and save) after S seconds"
+    )
+    tune.add_argument("--lr", type=float, default=2e-4, metavar="X", help="(default: 2e-4)")
+    tune.add_argument("--rank", type=_positive, default=8, metavar="R", help="LoRA rank (8)")
+    tune.add_argument("--batch-size", type=_positive, default=4, metavar="N", help="(default: 4)")
+    tune.add_argument(
+        "--max-tokens", type=_positive, default=512, metavar="N", help="cut longer chats (512)"
+    )
+    tune.add_argument("--seed", type=int, default=0, metavar="N", help="(default: 0)")
+    score = model_commands.add_parser(
+        "eval",
+        parents=[common],
+        help="held-out loss, perplexity and task score of a model, or two side by side",
+    )
+    score.add_argument("name", metavar="NAME", help="'bundled', a model folder, or an adapter")
+    score.add_argument("--against", metavar="NAME2", help="a second model, compared with NAME")
+    score.add_argument("--data", required=True, metavar="FILE", help="chat JSONL or Q&A CSV")
+    score.add_argument(
+        "--max-new-tokens", type=_positive, default=48, metavar="N", help="per answer (48)"
+    )
+
+
+def _number(text: str, convert: Callable[[str], T], fits: Callable[[T], bool], what: str) -> T:
+    """An option's value, or argparse's clear error naming what it must be."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, float, lambda value: value > 0, "a number of seconds above 0")
+
+
+def _fraction(text: str) -> float:
+    return _number(
+        text, float, lambda value: 0 <= value < 1, "a number from 0 up to (not including) 1"
+    )
+
+
+def _positive(text: str) -> int:
+    return _number(text, int, lambda value: value >= 1, "a whole number above 0")
+
+
+def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    if args.command == "data":
+        return _data_prepare(config, args, terminal)
+    if args.action == "eval":
+        return _model_eval(config, args)
+    return _model_finetune(config, args, terminal)
+
+
+def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    from bot.llm.dataset import listing, prepare, read_dataset, reject_invalid, write_prepared
+
+    source = Path(args.file)
+    parsed = read_dataset(source)
+    if not args.skip_invalid:
+        reject_invalid(parsed, str(source))  # at once, not after reading the tokenizer
+    count_tokens, window = _chat_token_counter(config, terminal)
+    prepared = prepare(
+        parsed,
+        count_tokens,
+        args.max_tokens or window,
+        eval_fraction=args.eval_fraction,
+        seed=args.seed,
+        skip_invalid=args.skip_invalid,
+        source=str(source),
+    )
+    out = Path(args.out) if args.out else Path(f"{source.stem}-prepared")
+    train, evaluation = write_prepared(prepared, out)
+    left_out = [*prepared.invalid, *prepared.duplicates, *prepared.too_long]
+    if left_out:
+        print("left out:\n  " + "\n  ".join(listing(left_out)))
+    print(prepared.summary())
+    print(f"wrote {train} and {evaluation}")
+    return 0
+
+
+def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., int], int]:
+    """Counts a whole conversation in the configured model's chat format, and the
+    context window those counts must fit."""
+    from bot.llm.backend import ChatMessage
+    from bot.llm.weights import load_tokenizer, resolve_model_path
+
+    model_path = resolve_model_path(config.model.path)
+    with status(f"Reading the tokenizer of {model_path.name}...", terminal):
+        tokenizer, native = load_tokenizer(model_path, config.model.cache_dir)
+
+    def count(messages: Sequence[ChatMessage]) -> int:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        return len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False))
+
+    return count, min(config.model.context_window or native, native)
+
+
+def _model_eval(config: Config, args: argparse.Namespace) -> int:
+    from bot.llm.adapter_folder import is_adapter, load_model
+    from bot.llm.eval_store import record
+    from bot.llm.evaluate import compare, evaluate, read_chats
+    from bot.llm.finetune import FinetuneError
+
+    data = Path(args.data)
+    chats = read_chats(data)  # every problem at once, before any model loads
+    results = []
+    # The reference first: the table's difference is then NAME's gain over it.
+    for name in [*([args.against] if args.against else []), args.name]:
+        print(f"evaluating {name} on {len(chats)} conversations of {data} …", flush=True)
+        try:
+            model, tokenizer = load_model(name, config.model.cache_dir, config.model.threads)
+        except FinetuneError as error:
+            raise ConfabError(error.user_message) from None
+        evaluation = evaluate(model, tokenizer, chats, name, max_new_tokens=args.max_new_tokens)
+        if is_adapter(Path(name).expanduser()):
+            record(Path(name).expanduser(), evaluation, data)  # kept beside the adapter
+        results.append(evaluation)
+    print(compare(*results))
+    return 0
+
+
+def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    from bot.finetune_display import progress_display
+    from bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
+
+    options = FinetuneOptions(
+        base=args.base,
+        train=Path(args.data),
+        out=Path(args.out),
+        max_steps=args.steps,
+        time_budget_s=args.time_budget,
+        learning_rate=args.lr,
+        rank=args.rank,
+        alpha=2 * args.rank,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        threads=config.model.threads,
+        cache_dir=config.model.cache_dir,
+    )
+    try:
+        with progress_display(terminal) as show:
+            result = finetune(options, show)
+    except FinetuneError as error:
+        log.debug("fine-tuning stopped: %s", error)
+        raise ConfabError(error.user_message) from None  # the sentence, not the detail
+    rate = f", {result.steps_per_s:.2f} steps/s" if result.steps_per_s else ""
+    loss = f", loss {result.last_loss:.3f}" if result.last_loss is not None else ""
+    print(
+        f"wrote the adapter to {result.out}: step {result.steps_done} "
+        f"(from {result.started_from_step}){loss}{rate}"
+    )
+    return 0
