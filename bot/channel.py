@@ -90,3 +90,20 @@ class StoredChannelControls:
             message.channel,
         )
         return settings
+
+    async def set_training_optin(self, optin: bool) -> ChannelSettings:
+        message = self._message
+        if not self._admin:
+            raise NotAllowed(
+                "Only an admin can opt this channel in or out of training.",
+                f"{message.platform}:{message.author.id} is not in router.admins",
+            )
+        settings = await self._store.update(message.platform, message.channel, training_optin=optin)
+        log.info(
+            "%s opted %s/%s %s of training exports",
+            message.author.id,
+            message.platform,
+            message.channel,
+            "in" if optin else "out",
+        )
+        return settings

@@ -7,6 +7,7 @@ work itself is in :mod:`bot.llm` (``dataset``, ``finetune``, ``evaluate``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,18 @@ def add_lab_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     prepare.add_argument(
         "--skip-invalid", action="store_true", help="leave invalid records out instead of stopping"
+    )
+    export = data_commands.add_parser(
+        "export",
+        parents=[common],
+        help="write the conversations of channels that opted in (!train optin) as chat JSONL",
+    )
+    export.add_argument("--out", required=True, metavar="FILE", help="the chat JSONL to write")
+    export.add_argument(
+        "--skill",
+        action="append",
+        metavar="NAME",
+        help="the skills whose answers to take (repeatable; default: router.default_skill)",
     )
     _add_model_commands(commands, common)
 
@@ -118,11 +131,42 @@ def _positive(text: str) -> int:
 
 
 def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> int:
+    if args.command == "data" and args.action == "export":
+        return asyncio.run(_data_export(config, Path(args.out), args.skill))
     if args.command == "data":
         return _data_prepare(config, args, terminal)
     if args.action == "eval":
         return _model_eval(config, args)
     return _model_finetune(config, args, terminal)
+
+
+async def _data_export(config: Config, out: Path, skills: list[str] | None) -> int:
+    from bot.llm.training_export import chats_of, write_chats
+    from storage.database import Database
+    from storage.training import display_names, opted_in_exchanges
+
+    database = Database(config.bot.database_url)
+    try:
+        exchanges = await opted_in_exchanges(
+            database, tuple(skills or [config.router.default_skill])
+        )
+        platforms = {exchange.key.platform for exchange in exchanges}
+        names = {platform: await display_names(database, platform) for platform in platforms}
+    finally:
+        await database.close()
+    if not exchanges:
+        raise ConfabError(
+            "Nothing to export: no channel has opted in (`!train optin`, admins), or none "
+            "has answered questions yet. Nothing was written."
+        )
+    chats = chats_of(exchanges, names)
+    write_chats(chats, out)
+    channels = len({(e.key.platform, e.key.channel) for e in exchanges})
+    print(
+        f"exported {len(exchanges)} questions and answers in {len(chats)} conversations "
+        f"from {channels} opted-in channel{'s' if channels != 1 else ''} to {out}"
+    )
+    return 0
 
 
 def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> int:

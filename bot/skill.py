@@ -249,6 +249,13 @@ class ChannelControls(Protocol):
         """
         ...
 
+    async def set_training_optin(self, optin: bool) -> ChannelSettings:
+        """Let this channel's conversations be exported for fine-tuning, or stop it.
+
+        Raises :class:`bot.errors.NotAllowed` unless the author is an admin.
+        """
+        ...
+
 
 class Privacy(Protocol):
     """What the author of the message being answered may have the bot forget.

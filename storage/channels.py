@@ -35,6 +35,7 @@ class ChannelSettings:
     system_prompt: str | None = None
     enabled_skills: tuple[str, ...] | None = None
     timezone: str | None = None
+    training_optin: bool = False  # its conversations may be exported for fine-tuning
 
 
 def _settings(row: ChannelSettingsRow | None) -> ChannelSettings:
@@ -45,6 +46,7 @@ def _settings(row: ChannelSettingsRow | None) -> ChannelSettings:
         system_prompt=row.system_prompt,
         enabled_skills=tuple(skills) if skills is not None else None,
         timezone=row.timezone,
+        training_optin=row.training_optin,
     )
 
 
@@ -100,6 +102,7 @@ class ChannelSettingsStore:
         system_prompt: str | _Keep | None = KEEP,
         enabled_skills: tuple[str, ...] | list[str] | _Keep | None = KEEP,
         timezone: str | _Keep | None = KEEP,
+        training_optin: bool | _Keep = KEEP,
     ) -> ChannelSettings:
         """Change the settings given (``None`` restores a default); return the result.
 
@@ -115,6 +118,8 @@ class ChannelSettingsStore:
             changes["enabled_skills"] = list(enabled_skills) if enabled_skills is not None else None
         if timezone is not KEEP:
             changes["timezone"] = timezone
+        if training_optin is not KEEP:
+            changes["training_optin"] = training_optin
         async with self._database.writing() as session:
             insert = upsert(session, ChannelSettingsRow).values(
                 platform=platform, channel=channel, **changes
@@ -134,3 +139,14 @@ def _where(platform: str, channel: str) -> Select[ChannelSettingsRow]:
     return select(ChannelSettingsRow).where(
         ChannelSettingsRow.platform == platform, ChannelSettingsRow.channel == channel
     )
+
+
+async def opted_in_channels(database: Database) -> list[tuple[str, str]]:
+    """(platform, channel) of every channel that opted in to training exports."""
+    async with database.reading() as session:
+        rows = await session.execute(
+            select(ChannelSettingsRow.platform, ChannelSettingsRow.channel)
+            .where(ChannelSettingsRow.training_optin.is_(True))
+            .order_by(ChannelSettingsRow.platform, ChannelSettingsRow.channel)
+        )
+        return [(platform, channel) for platform, channel in rows]

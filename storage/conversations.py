@@ -79,7 +79,8 @@ class Forgotten:
     replies: int
 
 
-def _turn(row: Any) -> StoredTurn:
+def stored_turn(row: Any) -> StoredTurn:
+    """A row of `turns` as the frozen value the rest of the bot sees."""
     return StoredTurn(
         id=row.id,
         role=row.role,
@@ -202,7 +203,7 @@ class ConversationStore:
             spent += row.token_count
             if max_tokens is not None and spent > max_tokens:
                 break
-            newest_first.append(_turn(row))
+            newest_first.append(stored_turn(row))
         return newest_first[::-1]
 
     async def reset_memory(self, key: ConversationKey, *, after: StoredTurn) -> None:
@@ -237,7 +238,7 @@ class ConversationStore:
             if since is not None:
                 query = query.where(TurnRow.created_at >= in_utc(since))
             rows = (await session.scalars(query.order_by(TurnRow.id.desc()).limit(limit))).all()
-        return [_turn(row) for row in reversed(rows)]
+        return [stored_turn(row) for row in reversed(rows)]
 
     # -- privacy and retention ---------------------------------------------------
 
@@ -301,7 +302,8 @@ class ConversationStore:
         async with self._database.reading() as session:
             rows: Sequence[Any] = (await session.execute(query)).all()
         return [
-            (ConversationKey(c.platform, c.channel, c.thread or None), _turn(t)) for c, t in rows
+            (ConversationKey(c.platform, c.channel, c.thread or None), stored_turn(t))
+            for c, t in rows
         ]
 
 

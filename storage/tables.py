@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -121,6 +122,8 @@ class ChannelSettingsRow(Base):
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     enabled_skills: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Opted in with `!train optin`: its conversations may be exported for fine-tuning.
+    training_optin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -46,7 +46,7 @@ async def test_migrations_match_the_models_and_go_down_and_up_again(db_url: str)
     database = Database(db_url)
     assert await migrate.current(database.engine) is None
     await migrate.upgrade(database.engine)
-    assert await migrate.current(database.engine) == migrate.head() == "0004"
+    assert await migrate.current(database.engine) == migrate.head() == "0005"
     assert await tables(database) == TABLES
     assert await differences(database) == []
 
@@ -68,6 +68,8 @@ async def test_each_step_down_keeps_the_conversations(db_url: str) -> None:
     )
     await store.reset_memory(key, after=question)
 
+    await migrate.downgrade(database.engine, "-1")
+    assert await migrate.current(database.engine) == "0004"
     await migrate.downgrade(database.engine, "-1")
     assert await migrate.current(database.engine) == "0003"
     await migrate.downgrade(database.engine, "-1")
@@ -121,8 +123,8 @@ def test_the_db_commands_upgrade_report_and_downgrade(
     output = capsys.readouterr().out.splitlines()
     assert [line.rsplit(": ", 1)[1] for line in output] == [
         "revision (empty)",
+        "revision 0005",
         "revision 0004",
-        "revision 0003",
         "revision 0002",
         "revision 0001",
         "revision (empty)",
