@@ -60,13 +60,21 @@ class StoredChannelControls:
     async def settings(self) -> ChannelSettings:
         return await self._store.get(self._message.platform, self._message.channel)
 
-    async def set_timezone(self, name: str | None) -> ChannelSettings:
+    def _admin_only(self, what: str) -> Message:
+        """The message, if its author may ``what``; :class:`NotAllowed` otherwise.
+
+        The router refuses declared admin commands first; this is the second line.
+        """
         message = self._message
         if not self._admin:
             raise NotAllowed(
-                "Only an admin can change this channel's timezone.",
+                f"Only an admin can {what}.",
                 f"{message.platform}:{message.author.id} is not in router.admins",
             )
+        return message
+
+    async def set_timezone(self, name: str | None) -> ChannelSettings:
+        message = self._admin_only("change this channel's timezone")
         try:
             return await self._store.update(message.platform, message.channel, timezone=name)
         except ValueError:
@@ -75,12 +83,7 @@ class StoredChannelControls:
             ) from None
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
-        message = self._message
-        if not self._admin:
-            raise NotAllowed(
-                "Only an admin can change this channel's system prompt.",
-                f"{message.platform}:{message.author.id} is not in router.admins",
-            )
+        message = self._admin_only("change this channel's system prompt")
         settings = await self._store.update(message.platform, message.channel, system_prompt=prompt)
         log.info(
             "%s %s the system prompt of %s/%s",
@@ -92,12 +95,7 @@ class StoredChannelControls:
         return settings
 
     async def set_training_optin(self, optin: bool) -> ChannelSettings:
-        message = self._message
-        if not self._admin:
-            raise NotAllowed(
-                "Only an admin can opt this channel in or out of training.",
-                f"{message.platform}:{message.author.id} is not in router.admins",
-            )
+        message = self._admin_only("opt this channel in or out of training")
         settings = await self._store.update(message.platform, message.channel, training_optin=optin)
         log.info(
             "%s opted %s/%s %s of training exports",
