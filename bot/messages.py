@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -29,12 +30,19 @@ def clean_text(text: str) -> str:
 
 def _clean_fields(instance: Author | Message) -> None:
     """Set every text field of a (frozen) message or author to its :func:`clean_text`."""
-    for each in fields(instance):
-        value = getattr(instance, each.name)
+    kind: type = type(instance)
+    for name in _field_names(kind):
+        value = getattr(instance, name)
         if isinstance(value, str):
             cleaned = clean_text(value)
             if cleaned is not value:
-                object.__setattr__(instance, each.name, cleaned)
+                object.__setattr__(instance, name, cleaned)
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    """Looked up once per class: every message is made through here."""
+    return tuple(each.name for each in fields(kind))
 
 
 @dataclass(frozen=True, slots=True)
