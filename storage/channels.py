@@ -1,4 +1,5 @@
-"""Per-channel settings: a system-prompt override, the enabled skills, a timezone."""
+"""Per-channel settings: a system-prompt override, the enabled skills, a timezone,
+training opt-in and the model that answers."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class ChannelSettings:
     enabled_skills: tuple[str, ...] | None = None
     timezone: str | None = None
     training_optin: bool = False  # its conversations may be exported for fine-tuning
+    model: str | None = None  # the registry name or path of the model that answers here
 
 
 def _settings(row: ChannelSettingsRow | None) -> ChannelSettings:
@@ -47,6 +49,7 @@ def _settings(row: ChannelSettingsRow | None) -> ChannelSettings:
         enabled_skills=tuple(skills) if skills is not None else None,
         timezone=row.timezone,
         training_optin=row.training_optin,
+        model=row.model,
     )
 
 
@@ -103,6 +106,7 @@ class ChannelSettingsStore:
         enabled_skills: tuple[str, ...] | list[str] | _Keep | None = KEEP,
         timezone: str | _Keep | None = KEEP,
         training_optin: bool | _Keep = KEEP,
+        model: str | _Keep | None = KEEP,
     ) -> ChannelSettings:
         """Change the settings given (``None`` restores a default); return the result.
 
@@ -120,6 +124,8 @@ class ChannelSettingsStore:
             changes["timezone"] = timezone
         if training_optin is not KEEP:
             changes["training_optin"] = training_optin
+        if model is not KEEP:
+            changes["model"] = model
         async with self._database.writing() as session:
             insert = upsert(session, ChannelSettingsRow).values(
                 platform=platform, channel=channel, **changes
@@ -150,3 +156,16 @@ async def opted_in_channels(database: Database) -> list[tuple[str, str]]:
             .order_by(ChannelSettingsRow.platform, ChannelSettingsRow.channel)
         )
         return [(platform, channel) for platform, channel in rows]
+
+
+async def model_overrides(database: Database) -> list[tuple[str, str, str]]:
+    """(platform, channel, model) of every channel served by a model of its own."""
+    async with database.reading() as session:
+        rows = await session.execute(
+            select(
+                ChannelSettingsRow.platform, ChannelSettingsRow.channel, ChannelSettingsRow.model
+            )
+            .where(ChannelSettingsRow.model.is_not(None))
+            .order_by(ChannelSettingsRow.platform, ChannelSettingsRow.channel)
+        )
+        return [(platform, channel, model) for platform, channel, model in rows if model]

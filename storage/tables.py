@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     Unicode,
+    UnicodeText,
     UniqueConstraint,
     false,
 )
@@ -124,6 +125,18 @@ class ChannelSettingsRow(Base):
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Opted in with `!train optin`: its conversations may be exported for fine-tuning.
     training_optin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The registry name or path of the model that answers here (`confab model use --channel`).
+    model: Mapped[str | None] = mapped_column(Unicode(1024), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BotSettingRow(Base):
+    """One process-wide setting changed at run time (``default_model``)."""
+
+    __tablename__ = "bot_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(UnicodeText)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -23,6 +23,7 @@ TABLES = {
     "skill_state",
     "processed_events",
     "scheduled_jobs",
+    "bot_settings",
 }
 
 
@@ -46,7 +47,7 @@ async def test_migrations_match_the_models_and_go_down_and_up_again(db_url: str)
     database = Database(db_url)
     assert await migrate.current(database.engine) is None
     await migrate.upgrade(database.engine)
-    assert await migrate.current(database.engine) == migrate.head() == "0005"
+    assert await migrate.current(database.engine) == migrate.head() == "0006"
     assert await tables(database) == TABLES
     assert await differences(database) == []
 
@@ -68,6 +69,9 @@ async def test_each_step_down_keeps_the_conversations(db_url: str) -> None:
     )
     await store.reset_memory(key, after=question)
 
+    await migrate.downgrade(database.engine, "-1")
+    assert await migrate.current(database.engine) == "0005"
+    assert "bot_settings" not in await tables(database)
     await migrate.downgrade(database.engine, "-1")
     assert await migrate.current(database.engine) == "0004"
     await migrate.downgrade(database.engine, "-1")
@@ -123,8 +127,8 @@ def test_the_db_commands_upgrade_report_and_downgrade(
     output = capsys.readouterr().out.splitlines()
     assert [line.rsplit(": ", 1)[1] for line in output] == [
         "revision (empty)",
+        "revision 0006",
         "revision 0005",
-        "revision 0004",
         "revision 0002",
         "revision 0001",
         "revision (empty)",
