@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from bot.adapter import Adapter, AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.config import Config, check_plugins
 from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
+from bot.llm.adapter_folder import is_adapter
 from bot.llm.backend import ModelBackend
-from bot.llm.weights import Progress
+from bot.llm.pool import ModelPool, Resolve
+from bot.llm.registry import ModelRegistry
+from bot.llm.weights import Progress, resolve_model_path
 from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
@@ -22,6 +26,7 @@ from storage.channels import ChannelSettingsStore
 from storage.conversations import ConversationStore
 from storage.database import Database
 from storage.events import EventLog
+from storage.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,37 @@ def build_backend(config: Config, progress: Progress | None = None) -> ModelBack
     from bot.llm.transformers_backend import TransformersBackend
 
     return TransformersBackend(config.model, progress)
+
+
+def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
+    """How the model pool finds a choice: None is the config's model (``build_backend``),
+    anything else a name or path in the registry, served locally."""
+    registry = ModelRegistry.from_config(config)
+
+    def resolve(choice: str | None) -> tuple[str, Callable[[], ModelBackend]]:
+        if choice is None:
+            return _configured_key(config), lambda: build_backend(config, progress)
+        entry = registry.find(choice)
+        settings = config.model.model_copy(
+            update={"backend": "transformers", "path": str(entry.path)}
+        )
+        from bot.llm.transformers_backend import TransformersBackend
+
+        return entry.key, lambda: TransformersBackend(settings, progress)
+
+    return resolve
+
+
+def _configured_key(config: Config) -> str:
+    """The pool's key for the config's model: a name of the same model shares it."""
+    model = config.model
+    if model.backend == "openai":
+        return f"openai {model.openai.base_url} {model.openai.model}"
+    try:
+        path = Path(model.path).expanduser()
+        return str((path if is_adapter(path) else resolve_model_path(model.path)).resolve())
+    except ConfabError:
+        return "the configured model"  # loading it says what is wrong
 
 
 class App:
@@ -68,6 +104,7 @@ class App:
         self._factories = dict(adapter_factories or {})
         self._progress = progress
         self.model = model
+        self.models: ModelPool | None = None
         self.database: Database | None = None
         self.router: Router | None = None
         self.retention: RetentionJob | None = None
@@ -101,9 +138,17 @@ class App:
             store, EventLog(self.database), self.config.storage.retention_days
         )
         self.retention.start()
-        if self.model is None:
-            self.model = build_backend(self.config, self._progress)
-        await self.model.start()
+        settings = ChannelSettingsStore(self.database)
+        served = ServedModels(self.database, settings)
+        if self.model is not None:
+            await self.model.start()
+        self.models = ModelPool(
+            model_resolver(self.config, self._progress),
+            served.for_channel,
+            max_loaded=self.config.model.max_loaded,
+        )
+        # The default chosen with `confab model use` is loaded instead of the config's.
+        self.model = await self.models.start(await served.default(), preloaded=self.model)
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
@@ -116,8 +161,9 @@ class App:
         self.router = Router(
             skills=skill_set,
             model=self.model,
+            models=self.models.for_channel,
             store=store,
-            settings=ChannelSettingsStore(self.database),
+            settings=settings,
             config=self.config.router,
             bot_name=self.config.bot.name,
             scheduler=self.scheduler,
@@ -221,7 +267,10 @@ class App:
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None
-        if self.model is not None:
+        if self.models is not None:
+            await self.models.close()
+            self.models = None
+        elif self.model is not None:
             await self.model.close()
         if self.database is not None:
             await self.database.close()

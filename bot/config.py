@@ -9,6 +9,7 @@ from whatever plugins are installed, so every key is validated at start.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,8 +37,10 @@ from bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
-CORE_SECTIONS = ("bot", "router", "model", "storage", "scheduler", "skills")
+CORE_SECTIONS = ("bot", "router", "model", "models", "storage", "scheduler", "skills")
 _SAMPLING = GenerationParams()
+# What `[models]` and `confab model finetune --out` accept as a model's name.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Section(BaseModel):
@@ -139,6 +142,8 @@ class ModelConfig(Section):
     backend: Literal["transformers", "openai"] = "transformers"
     path: str = ""
     cache_dir: Path = Path("~/.cache/confab")
+    # Where `confab model finetune --out NAME` writes adapters and the registry finds them.
+    adapters_dir: Path = Path("~/.local/share/confab/adapters")
     context_window: int = Field(0, ge=0)
     # Sampling defaults live in one place: GenerationParams.
     max_new_tokens: int = Field(_SAMPLING.max_new_tokens, gt=0, le=8192)
@@ -149,6 +154,8 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     attention: Literal["auto", "sdpa", "eager"] = "auto"
     max_batch_size: int = Field(16, ge=1, le=64)
+    # Models loaded at once: the default and those chosen for channels.
+    max_loaded: int = Field(3, ge=1, le=32)
     max_queue: int = Field(32, ge=0, le=10_000)
     request_timeout_s: float = Field(120.0, gt=0)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
@@ -162,7 +169,7 @@ class ModelConfig(Section):
             repetition_penalty=self.repetition_penalty,
         )
 
-    @field_validator("cache_dir")
+    @field_validator("cache_dir", "adapters_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
@@ -205,8 +212,23 @@ class Config(BaseSettings):
     bot: BotConfig = Field(default_factory=BotConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    # Other local models by name, for `confab model list|show|use|eval|finetune --base`.
+    models: dict[str, str] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not MODEL_NAME.fullmatch(name) or name == "bundled":
+                raise ValueError(
+                    f"{name!r} cannot name a model: use letters, digits, '.', '_' and '-' "
+                    "(up to 64, not 'bundled')"
+                )
+            if not path.strip():
+                raise ValueError(f"models.{name} is empty: give a model folder or .gguf file")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -66,6 +66,7 @@ class Router:
         skills: SkillSet,
         model: ModelBackend,
         store: ConversationStore,
+        models: Callable[[str, str], Awaitable[ModelBackend]] | None = None,
         settings: ChannelSettingsStore,
         config: RouterConfig,
         bot_name: str,
@@ -74,6 +75,7 @@ class Router:
     ) -> None:
         self.skills = skills
         self.model = model
+        self.models = models  # the model chosen per channel; without it, ``model`` everywhere
         self.store = store
         self.settings = settings
         self.scheduler = scheduler
@@ -326,7 +328,7 @@ class Router:
             message=message,
             args=args,
             config=skill.config,
-            model=self.model,
+            model=await self._model_for(message),
             memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
             prefix=self.config.prefixes[0],
@@ -419,6 +421,11 @@ class Router:
             await _reply_stream(adapter, message).send_text(text)
         except Exception:
             log.exception("could not send a reply in %s/%s", message.platform, message.channel)
+
+    async def _model_for(self, message: Message) -> ModelBackend:
+        if self.models is None:
+            return self.model
+        return await self.models(message.platform, message.channel)
 
     def _tokens(self, text: str) -> int:
         try:

@@ -129,24 +129,45 @@ def write_adapter(model: Any, out: Path, description: dict[str, Any]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_finetuned(
-    adapter_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0
-) -> tuple[Any, Any]:
-    """The base model with the adapter merged into it, and its tokenizer, ready to serve.
-
-    Merged, a fine-tuned model runs exactly as fast as its base.
-    """
-    metadata_file = adapter_dir / METADATA_FILE
+def adapter_base(adapter_dir: Path) -> str:
+    """The base model an adapter was trained from (``bundled`` or a path)."""
     if not is_adapter(adapter_dir):
         raise FinetuneError(f"{adapter_dir} holds no fine-tuned adapter.")
-    base = str(json.loads(metadata_file.read_text())["base"])
-    model, tokenizer = _load_base(base, cache_dir, threads)
-    from peft import PeftModel
+    return str(json.loads((adapter_dir / METADATA_FILE).read_text())["base"])
 
+
+def merged_model(adapter_dir: Path, base_dir: Path, dtype: Any = None) -> Any:
+    """The base model in ``base_dir`` with the adapter merged into its weights, in
+    ``dtype`` (float32 by default). Merged, it runs exactly as fast as its base."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base_dir), local_files_only=True, dtype=torch.float32
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    return merged.eval(), tokenizer
+    if dtype is not None and dtype != torch.float32:
+        merged = merged.to(dtype)  # merged in float32 first, so rounding happens once
+    return merged.eval()
+
+
+def load_finetuned(
+    adapter_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0
+) -> tuple[Any, Any]:
+    """The base model with the adapter merged into it (float32), and its tokenizer."""
+    folder = base_folder(
+        adapter_base(adapter_dir), cache_dir.expanduser(), lambda text: log.info("%s", text)
+    )
+    import torch
+    from transformers import AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return merged_model(adapter_dir, folder), tokenizer
 
 
 def is_adapter(path: Path) -> bool:

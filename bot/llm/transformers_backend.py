@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.config import ModelConfig
 from bot.errors import ModelError, ModelUnavailable
+from bot.llm.adapter_folder import adapter_base, base_folder, is_adapter, merged_model
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
@@ -24,8 +26,15 @@ from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 log = logging.getLogger(__name__)
 
 
+def _adapter_folder(setting: str) -> Path | None:
+    """``model.path`` when it is an adapter folder ``confab model finetune`` wrote."""
+    path = Path(setting).expanduser() if setting else None
+    return path if path is not None and is_adapter(path) else None
+
+
 class TransformersBackend(ModelBackend):
-    """The bundled SmolLM2 (or any local folder or GGUF file) through transformers."""
+    """The bundled SmolLM2 (or any local folder, GGUF file or fine-tuned adapter)
+    through transformers."""
 
     def __init__(self, config: ModelConfig, progress: Progress | None = None) -> None:
         self._config = config
@@ -69,11 +78,18 @@ class TransformersBackend(ModelBackend):
         self._model = self._tokenizer = None
 
     def _load(self) -> None:
-        model_path = resolve_model_path(self._config.path)
-        folder = loadable_folder(model_path, self._config.cache_dir, self._progress)
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        adapter = _adapter_folder(self._config.path)
+        if adapter is not None:  # a fine-tuned adapter: its base with the adapter merged in
+            folder = base_folder(adapter_base(adapter), self._config.cache_dir, self._progress)
+            name, model_key = adapter.name, f"{folder}+{adapter.resolve()}"
+        else:
+            model_path = resolve_model_path(self._config.path)
+            folder = loadable_folder(model_path, self._config.cache_dir, self._progress)
+            name, model_key = model_path.name, str(folder)
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -81,6 +97,8 @@ class TransformersBackend(ModelBackend):
             torch.set_num_threads(self._config.threads)
 
         def load_model(dtype: torch.dtype) -> Any:
+            if adapter is not None:
+                return merged_model(adapter, folder, dtype)
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), local_files_only=True, dtype=dtype
             )
@@ -94,7 +112,7 @@ class TransformersBackend(ModelBackend):
                 self._config.dtype,
                 self._config.attention,
                 self._config.cache_dir,
-                str(folder),
+                model_key,
                 self._progress,
             )
         except (OSError, ValueError) as error:
@@ -114,7 +132,7 @@ class TransformersBackend(ModelBackend):
             # One turn that long means every request in it has timed out already.
             stall_timeout_s=self._config.request_timeout_s,
         )
-        self.name = model_path.name
+        self.name = name
         log.info(
             "model %s ready (%s, %s attention, context window %d tokens, batches of up to %d)",
             self.name,

@@ -1,0 +1,138 @@
+"""The model pool: each channel is answered by the model ``confab model use`` chose for
+it, loaded once on first use; a choice that cannot be served falls back to the default."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ModelError
+from bot.llm.backend import ModelBackend
+from bot.llm.pool import RETRY_AFTER_S, ModelPool
+from bot.llm.registry import RegistryError
+from bot.testing import ChatHarness, ScriptedBackend
+from skills.qa import AskSkill
+from storage.served_models import ServedModels
+
+
+class SlowToLoad(ScriptedBackend):
+    """A model whose start takes a while, or fails, and counts how often it was started."""
+
+    def __init__(self, answer: str, *, fail: bool = False) -> None:
+        super().__init__([answer])
+        self.name = answer
+        self.starts = 0
+        self.fail = fail
+
+    async def start(self) -> None:
+        self.starts += 1
+        await asyncio.sleep(0.05)
+        if self.fail:
+            raise ModelError("The model could not be loaded.", "config.json is damaged")
+
+
+class Models:
+    """What the registry would resolve: a few named models and the config's."""
+
+    def __init__(self, **named: SlowToLoad) -> None:
+        self.named: dict[str | None, SlowToLoad] = {None: SlowToLoad("default"), **named}
+
+    def __call__(self, choice: str | None) -> tuple[str, Callable[[], ModelBackend]]:
+        if choice not in self.named:
+            raise RegistryError(f"No model is called {choice}.")
+        return f"key {choice}", lambda: self.named[choice]
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def harness_with_pool(
+    harness: ChatHarness, models: Models, clock: Clock | None = None
+) -> tuple[ModelPool, ServedModels]:
+    served = ServedModels(harness.database, harness.settings)
+    pool = ModelPool(models, served.for_channel, max_loaded=3, clock=clock or Clock())
+    await pool.start(await served.default())
+    harness.router.models = pool.for_channel
+    return pool, served
+
+
+async def test_each_channel_is_answered_by_its_model_loaded_once(tmp_path: Path) -> None:
+    tarnwick = SlowToLoad("tarnwick")
+    models = Models(tarnwick=tarnwick)
+    async with ChatHarness([AskSkill], tmp_path) as harness:
+        pool, served = await harness_with_pool(harness, models)
+        await served.set_for_channel(harness.adapter.platform, "tarn", "tarnwick")
+
+        assert await harness.ask("!ask hi", channel="general") == "default"
+        first = [harness.ask("!ask hi", channel="tarn", author=f"p{i}") for i in range(3)]
+        answers = await asyncio.gather(*first)  # each sees what was posted meanwhile
+        assert {line for answer in answers for line in answer.splitlines()} == {"tarnwick"}
+        assert len(tarnwick.prompts) == 3
+        assert await harness.ask("!ask again", channel="tarn") == "tarnwick"
+        assert tarnwick.starts == 1  # three at once waited for one load
+        assert sorted(pool.loaded) == ["key None", "key tarnwick"]
+
+        await served.set_for_channel(harness.adapter.platform, "tarn", None)
+        assert await harness.ask("!ask hi", channel="tarn") == "default"
+        await served.set_default("tarnwick")  # every channel without its own choice
+        assert await harness.ask("!ask hi", channel="general") == "tarnwick"
+        await pool.close()
+    assert tarnwick.closed and models.named[None].closed
+
+
+async def test_a_choice_that_cannot_be_served_is_answered_by_the_default_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = SlowToLoad("broken", fail=True)
+    clock = Clock()
+    async with ChatHarness([AskSkill], tmp_path) as harness:
+        pool, served = await harness_with_pool(harness, Models(broken=broken), clock)
+        await served.set_for_channel(harness.adapter.platform, "a", "deleted-adapter")
+        await served.set_for_channel(harness.adapter.platform, "b", "broken")
+
+        assert await harness.ask("!ask hi", channel="a") == "default"
+        assert "No model is called deleted-adapter" in caplog.text
+        assert "the default model default answers instead" in caplog.text
+        assert await harness.ask("!ask hi", channel="b") == "default"
+        assert "config.json is damaged" in caplog.text
+        assert await harness.ask("!ask hi", channel="b") == "default"
+        assert broken.starts == 1  # not tried again on every message
+        clock.now = RETRY_AFTER_S
+        broken.fail = False
+        assert await harness.ask("!ask hi", channel="b") == "broken"
+        assert broken.starts == 2
+        await pool.close()
+
+
+async def test_no_more_than_max_loaded_models_are_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = Models(**{name: SlowToLoad(name) for name in ("one", "two", "three")})
+    async with ChatHarness([AskSkill], tmp_path) as harness:
+        pool, served = await harness_with_pool(harness, models)
+        for name in ("one", "two", "three"):
+            await served.set_for_channel(harness.adapter.platform, name, name)
+        answers = [await harness.ask("!ask hi", channel=n) for n in ("one", "two", "three")]
+        assert answers == ["one", "two", "default"]
+        assert "3 models are loaded already (model.max_loaded = 3)" in caplog.text
+        await pool.close()
+
+
+async def test_a_default_that_fails_at_start_leaves_the_configs_model_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = Models(broken=SlowToLoad("broken", fail=True))
+    async with ChatHarness([AskSkill], tmp_path) as harness:
+        served = ServedModels(harness.database, harness.settings)
+        await served.set_default("broken")
+        pool = ModelPool(models, served.for_channel)
+        assert await pool.start(await served.default()) is models.named[None]
+        assert "the default model broken could not be loaded" in caplog.text
+        await pool.close()
