@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 from bot.config import Config
 from bot.errors import ConfabError
+from bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
 from bot.logs import status
+from bot.model_commands import add_registry_commands, run_registry_command
 
 log = logging.getLogger("confab")
 T = TypeVar("T")
@@ -66,8 +68,9 @@ def add_lab_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    model = commands.add_parser("model", help="fine-tune and evaluate models")
+    model = commands.add_parser("model", help="list, choose, fine-tune and evaluate models")
     model_commands = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_registry_commands(model_commands, common)
     tune = model_commands.add_parser(
         "finetune",
         parents=[common],
@@ -77,10 +80,15 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--base",
         default="bundled",
         metavar="NAME|PATH",
-        help="'bundled' (default), a model folder or a .gguf file",
+        help="'bundled' (default), a name from `confab model list`, a model folder or .gguf file",
     )
     tune.add_argument("--data", required=True, metavar="FILE", help="chat JSONL (or Q&A CSV)")
-    tune.add_argument("--out", required=True, metavar="DIR", help="the adapter folder")
+    tune.add_argument(
+        "--out",
+        required=True,
+        metavar="NAME|DIR",
+        help="a name (kept in model.adapters_dir, listed by `confab model list`) or a folder",
+    )
     tune.add_argument("--steps", type=_positive, default=200, metavar="N", help="(default: 200)")
     tune.add_argument(
         "--time-budget", type=_seconds, metavar="S", help="stop (and save) after S seconds"
@@ -97,7 +105,7 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="held-out loss, perplexity and task score of a model, or two side by side",
     )
-    score.add_argument("name", metavar="NAME", help="'bundled', a model folder, or an adapter")
+    score.add_argument("name", metavar="NAME", help="a name from `confab model list`, or a path")
     score.add_argument("--against", metavar="NAME2", help="a second model, compared with NAME")
     score.add_argument("--data", required=True, metavar="FILE", help="chat JSONL or Q&A CSV")
     score.add_argument(
@@ -135,6 +143,8 @@ def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> 
         return asyncio.run(_data_export(config, Path(args.out), args.skill))
     if args.command == "data":
         return _data_prepare(config, args, terminal)
+    if args.action in ("list", "show", "use"):
+        return run_registry_command(config, args)
     if args.action == "eval":
         return _model_eval(config, args)
     return _model_finetune(config, args, terminal)
@@ -214,37 +224,63 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
 
 
 def _model_eval(config: Config, args: argparse.Namespace) -> int:
-    from bot.llm.adapter_folder import is_adapter, load_model
+    from bot.llm.adapter_folder import load_model
     from bot.llm.eval_store import record
     from bot.llm.evaluate import compare, evaluate, read_chats
     from bot.llm.finetune import FinetuneError
 
+    registry = ModelRegistry.from_config(config)
     data = Path(args.data)
     chats = read_chats(data)  # every problem at once, before any model loads
-    results = []
     # The reference first: the table's difference is then NAME's gain over it.
-    for name in [*([args.against] if args.against else []), args.name]:
-        print(f"evaluating {name} on {len(chats)} conversations of {data} …", flush=True)
+    names = [args.against, args.name] if args.against else [args.name]
+    entries = [_registered(registry, name) for name in names]
+    results = []
+    for entry in entries:
+        print(f"evaluating {entry.name} on {len(chats)} conversations of {data} …", flush=True)
         try:
-            model, tokenizer = load_model(name, config.model.cache_dir, config.model.threads)
+            model, tokenizer = load_model(
+                str(entry.path) if entry.kind != "bundled" else "bundled",
+                config.model.cache_dir,
+                config.model.threads,
+            )
         except FinetuneError as error:
             raise ConfabError(error.user_message) from None
-        evaluation = evaluate(model, tokenizer, chats, name, max_new_tokens=args.max_new_tokens)
-        if is_adapter(Path(name).expanduser()):
-            record(Path(name).expanduser(), evaluation, data)  # kept beside the adapter
+        evaluation = evaluate(
+            model, tokenizer, chats, entry.name, max_new_tokens=args.max_new_tokens
+        )
+        record(entry.results_file, evaluation, data)  # `confab model show` lists them
         results.append(evaluation)
     print(compare(*results))
     return 0
+
+
+def _registered(registry: ModelRegistry, name: str) -> ModelEntry:
+    try:
+        return registry.find(name)
+    except RegistryError as error:
+        raise ConfabError(error.user_message) from None
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
     from bot.finetune_display import progress_display
     from bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
 
+    registry = ModelRegistry.from_config(config)
+    base = _registered(registry, args.base)
+    if base.kind == "adapter":
+        raise ConfabError(
+            f"{args.base} is a fine-tuned adapter; train from its base ({base.path.name}'s "
+            "`confab model show` names it) with the same --data instead."
+        )
+    try:
+        out = registry.adapter_folder(args.out)
+    except RegistryError as error:
+        raise ConfabError(error.user_message) from None
     options = FinetuneOptions(
-        base=args.base,
+        base="bundled" if base.kind == "bundled" else str(base.path),
         train=Path(args.data),
-        out=Path(args.out),
+        out=out,
         max_steps=args.steps,
         time_budget_s=args.time_budget,
         learning_rate=args.lr,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 from adapters.console import ConsoleAdapter
 from bot.adapter import Adapter, AdapterContext
@@ -14,20 +15,34 @@ from bot.plugins import discover_adapters, discover_skills
 
 
 def console_config(
-    db_url: str, extra_adapters: Mapping[str, type[Adapter]] | None = None
+    db_url: str,
+    extra_adapters: Mapping[str, type[Adapter]] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The installed plugins' config, plus sections for ``extra_adapters``, on ``db_url``."""
+    """The installed plugins' config, plus sections for ``extra_adapters``, on ``db_url``,
+    with ``overrides`` (section -> key -> value) applied."""
     adapters = {**discover_adapters().adapters, **(extra_adapters or {})}
     skills = discover_skills()
     schema = build_config_model(
         {name: cls.config_model for name, cls in adapters.items()},
         {name: cls.config_model for name, cls in skills.skills.items()},
     )
-    return load_config(overrides={"bot": {"database_url": db_url}}, schema=schema)
+    settings = {
+        **(overrides or {}),
+        "bot": {**(overrides or {}).get("bot", {}), "database_url": db_url},
+    }
+    return load_config(overrides=settings, schema=schema)
 
 
-async def run_console(db_url: str, lines: str, model: ModelBackend) -> tuple[str, str]:
-    """Run the whole app with the console reading ``lines``; return stdout and stderr."""
+async def run_console(
+    db_url: str,
+    lines: str,
+    model: ModelBackend | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Run the whole app with the console reading ``lines``; return stdout and stderr.
+
+    ``model=None`` serves the models the config and ``confab model use`` choose."""
     out, err = io.StringIO(), io.StringIO()
 
     def console(context: AdapterContext) -> ConsoleAdapter:
@@ -36,7 +51,7 @@ async def run_console(db_url: str, lines: str, model: ModelBackend) -> tuple[str
         )
 
     app = App(
-        console_config(db_url),
+        console_config(db_url, overrides=overrides),
         skills=discover_skills(),
         adapters=discover_adapters(),
         enabled=["console"],

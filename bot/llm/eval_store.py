@@ -1,6 +1,8 @@
-"""Evaluation results kept beside a fine-tuned adapter, for the model registry to read.
+"""Evaluation results kept for the model registry to read.
 
-``<adapter_dir>/confab-eval.json`` holds a JSON list of runs, oldest first; each
+A fine-tuned adapter keeps them beside it in ``<adapter_dir>/confab-eval.json``;
+other models in ``<adapters_dir>/.evaluations/<name>.json`` (see
+:class:`bot.llm.registry.ModelEntry`). The file holds a JSON list of runs, oldest first; each
 names the data it was measured on (path and SHA-256, so a changed file is never
 mistaken for the same one), when, and the scores::
 
@@ -85,9 +87,8 @@ def _from_json(item: Any) -> RecordedRun:
     )
 
 
-def recorded(adapter_dir: Path) -> list[RecordedRun]:
-    """Every evaluation stored for the adapter in ``adapter_dir``, oldest first (none: ``[]``)."""
-    path = adapter_dir / RESULTS_FILE
+def recorded(path: Path) -> list[RecordedRun]:
+    """Every evaluation stored in the results file ``path``, oldest first (none: ``[]``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -108,8 +109,8 @@ def recorded(adapter_dir: Path) -> list[RecordedRun]:
         ) from None
 
 
-def record(adapter_dir: Path, evaluation: Evaluation, data_path: Path) -> RecordedRun:
-    """Add ``evaluation`` (measured on ``data_path``) to the adapter's stored results.
+def record(path: Path, evaluation: Evaluation, data_path: Path) -> RecordedRun:
+    """Add ``evaluation`` (measured on ``data_path``) to the results file ``path``.
 
     The file is replaced whole, so a crash leaves the old results, never half of
     the new ones.
@@ -120,10 +121,10 @@ def record(adapter_dir: Path, evaluation: Evaluation, data_path: Path) -> Record
         _data_sha256(data_path),
         evaluation,
     )
-    runs = [*recorded(adapter_dir), run]
-    path = adapter_dir / RESULTS_FILE
+    runs = [*recorded(path), run]
     staging = path.with_name(f".{RESULTS_FILE}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         staging.write_text(
             json.dumps([_as_json(r) for r in runs], indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8",
@@ -132,7 +133,7 @@ def record(adapter_dir: Path, evaluation: Evaluation, data_path: Path) -> Record
     except OSError as error:
         staging.unlink(missing_ok=True)
         raise EvaluationError(
-            f"The results could not be saved in {adapter_dir}.",
+            f"The results could not be saved in {path.parent}.",
             f"writing {path} failed: {error.strerror}",
         ) from None
     return run

@@ -172,20 +172,19 @@ def test_results_are_recorded_beside_the_adapter_and_read_back(
 ) -> None:
     data = tmp_path / "eval.jsonl"
     data.write_text(FRANCE.to_json() + "\n" + TARNWICK.to_json() + "\n", encoding="utf-8")
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    assert recorded(adapter) == []
+    results = tmp_path / "adapter" / RESULTS_FILE
+    assert recorded(results) == []
 
-    first = record(adapter, evaluation, data)
+    first = record(results, evaluation, data)
     data.write_text(FRANCE.to_json() + "\n", encoding="utf-8")
-    second = record(adapter, evaluation, data)
+    second = record(results, evaluation, data)
 
-    runs = recorded(adapter)
+    runs = recorded(results)
     assert runs == [first, second]
     assert runs[0].evaluation == evaluation
     assert runs[0].data_path == str(data.resolve())
     assert runs[0].data_sha256 != runs[1].data_sha256
-    stored = json.loads((adapter / RESULTS_FILE).read_text(encoding="utf-8"))
+    stored = json.loads(results.read_text(encoding="utf-8"))
     assert [run["data"]["sha256"] for run in stored] == [r.data_sha256 for r in runs]
     assert stored[0]["task"]["examples"][0]["expected"] == "Paris."
 
@@ -198,7 +197,7 @@ def test_unreadable_results_are_reported_not_overwritten(
     data.write_text(FRANCE.to_json() + "\n", encoding="utf-8")
 
     with pytest.raises(EvaluationError, match="not a list of evaluation results"):
-        record(tmp_path, evaluation, data)
+        record(tmp_path / RESULTS_FILE, evaluation, data)
     assert (tmp_path / RESULTS_FILE).read_text(encoding="utf-8") == "{not json"
 
 

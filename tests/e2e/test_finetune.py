@@ -4,6 +4,7 @@ Tarnwick example data (invented facts no model knows), in a bounded number of st
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from bot.cli import main
 from bot.llm.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
 from bot.llm.backend import ChatMessage
 from bot.llm.dataset import EXAMPLES, Chat, read_dataset
-from bot.llm.eval_store import recorded
+from bot.llm.eval_store import RESULTS_FILE, recorded
 from bot.llm.finetune import (
     BUNDLED,
     METADATA_FILE,
@@ -29,15 +30,17 @@ from bot.llm.finetune import (
     load_finetuned,
 )
 from bot.llm.lora_checkpoints import CHECKPOINTS
+from tests.helpers import run_console
 
 pytestmark = pytest.mark.model
 
 TRAIN = EXAMPLES / "tarnwick_qa.csv"
 HELD_OUT = EXAMPLES / "tarnwick_heldout.csv"  # the same facts, asked in other words
 CACHE = Path("~/.cache/confab").expanduser()
-# Sized for two CPU cores: short chats, a high rate, few steps (about 2 s each).
-QUICK = {"learning_rate": 3e-3, "batch_size": 4, "max_tokens": 128, "threads": 2}
-HALFWAY, STEPS = 4, 8
+# Sized for two CPU cores: short chats, a high rate, few steps (about 1.5 s each);
+# 24 steps (2.4 passes over the 40 pairs) are enough to learn some of its facts.
+QUICK = {"learning_rate": 6e-3, "batch_size": 4, "max_tokens": 128, "threads": 2}
+HALFWAY, STEPS = 12, 24
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ def test_the_command_trains_and_reports_errors_in_one_line(
 
     assert main([*argv[:-4], "--base", str(tmp_path / "missing"), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("confab: The base model") and "Traceback" not in error
+    assert error.startswith("confab: No model is called") and "Traceback" not in error
 
     held_out = tmp_path / "held_out.csv"
     held_out.write_text(
@@ -256,7 +259,55 @@ def test_the_command_trains_and_reports_errors_in_one_line(
     table = capsys.readouterr().out
     assert "held-out loss" in table and str(out) in table and "bundled" in table
     assert "task score" in table and "difference" in table
-    assert recorded(out)[-1].data_path == str(held_out)  # kept beside the adapter
+    assert recorded(out / RESULTS_FILE)[-1].data_path == str(held_out)  # kept beside the adapter
 
     assert main(["model", "eval", "bundled", "--data", str(tmp_path / "none.csv")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+# Facts of the example data the base model does not know, and the words that show
+# an answer states them.
+LEARNT = {
+    "What is the name of Tarnwick's configuration file?": "marsh.toml",
+    "What licence is Tarnwick released under?": "ISC",
+    "What was the codename of Tarnwick 3.1?": "Tussock",
+    "What language is Tarnwick written in?": "Rust",
+    "How often does Tarnwick compact its data?": "6 hours",
+}
+
+
+async def test_a_channel_served_by_the_fine_tuned_model_answers_what_the_base_misses(
+    stopped_and_resumed: TwoRuns, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", sqlite_url)
+    adapter = str(stopped_and_resumed.out)
+    use = ["model", "use", adapter, "--channel", "console:tarnwick"]
+    assert await asyncio.to_thread(main, use) == 0
+
+    # Each question on a fresh memory, so one answer cannot lean on another.
+    asked = "".join(f"!ask {question}\n!reset\n" for question in LEARNT)
+    out, _ = await run_console(
+        sqlite_url,
+        f"/channel general\n{asked}/channel tarnwick\n{asked}",
+        model=None,
+        overrides={
+            "model": {
+                "temperature": 0,
+                "max_new_tokens": 40,
+                "dtype": "float32",
+                "attention": "sdpa",
+            }
+        },
+    )
+    answers = [a.strip() for a in re.split(r"^Fresh start:.*$", out, flags=re.M) if a.strip()]
+    assert len(answers) == 2 * len(LEARNT), out
+    base, tuned = answers[: len(LEARNT)], answers[len(LEARNT) :]
+    print("base:", base, "\nfine-tuned:", tuned)  # shown with -s
+    gained = [
+        fact
+        for fact, before, after in zip(LEARNT.values(), base, tuned, strict=True)
+        if fact.lower() in after.lower() and fact.lower() not in before.lower()
+    ]
+    assert len(gained) >= 2, (base, tuned)

@@ -1,0 +1,165 @@
+"""The models Confab knows by name: the bundled one, those named in ``[models]``, and
+every fine-tuned adapter in ``model.adapters_dir``.
+
+``confab model list|show|use|eval|finetune`` and the serving pool find models
+here. A name is looked up first; anything else is taken as a path (a model
+folder, a ``.gguf`` file or an adapter folder), so every command also works on
+a model that was never named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bot.config import MODEL_NAME as NAME_PATTERN
+from bot.config import Config
+from bot.errors import ConfabError
+from bot.llm.adapter_folder import BUNDLED, is_adapter
+from bot.llm.eval_store import RESULTS_FILE
+from bot.llm.weights import bundled_model_path
+
+Kind = Literal["bundled", "gguf", "folder", "adapter", "missing"]
+EVALUATIONS = ".evaluations"  # in adapters_dir: stored scores of models that are not adapters
+
+
+class RegistryError(ConfabError):
+    """A model name or path that names no model; the message says what is known."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model by the name commands and choices use.
+
+    ``path`` is the GGUF file, model folder or adapter folder; ``results_file``
+    holds its stored evaluations (beside an adapter, in ``adapters_dir`` for the rest).
+    """
+
+    name: str
+    kind: Kind
+    path: Path
+    results_file: Path
+
+    @property
+    def key(self) -> str:
+        """The same for every name of the same model (a name and its path)."""
+        return str(self.path.resolve())
+
+
+def model_kind(path: Path) -> Kind:
+    """What ``path`` holds, as far as serving it goes."""
+    if is_adapter(path):
+        return "adapter"
+    if path.is_dir() and (path / "config.json").is_file():
+        return "folder"
+    if path.is_file() and path.suffix == ".gguf":
+        return "gguf"
+    return "missing"
+
+
+class ModelRegistry:
+    """Finds models by name or path; built from config with :meth:`from_config`."""
+
+    def __init__(self, named: Mapping[str, str], adapters_dir: Path) -> None:
+        self.named = {name: Path(path).expanduser() for name, path in named.items()}
+        self.adapters_dir = adapters_dir.expanduser()
+
+    @classmethod
+    def from_config(cls, config: Config) -> ModelRegistry:
+        """The registry a config file describes."""
+        return cls(config.models, config.model.adapters_dir)
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model: bundled first, then named ones, then adapters, each by name.
+
+        A name in ``[models]`` wins over an adapter folder of the same name.
+        """
+        found: dict[str, ModelEntry] = {}
+        with contextlib.suppress(ConfabError):  # not installed: nothing to list
+            found[BUNDLED] = self._entry(BUNDLED, bundled_model_path())
+        for name in sorted(self.named):
+            found.setdefault(name, self._entry(name, self.named[name]))
+        for folder in self._adapter_folders():
+            found.setdefault(folder.name, self._entry(folder.name, folder))
+        return list(found.values())
+
+    def _adapter_folders(self) -> list[Path]:
+        if not self.adapters_dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.adapters_dir.iterdir() if not p.name.startswith(".") and is_adapter(p)
+        )
+
+    def _entry(self, name: str, path: Path) -> ModelEntry:
+        kind: Kind = "bundled" if name == BUNDLED else model_kind(path)
+        if kind == "adapter":
+            results = path / RESULTS_FILE
+        else:
+            stored_as = name if NAME_PATTERN.fullmatch(name) else _path_key(path)
+            results = self.adapters_dir / EVALUATIONS / f"{stored_as}.json"
+        return ModelEntry(name, kind, path, results)
+
+    def find(self, name: str) -> ModelEntry:
+        """The model called ``name``, or at the path ``name``; :class:`RegistryError` if none."""
+        if name in ("", BUNDLED):
+            try:
+                return self._entry(BUNDLED, bundled_model_path())
+            except ConfabError as error:
+                raise RegistryError(error.user_message, str(error)) from None
+        if name in self.named:
+            entry = self._entry(name, self.named[name])
+            if entry.kind == "missing":
+                raise RegistryError(
+                    f"The model {name} names {entry.path}, which is neither a model folder "
+                    "with config.json, a .gguf file nor an adapter folder ([models] in the config)."
+                )
+            return entry
+        if NAME_PATTERN.fullmatch(name) and is_adapter(self.adapters_dir / name):
+            return self._entry(name, self.adapters_dir / name)
+        path = Path(name).expanduser()
+        kind = model_kind(path)
+        if kind != "missing":
+            resolved = path.resolve()
+            for entry in self.entries():  # a path to a named model is that model
+                if entry.key == str(resolved):
+                    return entry
+            return self._entry(str(resolved), resolved)
+        known = ", ".join(entry.name for entry in self.entries()) or "none"
+        raise RegistryError(
+            f"No model is called {name}. Known: {known}; or give a model folder, "
+            "a .gguf file or an adapter folder (`confab model list` shows them all)."
+        )
+
+    def adapter_folder(self, out: str) -> Path:
+        """Where ``confab model finetune --out OUT`` writes: a bare name goes into
+        ``adapters_dir`` (and joins the registry); anything else (``./NAME`` for a
+        folder here) is a path."""
+        if NAME_PATTERN.fullmatch(out):
+            if out == BUNDLED or out in self.named:
+                raise RegistryError(f"{out} already names a model; choose another --out name.")
+            return self.adapters_dir / out
+        return Path(out).expanduser()
+
+
+def _path_key(path: Path) -> str:
+    """A file name for a model known only by its path."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return f"path-{path.name or 'model'}-{digest}"
+
+
+def adapter_metadata(entry: ModelEntry) -> dict[str, object]:
+    """What ``confab model finetune`` wrote about the adapter (empty for other models)."""
+    from bot.llm.adapter_folder import METADATA_FILE
+
+    if entry.kind != "adapter":
+        return {}
+    try:
+        loaded = json.loads((entry.path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}

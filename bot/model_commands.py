@@ -1,0 +1,280 @@
+"""``confab model list | show NAME | use NAME [--channel C]``: the model registry
+on the command line, and which model answers where.
+
+``use`` stores the choice in the database (``storage.served_models``); a running
+bot picks it up within seconds and loads the model at the first message that
+needs it (see :mod:`bot.llm.pool`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.config import Config
+from bot.errors import ConfabError
+from bot.llm.model_facts import ModelFacts, model_facts
+from bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
+from storage.database import Database
+from storage.served_models import ServedModels
+
+KIND_NAMES = {
+    "bundled": "bundled GGUF",
+    "gguf": "GGUF file",
+    "folder": "model folder",
+    "adapter": "LoRA adapter",
+    "missing": "not found",
+}
+
+
+def add_registry_commands(model_commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``list``, ``show`` and ``use`` to ``confab model``."""
+    model_commands.add_parser(
+        "list",
+        parents=[common],
+        help="every model: bundled, named in [models], and fine-tuned adapters",
+    )
+    show = model_commands.add_parser(
+        "show", parents=[common], help="a model's details, stored scores and where it serves"
+    )
+    show.add_argument("name", metavar="NAME", help="a name from `confab model list`, or a path")
+    use = model_commands.add_parser(
+        "use",
+        parents=[common],
+        help="serve a model by default or in one channel (a running bot follows within 5 s)",
+    )
+    use.add_argument("name", metavar="NAME", nargs="?", help="a name or path (not with --reset)")
+    use.add_argument(
+        "--channel",
+        metavar="PLATFORM:CHANNEL",
+        help="only in this channel, e.g. discord:1234567890 or slack:C0123ABCD",
+    )
+    use.add_argument(
+        "--reset",
+        action="store_true",
+        help="go back to the config's model (or, with --channel, to the default)",
+    )
+
+
+def run_registry_command(config: Config, args: argparse.Namespace) -> int:
+    registry = ModelRegistry.from_config(config)
+    if args.action == "list":
+        return asyncio.run(_list(config, registry))
+    if args.action == "show":
+        return asyncio.run(_show(config, registry, args.name))
+    return asyncio.run(_use(config, registry, args))
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What the database says is served: the default choice and per-channel ones."""
+
+    default: str | None
+    configured_key: str | None
+    overrides: list[tuple[str, str, str]]
+
+    def where(self, entry: ModelEntry, registry: ModelRegistry) -> list[str]:
+        """Where ``entry`` answers: ``default`` and/or ``platform:channel`` names."""
+        places = []
+        if self.default is not None:
+            if _key(registry, self.default) == entry.key:
+                places.append("default")
+        elif self.configured_key == entry.key:
+            places.append("default (config)")
+        places += [
+            f"{platform}:{channel}"
+            for platform, channel, model in self.overrides
+            if _key(registry, model) == entry.key
+        ]
+        return places
+
+
+def _key(registry: ModelRegistry, choice: str) -> str | None:
+    try:
+        return registry.find(choice).key
+    except RegistryError:
+        return None
+
+
+async def _serving(config: Config, registry: ModelRegistry) -> Serving:
+    database = Database(config.bot.database_url)
+    try:
+        await database.upgrade()
+        served = ServedModels(database)
+        default, overrides = await served.default(), await served.overrides()
+    finally:
+        await database.close()
+    configured = None
+    if config.model.backend == "transformers":
+        configured = _key(registry, config.model.path or "bundled")
+    return Serving(default, configured, overrides)
+
+
+async def _list(config: Config, registry: ModelRegistry) -> int:
+    serving = await _serving(config, registry)
+    entries = registry.entries()
+    facts = await asyncio.gather(*(asyncio.to_thread(model_facts, entry) for entry in entries))
+    rows = [
+        (
+            f.entry.name,
+            KIND_NAMES[f.entry.kind],
+            _parameters(f),
+            f.dtype or "?",
+            _when(f.created_at),
+            _last_scores(f),
+            ", ".join(serving.where(f.entry, registry)) or "-",
+        )
+        for f in facts
+    ]
+    header = ("NAME", "KIND", "PARAMETERS", "DTYPE", "CREATED (UTC)", "LAST EVALUATION", "SERVES")
+    print(_table([header, *rows]))
+    if config.model.backend == "openai" and serving.default is None:
+        print(f"\nThe default is the OpenAI-compatible server at {config.model.openai.base_url}.")
+    known = {f.entry.key for f in facts}
+    lost = [
+        f"{platform}:{channel} ({model})"
+        for platform, channel, model in serving.overrides
+        if _key(registry, model) not in known
+    ]
+    if serving.default is not None and _key(registry, serving.default) not in known:
+        lost.insert(0, f"the default ({serving.default})")
+    if lost:
+        print(
+            "\nChosen but not found (the default model answers there): " + ", ".join(lost),
+        )
+    return 0
+
+
+async def _show(config: Config, registry: ModelRegistry, name: str) -> int:
+    entry = _find(registry, name)
+    facts, serving = await asyncio.to_thread(model_facts, entry), await _serving(config, registry)
+    lines = [
+        entry.name,
+        f"  kind: {KIND_NAMES[entry.kind]}",
+        f"  path: {entry.path}",
+    ]
+    if facts.base is not None:
+        lines.append(f"  base: {facts.base}")
+    lines += [
+        f"  parameters: {_exact_parameters(facts)}",
+        f"  dtype: {facts.dtype or '?'}",
+        f"  created: {_when(facts.created_at)} UTC",
+    ]
+    if facts.training:
+        lines.append(f"  trained: {_training(facts.training)}")
+    lines.append(f"  serves: {', '.join(serving.where(entry, registry)) or 'nowhere'}")
+    if facts.problem:
+        lines.append(f"  problem: {facts.problem}")
+    if facts.evaluations:
+        lines.append("  evaluations (oldest first):")
+        for run in facts.evaluations:
+            loss, task = run.evaluation.loss, run.evaluation.task
+            lines.append(
+                f"    {_when(run.evaluated_at)}  {run.data_path} (sha256 {run.data_sha256[:8]}): "
+                f"loss {loss.mean_loss:.4f} (perplexity {loss.perplexity:.2f}), "
+                f"task {task.correct}/{task.total}"
+            )
+    else:
+        lines.append(f"  evaluations: none yet (confab model eval {entry.name} --data FILE)")
+    print("\n".join(lines))
+    return 0
+
+
+async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace) -> int:
+    if args.reset == (args.name is not None):
+        raise ConfabError("Give a model NAME, or --reset (not both).")
+    channel = _channel(args.channel) if args.channel else None
+    choice = None if args.reset else _find(registry, args.name).name
+    database = Database(config.bot.database_url)
+    try:
+        await database.upgrade()
+        served = ServedModels(database)
+        if channel is None:
+            await served.set_default(choice)
+        else:
+            await served.set_for_channel(*channel, choice)
+    finally:
+        await database.close()
+    where = f"in {args.channel}" if channel else "in every channel without a model of its own"
+    if choice is None:
+        what = "the default model" if channel else "the config's model"
+        print(f"{what[0].upper()}{what[1:]} now answers {where}.")
+    else:
+        print(f"{choice} now answers {where}.")
+    print("A running bot follows within 5 s and loads the model at the first message needing it.")
+    return 0
+
+
+def _find(registry: ModelRegistry, name: str) -> ModelEntry:
+    try:
+        return registry.find(name)
+    except RegistryError as error:
+        raise ConfabError(error.user_message) from None
+
+
+def _channel(text: str) -> tuple[str, str]:
+    platform, _, channel = text.partition(":")
+    if not platform or not channel:
+        raise ConfabError(
+            f"--channel {text!r} is not PLATFORM:CHANNEL, e.g. discord:1234567890, "
+            "slack:C0123ABCD or console:general."
+        )
+    return platform, channel
+
+
+def _parameters(facts: ModelFacts) -> str:
+    if facts.parameters is None:
+        return "?"
+    text = f"{facts.parameters / 1e6:.1f}M"
+    if facts.trainable:
+        text += f" (+{facts.trainable / 1e6:.1f}M LoRA)"
+    return text
+
+
+def _exact_parameters(facts: ModelFacts) -> str:
+    if facts.parameters is None:
+        return "?"
+    text = f"{facts.parameters:,}"
+    lora = facts.training.get("lora")
+    if facts.trainable:
+        shape = (
+            f", LoRA rank {lora['rank']}, alpha {lora['alpha']}" if isinstance(lora, dict) else ""
+        )
+        text += f" ({facts.trainable:,} trained{shape})"
+    return text
+
+
+def _training(metadata: dict[str, Any]) -> str:
+    parts = [f"{metadata.get('steps', '?')} steps on {metadata.get('train_file', '?')}"]
+    if "train_examples" in metadata:
+        parts[0] += f" ({metadata['train_examples']} conversations)"
+    if isinstance(metadata.get("last_loss"), float):
+        parts.append(f"last loss {metadata['last_loss']:.4f}")
+    for key, label in (("learning_rate", "learning rate"), ("batch_size", "batch size")):
+        if key in metadata:
+            parts.append(f"{label} {metadata[key]}")
+    return ", ".join(parts)
+
+
+def _last_scores(facts: ModelFacts) -> str:
+    if not facts.evaluations:
+        return "-"
+    run = facts.evaluations[-1]
+    task = run.evaluation.task
+    return f"task {task.correct}/{task.total}, loss {run.evaluation.loss.mean_loss:.3f}"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "?"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
