@@ -209,10 +209,15 @@ def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> in
 def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., int], int]:
     """Counts a whole conversation in the configured model's chat format, and the
     context window those counts must fit."""
+    from bot.llm.adapter_folder import adapter_base, base_source, is_adapter
     from bot.llm.backend import ChatMessage
     from bot.llm.weights import load_tokenizer, resolve_model_path
 
-    model_path = resolve_model_path(config.model.path)
+    configured = Path(config.model.path).expanduser()
+    if config.model.path and is_adapter(configured):  # a fine-tuned model: its base's tokenizer
+        model_path = base_source(adapter_base(configured))
+    else:
+        model_path = resolve_model_path(config.model.path)
     with status(f"Reading the tokenizer of {model_path.name}...", terminal):
         tokenizer, native = load_tokenizer(model_path, config.model.cache_dir)
 

@@ -229,10 +229,18 @@ def _channel(text: str) -> tuple[str, str]:
 def _parameters(facts: ModelFacts) -> str:
     if facts.parameters is None:
         return "?"
-    text = f"{facts.parameters / 1e6:.1f}M"
+    text = _count(facts.parameters)
     if facts.trainable:
-        text += f" (+{facts.trainable / 1e6:.1f}M LoRA)"
+        text += f" (+{_count(facts.trainable)} LoRA)"
     return text
+
+
+def _count(number: int) -> str:
+    """134515008 -> 134.5M, 921600 -> 921.6K."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if number >= size:
+            return f"{number / size:.1f}{unit}"
+    return str(number)
 
 
 def _exact_parameters(facts: ModelFacts) -> str:
