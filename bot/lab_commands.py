@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from bot.config import Config
 from bot.errors import ConfabError
-from bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
+from bot.llm.registry import ModelRegistry, RegistryError
 from bot.logs import status
-from bot.model_commands import add_registry_commands, run_registry_command
+from bot.model_commands import add_registry_commands, find_model, run_registry_command
 
 log = logging.getLogger("confab")
 T = TypeVar("T")
@@ -239,7 +239,7 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
     chats = read_chats(data)  # every problem at once, before any model loads
     # The reference first: the table's difference is then NAME's gain over it.
     names = [args.against, args.name] if args.against else [args.name]
-    entries = [_registered(registry, name) for name in names]
+    entries = [find_model(registry, name) for name in names]
     results = []
     for entry in entries:
         print(f"evaluating {entry.name} on {len(chats)} conversations of {data} …", flush=True)
@@ -260,19 +260,12 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _registered(registry: ModelRegistry, name: str) -> ModelEntry:
-    try:
-        return registry.find(name)
-    except RegistryError as error:
-        raise ConfabError(error.user_message) from None
-
-
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
     from bot.finetune_display import progress_display
     from bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
 
     registry = ModelRegistry.from_config(config)
-    base = _registered(registry, args.base)
+    base = find_model(registry, args.base)
     if base.kind == "adapter":
         raise ConfabError(
             f"{args.base} is a fine-tuned adapter; train from its base ({base.path.name}'s "

@@ -150,7 +150,7 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
 
 
 async def _show(config: Config, registry: ModelRegistry, name: str) -> int:
-    entry = _find(registry, name)
+    entry = find_model(registry, name)
     facts, serving = await asyncio.to_thread(model_facts, entry), await _serving(config, registry)
     lines = [
         entry.name,
@@ -188,7 +188,7 @@ async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace
     if args.reset == (args.name is not None):
         raise ConfabError("Give a model NAME, or --reset (not both).")
     channel = _channel(args.channel) if args.channel else None
-    choice = None if args.reset else _find(registry, args.name).name
+    choice = None if args.reset else find_model(registry, args.name).name
     database = Database(config.bot.database_url)
     try:
         await database.upgrade()
@@ -209,7 +209,8 @@ async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace
     return 0
 
 
-def _find(registry: ModelRegistry, name: str) -> ModelEntry:
+def find_model(registry: ModelRegistry, name: str) -> ModelEntry:
+    """The registry's model by name or path, or the command's one-line error."""
     try:
         return registry.find(name)
     except RegistryError as error:
