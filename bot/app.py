@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from bot.adapter import Adapter, AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.config import Config, check_plugins
 from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
-from bot.llm.adapter_folder import is_adapter
 from bot.llm.backend import ModelBackend
 from bot.llm.pool import ModelPool, Resolve
 from bot.llm.registry import ModelRegistry
-from bot.llm.weights import Progress, resolve_model_path
+from bot.llm.weights import Progress
 from bot.plugins import AdapterCatalog, SkillCatalog
 from bot.retention import RetentionJob
 from bot.router import Router
@@ -51,7 +49,7 @@ def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
 
     def resolve(choice: str | None) -> tuple[str, Callable[[], ModelBackend]]:
         if choice is None:
-            return _configured_key(config), lambda: build_backend(config, progress)
+            return _configured_key(config, registry), lambda: build_backend(config, progress)
         entry = registry.find(choice)
         settings = config.model.model_copy(
             update={"backend": "transformers", "path": str(entry.path)}
@@ -63,16 +61,13 @@ def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
     return resolve
 
 
-def _configured_key(config: Config) -> str:
+def _configured_key(config: Config, registry: ModelRegistry) -> str:
     """The pool's key for the config's model: a name of the same model shares it."""
     model = config.model
     if model.backend == "openai":
         return f"openai {model.openai.base_url} {model.openai.model}"
-    try:
-        path = Path(model.path).expanduser()
-        return str((path if is_adapter(path) else resolve_model_path(model.path)).resolve())
-    except ConfabError:
-        return "the configured model"  # loading it says what is wrong
+    entry = registry.configured(model)
+    return entry.key if entry is not None else "the configured model"  # loading says why
 
 
 class App:
@@ -144,8 +139,11 @@ class App:
             await self.model.start()
         self.models = ModelPool(
             model_resolver(self.config, self._progress),
-            served.for_channel,
+            served.own_choice,
+            served.default,
             max_loaded=self.config.model.max_loaded,
+            # By then every answer begun on an unloaded model has ended or timed out.
+            retire_after_s=self.config.model.request_timeout_s,
         )
         # The default chosen with `confab model use` is loaded instead of the config's.
         self.model = await self.models.start(await served.default(), preloaded=self.model)

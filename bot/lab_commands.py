@@ -231,7 +231,7 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
 def _model_eval(config: Config, args: argparse.Namespace) -> int:
     from bot.llm.adapter_folder import load_model
     from bot.llm.eval_store import record
-    from bot.llm.evaluate import compare, evaluate, read_chats
+    from bot.llm.evaluate import EvaluationError, compare, evaluate, read_chats
     from bot.llm.finetune import FinetuneError
 
     registry = ModelRegistry.from_config(config)
@@ -254,9 +254,13 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
         evaluation = evaluate(
             model, tokenizer, chats, entry.name, max_new_tokens=args.max_new_tokens
         )
-        record(entry.results_file, evaluation, data)  # `confab model show` lists them
-        results.append(evaluation)
-    print(compare(*results))
+        results.append((entry, evaluation))
+    print(compare(*(evaluation for _, evaluation in results)))
+    for entry, evaluation in results:  # for `confab model show`; the table is out already
+        try:
+            record(entry.results_file, evaluation, data)
+        except EvaluationError as error:
+            log.warning("the scores of %s were not stored: %s", entry.name, error.user_message)
     return 0
 
 

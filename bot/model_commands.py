@@ -77,6 +77,11 @@ class Serving:
     configured_key: str | None
     overrides: list[tuple[str, str, str]]
 
+    def choices(self) -> list[str]:
+        """Every model chosen in the database, the default first."""
+        chosen = [self.default] if self.default is not None else []
+        return chosen + [model for _, _, model in self.overrides]
+
     def where(self, entry: ModelEntry, registry: ModelRegistry) -> list[str]:
         """Where ``entry`` answers: ``default`` and/or ``platform:channel`` names."""
         places = []
@@ -93,11 +98,16 @@ class Serving:
         return places
 
 
-def _key(registry: ModelRegistry, choice: str) -> str | None:
+def _entry(registry: ModelRegistry, choice: str) -> ModelEntry | None:
     try:
-        return registry.find(choice).key
+        return registry.find(choice)
     except RegistryError:
         return None
+
+
+def _key(registry: ModelRegistry, choice: str) -> str | None:
+    entry = _entry(registry, choice)
+    return entry.key if entry is not None else None
 
 
 async def _serving(config: Config, registry: ModelRegistry) -> Serving:
@@ -108,15 +118,20 @@ async def _serving(config: Config, registry: ModelRegistry) -> Serving:
         default, overrides = await served.default(), await served.overrides()
     finally:
         await database.close()
-    configured = None
-    if config.model.backend == "transformers":
-        configured = _key(registry, config.model.path or "bundled")
-    return Serving(default, configured, overrides)
+    configured = registry.configured(config.model)
+    return Serving(default, configured.key if configured else None, overrides)
 
 
 async def _list(config: Config, registry: ModelRegistry) -> int:
     serving = await _serving(config, registry)
     entries = registry.entries()
+    # Models known only by a path (the config's, or chosen by path) are listed too.
+    listed = {entry.key for entry in entries}
+    configured = registry.configured(config.model)
+    for extra in [configured, *(_entry(registry, choice) for choice in serving.choices())]:
+        if extra is not None and extra.key not in listed:
+            entries.append(extra)
+            listed.add(extra.key)
     facts = await asyncio.gather(*(asyncio.to_thread(model_facts, entry) for entry in entries))
     rows = [
         (
@@ -134,13 +149,12 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
     print(_table([header, *rows]))
     if config.model.backend == "openai" and serving.default is None:
         print(f"\nThe default is the OpenAI-compatible server at {config.model.openai.base_url}.")
-    known = {f.entry.key for f in facts}
     lost = [
         f"{platform}:{channel} ({model})"
         for platform, channel, model in serving.overrides
-        if _key(registry, model) not in known
+        if _key(registry, model) is None
     ]
-    if serving.default is not None and _key(registry, serving.default) not in known:
+    if serving.default is not None and _key(registry, serving.default) is None:
         lost.insert(0, f"the default ({serving.default})")
     if lost:
         print(

@@ -51,8 +51,12 @@ class ServedModels:
 
     async def for_channel(self, platform: str, channel: str) -> str | None:
         """The model that answers in a channel: its own choice, else the default."""
-        own = (await self._settings.get(platform, channel)).model
+        own = await self.own_choice(platform, channel)
         return own if own is not None else await self.default()
+
+    async def own_choice(self, platform: str, channel: str) -> str | None:
+        """The model chosen for this channel alone (None: it follows the default)."""
+        return (await self._settings.get(platform, channel)).model
 
     async def set_default(self, model: str | None) -> None:
         """Serve ``model`` wherever no channel chose another; None goes back to the config's."""

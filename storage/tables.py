@@ -126,7 +126,7 @@ class ChannelSettingsRow(Base):
     # Opted in with `!train optin`: its conversations may be exported for fine-tuning.
     training_optin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The registry name or path of the model that answers here (`confab model use --channel`).
-    model: Mapped[str | None] = mapped_column(Unicode(1024), nullable=True)
+    model: Mapped[str | None] = mapped_column(UnicodeText, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -55,8 +55,8 @@ def model_facts(entry: ModelEntry) -> ModelFacts:
             parameters, dtype = gguf_summary(entry.path)
         elif entry.kind == "folder":
             parameters, dtype = safetensors_summary(entry.path)
-    except (OSError, ValueError) as error:
-        log.warning("could not read the tensors of %s: %s", entry.path, error)
+    except Exception as error:  # a damaged file is a fact to show, not a crash
+        log.warning("could not read the tensors of %s: %r", entry.path, error)
         problem = f"its weights could not be read ({error})"
     if entry.kind == "missing":
         problem = f"{entry.path} is neither a model folder, a .gguf file nor an adapter folder"

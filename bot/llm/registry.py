@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from bot.config import MODEL_NAME as NAME_PATTERN
-from bot.config import Config
+from bot.config import Config, ModelConfig
 from bot.errors import ConfabError
-from bot.llm.adapter_folder import BUNDLED, is_adapter
+from bot.llm.adapter_folder import BUNDLED, METADATA_FILE, is_adapter
 from bot.llm.eval_store import RESULTS_FILE
 from bot.llm.weights import bundled_model_path
 
@@ -47,8 +47,13 @@ class ModelEntry:
 
     @property
     def key(self) -> str:
-        """The same for every name of the same model (a name and its path)."""
-        return str(self.path.resolve())
+        """The same for every name of the same model (a name and its path); an adapter
+        trained again in place gets a new one, so a running bot loads the new weights."""
+        key = str(self.path.resolve())
+        if self.kind == "adapter":
+            with contextlib.suppress(OSError):
+                key += f"@{(self.path / METADATA_FILE).stat().st_mtime_ns}"
+        return key
 
 
 def model_kind(path: Path) -> Kind:
@@ -122,18 +127,34 @@ class ModelRegistry:
         if NAME_PATTERN.fullmatch(name) and is_adapter(self.adapters_dir / name):
             return self._entry(name, self.adapters_dir / name)
         path = Path(name).expanduser()
-        kind = model_kind(path)
-        if kind != "missing":
-            resolved = path.resolve()
-            for entry in self.entries():  # a path to a named model is that model
-                if entry.key == str(resolved):
-                    return entry
-            return self._entry(str(resolved), resolved)
+        if model_kind(path) != "missing":
+            return self._by_path(path)
         known = ", ".join(entry.name for entry in self.entries()) or "none"
         raise RegistryError(
             f"No model is called {name}. Known: {known}; or give a model folder, "
             "a .gguf file or an adapter folder (`confab model list` shows them all)."
         )
+
+    def configured(self, model: ModelConfig) -> ModelEntry | None:
+        """The config's own model: ``model.path`` taken as a path (never a name), as
+        the bot loads it; None for a remote model or a path that names no model."""
+        if model.backend != "transformers":
+            return None
+        if not model.path:
+            with contextlib.suppress(RegistryError):
+                return self.find(BUNDLED)
+            return None
+        path = Path(model.path).expanduser()
+        return self._by_path(path) if model_kind(path) != "missing" else None
+
+    def _by_path(self, path: Path) -> ModelEntry:
+        """The model at ``path``: by its name when it has one."""
+        resolved = path.resolve()
+        unnamed = self._entry(str(resolved), resolved)
+        for entry in self.entries():
+            if entry.path.resolve() == resolved:
+                return entry
+        return unnamed
 
     def adapter_folder(self, out: str) -> Path:
         """Where ``confab model finetune --out OUT`` writes: a bare name goes into
@@ -154,8 +175,6 @@ def _path_key(path: Path) -> str:
 
 def adapter_metadata(entry: ModelEntry) -> dict[str, object]:
     """What ``confab model finetune`` wrote about the adapter (empty for other models)."""
-    from bot.llm.adapter_folder import METADATA_FILE
-
     if entry.kind != "adapter":
         return {}
     try:

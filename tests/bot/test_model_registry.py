@@ -253,3 +253,30 @@ def test_model_names_in_the_config_are_checked(tmp_path: Path) -> None:
             load_config(config)
     config.write_text('[models]\nqwen = "/srv/qwen"\n')
     assert load_config(config).models == {"qwen": "/srv/qwen"}
+
+
+def test_a_model_chosen_by_path_is_listed_and_a_damaged_one_is_described_not_crashed_on(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unnamed = tmp_path / "unnamed"
+    shutil.copytree(lab.tiny, unnamed)
+    assert lab.run("model", "use", str(unnamed), "--channel", "console:x") == 0
+    capsys.readouterr()
+    assert lab.run("model", "list") == 0
+    printed = capsys.readouterr().out
+    assert rows(printed)[str(unnamed)].endswith("console:x") and "Chosen but not" not in printed
+
+    (unnamed / "model.safetensors").write_bytes(b"abc")  # cut short
+    assert lab.run("model", "show", str(unnamed)) == 0
+    shown = capsys.readouterr().out
+    assert "parameters: ?" in shown and "problem: its weights could not be read" in shown
+    assert lab.run("model", "use", "--reset", "--channel", "console:x") == 0
+
+
+def test_an_adapter_trained_again_in_place_is_a_new_model_to_the_pool(lab: Lab) -> None:
+    registry = ModelRegistry({}, lab.adapters)
+    before = registry.find("tiny-lora").key
+    description = lab.adapters / "tiny-lora" / "confab-adapter.json"
+    description.write_text(description.read_text())  # what a new run's save does
+    assert registry.find("tiny-lora").key != before
+    assert registry.find(str(lab.adapters / "tiny-lora")).key == registry.find("tiny-lora").key

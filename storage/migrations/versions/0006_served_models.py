@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("channel_settings", sa.Column("model", sa.Unicode(1024), nullable=True))
+    op.add_column("channel_settings", sa.Column("model", sa.UnicodeText(), nullable=True))
     op.create_table(
         "bot_settings",
         sa.Column("key", sa.String(64), nullable=False),
