@@ -115,7 +115,7 @@ class TransformersBackend(ModelBackend):
                 model_key,
                 self._progress,
             )
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RuntimeError) as error:  # e.g. an adapter of another shape
             raise ModelError(
                 "The model could not be loaded.", f"loading {folder} failed: {error}"
             ) from error

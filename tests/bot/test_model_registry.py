@@ -4,6 +4,7 @@ folders and LoRA adapters, and the bundled GGUF file."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from bot.cli import main
 from bot.config import ModelConfig, load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ModelError
 from bot.llm.adapter_folder import write_adapter
 from bot.llm.eval_store import recorded
 from bot.llm.registry import EVALUATIONS, ModelRegistry, RegistryError
@@ -280,3 +281,27 @@ def test_an_adapter_trained_again_in_place_is_a_new_model_to_the_pool(lab: Lab) 
     description.write_text(description.read_text())  # what a new run's save does
     assert registry.find("tiny-lora").key != before
     assert registry.find(str(lab.adapters / "tiny-lora")).key == registry.find("tiny-lora").key
+
+
+def test_an_adapter_that_does_not_fit_its_base_is_a_clear_load_error(
+    lab: Lab, tmp_path: Path
+) -> None:
+    from transformers import LlamaForCausalLM
+
+    wider = tmp_path / "wider"
+    settings = LlamaForCausalLM.config_class.from_pretrained(str(lab.tiny))
+    settings.hidden_size, settings.intermediate_size = 32, 64
+    LlamaForCausalLM(settings).save_pretrained(wider)
+    shutil.copy(lab.tiny / "tokenizer.json", wider)
+    shutil.copy(lab.tiny / "tokenizer_config.json", wider)
+    adapter = tmp_path / "mismatched"
+    shutil.copytree(lab.adapters / "tiny-lora", adapter)
+    description = json.loads((adapter / "confab-adapter.json").read_text())
+    (adapter / "confab-adapter.json").write_text(json.dumps({**description, "base": str(wider)}))
+
+    backend = TransformersBackend(ModelConfig(path=str(adapter), dtype="float32", attention="sdpa"))
+    with pytest.raises(ModelError) as caught:
+        asyncio.run(backend.start())
+    asyncio.run(backend.close())
+    assert caught.value.user_message == "The model could not be loaded."
+    assert "size mismatch" in str(caught.value)  # the cause, for the log
