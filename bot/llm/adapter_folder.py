@@ -141,14 +141,10 @@ def merged_model(adapter_dir: Path, base_dir: Path, dtype: Any = None) -> Any:
     ``dtype`` (float32 by default). Merged, it runs exactly as fast as its base."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base_dir), local_files_only=True, dtype=torch.float32
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        merged = PeftModel.from_pretrained(_float32(base_dir), str(adapter_dir)).merge_and_unload()
     if dtype is not None and dtype != torch.float32:
         merged = merged.to(dtype)  # merged in float32 first, so rounding happens once
     return merged.eval()
@@ -158,16 +154,8 @@ def load_finetuned(
     adapter_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0
 ) -> tuple[Any, Any]:
     """The base model with the adapter merged into it (float32), and its tokenizer."""
-    folder = base_folder(
-        adapter_base(adapter_dir), cache_dir.expanduser(), lambda text: log.info("%s", text)
-    )
-    import torch
-    from transformers import AutoTokenizer
-
-    if threads:
-        torch.set_num_threads(threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    return merged_model(adapter_dir, folder), tokenizer
+    adapter_base(adapter_dir)  # says so when the folder holds no adapter
+    return load_model(str(adapter_dir), cache_dir, threads)
 
 
 def is_adapter(path: Path) -> bool:
@@ -176,24 +164,27 @@ def is_adapter(path: Path) -> bool:
 
 
 def load_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0) -> tuple[Any, Any]:
-    """Any model by the name ``confab model`` commands take: ``bundled``, a model
-    folder or GGUF file, or a fine-tuned adapter folder (merged into its base)."""
-    if is_adapter(Path(name).expanduser()):
-        return load_finetuned(Path(name).expanduser(), cache_dir, threads)
-    model, tokenizer = _load_base(name, cache_dir, threads)
-    return model.eval(), tokenizer
-
-
-def _load_base(base: str, cache_dir: Path, threads: int) -> tuple[Any, Any]:
-    """The base model in float32 (as it was trained on the CPU) and its tokenizer."""
+    """Any model by the name ``confab model`` commands take, in float32 (as it is trained
+    on the CPU), and its tokenizer: ``bundled``, a model folder or GGUF file, or a
+    fine-tuned adapter folder (merged into its base)."""
+    path = Path(name).expanduser()
+    adapter = path if is_adapter(path) else None
+    base = adapter_base(adapter) if adapter is not None else name
     folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if threads:
         torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
+    model = merged_model(adapter, folder) if adapter is not None else _float32(folder).eval()
+    return model, tokenizer
+
+
+def _float32(folder: Path) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
         str(folder), local_files_only=True, dtype=torch.float32
     )
-    return model, tokenizer
