@@ -71,31 +71,36 @@ def run_registry_command(config: Config, args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What the database says is served: the default choice and per-channel ones."""
+    """What the database says is served, each choice looked up once: the default
+    choice and per-channel ones (``None`` where a choice names no model any more)."""
 
-    default: str | None
-    configured_key: str | None
-    overrides: list[tuple[str, str, str]]
+    default: tuple[str, ModelEntry | None] | None
+    configured: ModelEntry | None  # the config's model, which serves without a default
+    overrides: list[tuple[str, str, ModelEntry | None]]  # place, choice, model
 
-    def choices(self) -> list[str]:
-        """Every model chosen in the database, the default first."""
-        chosen = [self.default] if self.default is not None else []
-        return chosen + [model for _, _, model in self.overrides]
+    def chosen(self) -> list[ModelEntry]:
+        """Every model chosen in the database that still exists, the default first."""
+        found = [self.default[1]] if self.default is not None else []
+        return [entry for entry in found + [e for _, _, e in self.overrides] if entry]
 
-    def where(self, entry: ModelEntry, registry: ModelRegistry) -> list[str]:
+    def lost(self) -> list[str]:
+        """Choices that name no model any more."""
+        lost = [f"{place} ({choice})" for place, choice, e in self.overrides if e is None]
+        if self.default is not None and self.default[1] is None:
+            lost.insert(0, f"the default ({self.default[0]})")
+        return lost
+
+    def where(self, entry: ModelEntry) -> list[str]:
         """Where ``entry`` answers: ``default`` and/or ``platform:channel`` names."""
         places = []
         if self.default is not None:
-            if _key(registry, self.default) == entry.key:
+            if self.default[1] is not None and self.default[1].key == entry.key:
                 places.append("default")
-        elif self.configured_key == entry.key:
+        elif self.configured is not None and self.configured.key == entry.key:
             places.append("default (config)")
-        places += [
-            f"{platform}:{channel}"
-            for platform, channel, model in self.overrides
-            if _key(registry, model) == entry.key
+        return places + [
+            place for place, _, e in self.overrides if e is not None and e.key == entry.key
         ]
-        return places
 
 
 def _entry(registry: ModelRegistry, choice: str) -> ModelEntry | None:
@@ -103,11 +108,6 @@ def _entry(registry: ModelRegistry, choice: str) -> ModelEntry | None:
         return registry.find(choice)
     except RegistryError:
         return None
-
-
-def _key(registry: ModelRegistry, choice: str) -> str | None:
-    entry = _entry(registry, choice)
-    return entry.key if entry is not None else None
 
 
 async def _serving(config: Config, registry: ModelRegistry) -> Serving:
@@ -118,8 +118,11 @@ async def _serving(config: Config, registry: ModelRegistry) -> Serving:
         default, overrides = await served.default(), await served.overrides()
     finally:
         await database.close()
-    configured = registry.configured(config.model)
-    return Serving(default, configured.key if configured else None, overrides)
+    return Serving(
+        (default, _entry(registry, default)) if default is not None else None,
+        registry.configured(config.model),
+        [(f"{p}:{c}", model, _entry(registry, model)) for p, c, model in overrides],
+    )
 
 
 async def _list(config: Config, registry: ModelRegistry) -> int:
@@ -127,8 +130,7 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
     entries = registry.entries()
     # Models known only by a path (the config's, or chosen by path) are listed too.
     listed = {entry.key for entry in entries}
-    configured = registry.configured(config.model)
-    for extra in [configured, *(_entry(registry, choice) for choice in serving.choices())]:
+    for extra in [serving.configured, *serving.chosen()]:
         if extra is not None and extra.key not in listed:
             entries.append(extra)
             listed.add(extra.key)
@@ -141,7 +143,7 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
             f.dtype or "?",
             _when(f.created_at),
             _last_scores(f),
-            ", ".join(serving.where(f.entry, registry)) or "-",
+            ", ".join(serving.where(f.entry)) or "-",
         )
         for f in facts
     ]
@@ -149,13 +151,7 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
     print(_table([header, *rows]))
     if config.model.backend == "openai" and serving.default is None:
         print(f"\nThe default is the OpenAI-compatible server at {config.model.openai.base_url}.")
-    lost = [
-        f"{platform}:{channel} ({model})"
-        for platform, channel, model in serving.overrides
-        if _key(registry, model) is None
-    ]
-    if serving.default is not None and _key(registry, serving.default) is None:
-        lost.insert(0, f"the default ({serving.default})")
+    lost = serving.lost()
     if lost:
         print(
             "\nChosen but not found (the default model answers there): " + ", ".join(lost),
@@ -180,7 +176,7 @@ async def _show(config: Config, registry: ModelRegistry, name: str) -> int:
     ]
     if facts.training:
         lines.append(f"  trained: {_training(facts.training)}")
-    lines.append(f"  serves: {', '.join(serving.where(entry, registry)) or 'nowhere'}")
+    lines.append(f"  serves: {', '.join(serving.where(entry)) or 'nowhere'}")
     if facts.problem:
         lines.append(f"  problem: {facts.problem}")
     if facts.evaluations:
