@@ -1,4 +1,5 @@
-"""Which model answers where: a default for every channel and per-channel overrides.
+"""Which model answers where: a default for every channel and per-channel overrides
+(a channel without one follows the default: :class:`bot.llm.pool.ModelPool` applies that).
 
 Both hold a model's registry name (or a path) as ``confab model use`` wrote it;
 nothing set means the model of the config file. The router asks for every
@@ -48,11 +49,6 @@ class ServedModels:
             )
         self._default = (self._clock(), value)
         return value
-
-    async def for_channel(self, platform: str, channel: str) -> str | None:
-        """The model that answers in a channel: its own choice, else the default."""
-        own = await self.own_choice(platform, channel)
-        return own if own is not None else await self.default()
 
     async def own_choice(self, platform: str, channel: str) -> str | None:
         """The model chosen for this channel alone (None: it follows the default)."""

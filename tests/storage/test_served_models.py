@@ -19,18 +19,19 @@ class Clock:
 async def test_a_channel_follows_the_default_until_it_chooses_its_own(database: Database) -> None:
     served = ServedModels(database)
     assert await served.default() is None  # the config's model
-    assert await served.for_channel("discord", "1") is None
+    assert await served.own_choice("discord", "1") is None
 
     await served.set_default("tarnwick")
     await served.set_for_channel("discord", "2", "/models/qwen")
-    assert await served.for_channel("discord", "1") == "tarnwick"
-    assert await served.for_channel("discord", "2") == "/models/qwen"
+    assert await served.own_choice("discord", "1") is None  # it follows the default
+    assert await served.default() == "tarnwick"
+    assert await served.own_choice("discord", "2") == "/models/qwen"
     assert await served.overrides() == [("discord", "2", "/models/qwen")]
 
     await served.set_default("other")  # replaces, never a second row
-    assert await served.for_channel("discord", "1") == "other"
+    assert await served.default() == "other"
     await served.set_for_channel("discord", "2", None)
-    assert await served.for_channel("discord", "2") == "other"
+    assert await served.own_choice("discord", "2") is None  # back to the default
     assert await served.overrides() == []
     await served.set_default(None)
     assert await served.default() is None
@@ -53,13 +54,14 @@ async def test_another_process_sees_a_choice_once_what_it_read_is_stale(
 ) -> None:
     clock = Clock()
     running_bot = ServedModels(database, fresh_s=5.0, clock=clock)
-    assert await running_bot.for_channel("console", "general") is None
+    assert await running_bot.own_choice("console", "general") is None
+    assert await running_bot.default() is None
 
     command_line = ServedModels(database)
     await command_line.set_default("tarnwick")
     await command_line.set_for_channel("console", "general", "qwen")
     assert await running_bot.default() is None  # read 0 s ago: still trusted
-    assert await running_bot.for_channel("console", "general") is None
+    assert await running_bot.own_choice("console", "general") is None
     clock.now = 5.0
     assert await running_bot.default() == "tarnwick"
-    assert await running_bot.for_channel("console", "general") == "qwen"
+    assert await running_bot.own_choice("console", "general") == "qwen"
