@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -17,7 +18,12 @@ NO_SCHEDULER = "Scheduled jobs are not available here."
 
 
 class ChannelSchedule:
-    """Implements :class:`bot.skill.Schedule` for one message's channel."""
+    """Implements :class:`bot.skill.Schedule` for one message's channel.
+
+    Adding and removing write APScheduler's synchronous job store, so they run on a
+    worker thread: on the event loop they would wait for the SQLite lock held by one
+    of the loop's own write transactions, which cannot finish while the loop waits.
+    """
 
     def __init__(
         self,
@@ -56,8 +62,11 @@ class ChannelSchedule:
             raise SkillError("Say which command to run after the schedule, e.g. `summarise`.")
         if not self._is_skill(skill):
             raise SkillError(f"There is no command `{_quotable(skill, 32)}` to schedule.")
-        return scheduler.add(
-            self._spec(skill=skill, args=args.strip()), when.trigger, when.description
+        return await asyncio.to_thread(
+            scheduler.add,
+            self._spec(skill=skill, args=args.strip()),
+            when.trigger,
+            when.description,
         )
 
     async def remind(self, text: str) -> ScheduledJob:
@@ -65,12 +74,14 @@ class ChannelSchedule:
         when, reminder = parse_once(text, await self.zone(), datetime.now(UTC))
         if not reminder:
             raise SkillError("Say what to remind you of, e.g. `in 2h stand-up notes`.")
-        return scheduler.add(self._spec(reminder=reminder), when.trigger, when.description)
+        return await asyncio.to_thread(
+            scheduler.add, self._spec(reminder=reminder), when.trigger, when.description
+        )
 
     def jobs(self) -> list[ScheduledJob]:
         return self._running().jobs(self._message.platform, self._message.channel)
 
-    def remove(self, job_id: str) -> ScheduledJob:
+    async def remove(self, job_id: str) -> ScheduledJob:
         scheduler = self._running()
         job = scheduler.get(job_id.strip().lower())
         message = self._message
@@ -84,7 +95,7 @@ class ChannelSchedule:
                 "Only its owner or an admin can remove that job.",
                 f"{message.author.id} may not remove job {job.id} of {job.spec.owner_id}",
             )
-        if not scheduler.remove(job.id):
+        if not await asyncio.to_thread(scheduler.remove, job.id):
             raise SkillError(f"Job `{job.id}` has just run or was removed already.")
         return job
 

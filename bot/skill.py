@@ -218,7 +218,7 @@ class Schedule(Protocol):
         """This channel's jobs, soonest first."""
         ...
 
-    def remove(self, job_id: str) -> ScheduledJob:
+    async def remove(self, job_id: str) -> ScheduledJob:
         """Remove a job of this channel (its owner's or, for admins, anyone's)."""
         ...
 

@@ -71,7 +71,7 @@ class ScheduleSkill(Skill):
             zone = await ctx.schedule.zone()
             await ctx.reply(f"Times in this channel are in {zone.key}.")
         elif action == "remove" and rest.strip():
-            job = ctx.schedule.remove(rest.strip())
+            job = await ctx.schedule.remove(rest.strip())
             await ctx.reply(f"Removed `{job.id}`: {_what(job)}.")
         else:
             p = ctx.prefix

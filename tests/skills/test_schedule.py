@@ -12,12 +12,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
 
 from adapters.console import ConsoleAdapter, ConsoleConfig
 from bot.adapter import AdapterContext
 from bot.channel_log import StoredChannelLog
 from bot.config import RouterConfig, SchedulerConfig
+from bot.messages import Author, Message
 from bot.scheduler import JobScheduler, JobSpec
+from bot.scheduling import ChannelSchedule
 from bot.testing import ChatHarness, ScriptedBackend
 from skills.ping import PingSkill
 from skills.schedule import RemindSkill, ScheduleSkill
@@ -301,3 +304,35 @@ async def test_a_job_added_by_a_process_that_runs_none_is_run_by_one_that_does(
         await wait_until(lambda: runner.adapter.posted)
     assert [p.text for p in runner.adapter.posted] == ["⏰ Reminder for Ada: tea"]
     assert chat_only.adapter.posted == []
+
+
+async def test_adding_and_removing_a_job_waits_out_a_write_of_this_process(
+    tmp_path: Path,
+) -> None:
+    """The job store is synchronous; run on the event loop, it would wait for the file
+    lock held by one of the loop's own write transactions, which can only end when the
+    loop runs again: 'database is locked' after the busy timeout, and no job."""
+    async with harness(tmp_path) as chat:
+        boss = Message(
+            platform="test", channel="c", author=Author("boss", "boss"), text="", addressed=True
+        )
+        schedule = ChannelSchedule(
+            chat.scheduler,
+            boss,
+            chat.settings,
+            admin=True,
+            default_timezone="UTC",
+            is_skill=lambda name: name == "ping",
+        )
+        await schedule.zone()  # the timezone is read before the store is written
+        async with chat.database.writing() as session:  # e.g. the retention pass at start
+            await session.execute(text("DELETE FROM processed_events"))
+            adding = asyncio.create_task(schedule.add("daily 09:00 ping"))
+            await asyncio.sleep(0.2)
+        job = await asyncio.wait_for(adding, 5)
+        async with chat.database.writing() as session:
+            await session.execute(text("DELETE FROM processed_events"))
+            removing = asyncio.create_task(schedule.remove(job.id))
+            await asyncio.sleep(0.2)
+        assert (await asyncio.wait_for(removing, 5)).id == job.id
+        assert schedule.jobs() == []
