@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from bot.checks.arithmetic import calculation
+from bot.checks.consistency import ConsistencySettings, checked_stream, worth_checking
+from bot.checks.units import conversion
 from bot.skill import (
     ChatMessage,
     GenerationSettings,
@@ -26,6 +29,11 @@ class AskConfig(GenerationSettings):
     # (`!prompt set ...`) wins over both.
     system_prompt: str = ""
     max_history_turns: int = Field(20, ge=0, le=500)
+    # Arithmetic and unit conversions are computed, not left to the model.
+    calculate: bool = True
+    # Factual questions are asked again in the same batch; disagreement means "not sure".
+    check_facts: bool = True
+    check_samples: int = Field(3, ge=1, le=8)
 
 
 class AskSkill(Skill):
@@ -41,6 +49,10 @@ class AskSkill(Skill):
         if not question:
             await ctx.reply(f"Ask me something, e.g. `{ctx.prefix}ask what is a monad?`")
             return
+        computed = (calculation(question) or conversion(question)) if config.calculate else None
+        if computed is not None:
+            await ctx.reply(computed.answer)
+            return
         system = ChatMessage("system", await _system_prompt(ctx, config))
         asked = ChatMessage("user", question, name=ctx.message.author.name)
         params = config.params(ctx.model.default_params)
@@ -51,6 +63,10 @@ class AskSkill(Skill):
         if room > 0 and config.max_history_turns:
             history = await ctx.memory.recent(max_turns=config.max_history_turns, max_tokens=room)
         messages = [system, *label_speakers([*history, asked])]
+        if config.check_facts and worth_checking(question):
+            settings = ConsistencySettings(samples=config.check_samples)
+            await ctx.reply_stream(checked_stream(ctx.model, messages, params, settings, question))
+            return
         await ctx.reply_stream(ctx.model.stream(messages, params))
 
 

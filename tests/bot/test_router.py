@@ -184,7 +184,8 @@ async def test_an_overloaded_or_failed_model_is_one_short_sentence(
 
 
 async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: Path) -> None:
-    model = ScriptedBackend(["Paris.", "About 2 million."])
+    # A factual question is asked four times (three checks); the answers agree.
+    model = ScriptedBackend(["Paris."] * 4 + ["About 2 million."])
     async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
         await chat.ask("What is the capital of France?")
         await chat.ask("!ping")  # another skill's turns stay out of the Q&A memory
@@ -227,7 +228,7 @@ async def test_the_question_is_committed_before_the_model_is_asked(tmp_path: Pat
 
 
 async def test_the_model_remembers_questions_not_commands_or_empty_asks(tmp_path: Path) -> None:
-    model = ScriptedBackend(["Paris.", "Yes."])
+    model = ScriptedBackend(["Paris."] * 4 + ["Yes."])  # three checks agree
     async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:
         await chat.ask("!ask What is the capital of France?")
         assert "Ask me something" in await chat.ask("!ask")

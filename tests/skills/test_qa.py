@@ -19,7 +19,7 @@ def texts(prompt: list[ChatMessage]) -> list[str]:
 
 
 async def test_the_prompt_holds_the_system_prompt_memory_and_question(tmp_path: Path) -> None:
-    model = ScriptedBackend(["Paris.", "About two million."])
+    model = ScriptedBackend(["Paris."] * 4 + ["About two million."])  # three checks agree
     async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
         await chat.ask("Capital of France?")
         assert await chat.ask("How many live there?") == "About two million."
@@ -139,3 +139,59 @@ async def test_the_answer_streams_into_one_message(tmp_path: Path) -> None:
         (posted,) = await chat.send("count")
     assert posted.versions[-1] == "one two three four"
     assert len(posted.versions) > 1  # shown as it arrived, then edited
+
+
+async def test_a_calculation_is_computed_without_the_model(tmp_path: Path) -> None:
+    model = ScriptedBackend(["32"])
+    async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
+        assert await chat.ask("what is 17 + 25?") == "17 + 25 = **42**"
+        assert await chat.ask("convert 5 miles to km") == "5 miles = **8.04672 kilometres**"
+    assert model.prompts == []
+
+
+async def test_calculations_can_be_left_to_the_model(tmp_path: Path) -> None:
+    model = ScriptedBackend(["32"])
+    skill = AskSkill(AskConfig(calculate=False))
+    async with ChatHarness([skill], tmp_path, model=model) as chat:
+        assert await chat.ask("17 + 25") == "32"
+
+
+async def test_a_fact_the_checks_agree_on_is_answered(tmp_path: Path) -> None:
+    model = ScriptedBackend(
+        ["The capital of France is Paris.", "Paris.", "It is Paris.", "Paris, of course."]
+    )
+    async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
+        assert await chat.ask("What is the capital of France?") == (
+            "The capital of France is Paris."
+        )
+    answer, *checks = model.params
+    assert len(checks) == 3
+    assert {params.seed for params in checks} == {1, 2, 3}
+    assert all(params.temperature > answer.temperature for params in checks)
+    # All four were asked the same question, at the same time (so in one batch).
+    assert all(prompt == model.prompts[0] for prompt in model.prompts)
+
+
+async def test_an_answer_the_checks_contradict_is_owned_up_to(tmp_path: Path) -> None:
+    model = ScriptedBackend(
+        [
+            "The Velmorian Empire was founded by King Otto in 1204.",
+            "It was founded by Queen Mara in 980.",
+            "Emperor Vel ruled it from Castra.",
+            "The Lanthir dynasty ruled it.",
+        ]
+    )
+    async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
+        reply = await chat.ask("Who founded the Velmorian Empire?")
+    assert reply.startswith("I'm not sure about that")
+    assert "Otto" not in reply
+
+
+async def test_chat_and_questions_about_the_conversation_are_not_checked(
+    tmp_path: Path,
+) -> None:
+    model = ScriptedBackend(["Hello!", "You are Ada."])
+    async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
+        assert await chat.ask("hi there") == "Hello!"
+        assert await chat.ask("what is my name?") == "You are Ada."
+    assert len(model.prompts) == 2

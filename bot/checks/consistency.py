@@ -1,0 +1,184 @@
+"""Self-consistency: a fact the model knows comes back the same when it is asked again;
+an invented one changes every time.
+
+For a factual question :func:`checked_stream` generates the answer and, in the
+same batch, a few short samples at a higher temperature (the batch engine makes
+them cost little more than the answer alone). The answer is held back until the
+samples are in: when they agree with it, it streams on; when they disagree,
+the person reads that the bot is not sure instead of a confident invention.
+
+Agreement is judged on the answers' first sentences: the share of samples
+that name one of the answer's key terms (names, numbers, identifiers not in
+the question, as the task score of ``confab model eval`` finds them), or, when
+the answer names none, that share enough of its content words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+
+from bot.llm.answer_check import FUNCTION_WORDS, key_terms, normalised
+from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+
+UNSURE = (
+    "I'm not sure about that: I don't have reliable information on it, and when I "
+    "check my answer I get different ones each time, so I'd rather not guess."
+)
+_QUESTION_START = re.compile(
+    r"^(?:who|what|when|where|which|whose|how|why|is|are|was|were|did|does|do|has|have|had"
+    r"|can|could|tell me|describe|explain|give me|name|list)\b",
+    re.IGNORECASE,
+)
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+# Content words that say nothing about which fact an answer states.
+_CHATTER = FUNCTION_WORDS | frozenset(
+    [
+        "sure",
+        "well",
+        "yes",
+        "also",
+        "like",
+        "known",
+        "called",
+        "named",
+        "based",
+        "located",
+        "famous",
+        "great",
+        "important",
+        "really",
+        "actually",
+        "however",
+        "generally",
+        "typically",
+        "usually",
+        "often",
+        "used",
+        "refers",
+        "term",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencySettings:
+    """How many samples, how long, how freely, and how much agreement is enough."""
+
+    samples: int = 3
+    sample_tokens: int = 32
+    temperature: float = 0.6
+    agreement: float = 0.5  # share of samples that must agree with the answer
+    overlap: float = 0.25  # content-word overlap that counts as agreeing, without key terms
+
+
+def worth_checking(question: str) -> bool:
+    """Whether ``question`` asks for a fact about something it names: a question
+    with a name, number or identifier in it ("Who wrote Dune?"), not chat ("thanks!")
+    nor a question about the conversation ("what is my name?")."""
+    text = question.strip()
+    if not text or len(text) > 300 or "\n" in text:
+        return False
+    if not (text.endswith("?") or _QUESTION_START.match(text)):
+        return False
+    # The first word is capitalised whatever it is: only the rest can name something.
+    return bool(key_terms(text.partition(" ")[2]))
+
+
+def first_sentence(text: str) -> str:
+    """The answer's first sentence (at most 40 words)."""
+    sentence = _FIRST_SENTENCE.split(text.strip(), maxsplit=1)[0]
+    return " ".join(sentence.split()[:40])
+
+
+def _content_words(text: str, question: str) -> set[str]:
+    asked = set(_WORD.findall(normalised(question)))
+    return {
+        word.removesuffix("'s")
+        for word in _WORD.findall(normalised(text))
+        if word not in _CHATTER and word not in asked and len(word) > 2
+    }
+
+
+def agreement(answer: str, samples: Sequence[str], question: str, overlap: float = 0.25) -> float:
+    """The share of ``samples`` that state what ``answer`` states (first sentences)."""
+    if not samples:
+        return 1.0
+    main = first_sentence(answer)
+    asked = set(_WORD.findall(normalised(question)))
+    terms = [t for t in key_terms(main) if t not in asked and t not in _CHATTER]
+    words = _content_words(main, question)
+    agreeing = 0
+    for sample in samples:
+        other = first_sentence(sample)
+        if terms:
+            text = normalised(other)
+            agreeing += any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text) for t in terms)
+        elif words:
+            theirs = _content_words(other, question)
+            agreeing += len(words & theirs) / max(len(words | theirs), 1) >= overlap
+        else:
+            agreeing += 1  # nothing to compare: an answer of function words only
+    return agreeing / len(samples)
+
+
+async def checked_stream(
+    model: ModelBackend,
+    messages: Sequence[ChatMessage],
+    params: GenerationParams,
+    settings: ConsistencySettings = ConsistencySettings(),
+    question: str = "",
+) -> AsyncIterator[str]:
+    """The answer to ``messages``, streamed once a few samples generated beside it agree
+    with its start; :data:`UNSURE` when they do not."""
+    pieces: asyncio.Queue[str | None] = asyncio.Queue()
+    held: list[str] = []
+
+    async def answer() -> None:
+        try:
+            async for piece in model.stream(messages, params):
+                await pieces.put(piece)
+        finally:
+            await pieces.put(None)
+
+    sample_params = replace(
+        params,
+        temperature=settings.temperature,
+        max_new_tokens=min(settings.sample_tokens, params.max_new_tokens),
+    )
+    main = asyncio.create_task(answer())
+    try:
+        samples = await asyncio.gather(
+            *(
+                model.complete(messages, replace(sample_params, seed=(params.seed or 0) + n))
+                for n in range(1, settings.samples + 1)
+            )
+        )
+        # The answer so far: enough for its first sentence, or all of it.
+        ended = False
+        while not ended:
+            text = "".join(held)
+            if _FIRST_SENTENCE.search(text) and len(text.split()) >= 4:
+                break
+            piece = await pieces.get()
+            ended = piece is None
+            if piece is not None:
+                held.append(piece)
+        if agreement("".join(held), samples, question, settings.overlap) < settings.agreement:
+            main.cancel()
+            yield UNSURE
+            return
+        for piece in held:
+            yield piece
+        while not ended and (piece := await pieces.get()) is not None:
+            yield piece
+        await main  # raises what the answer's stream raised
+    finally:
+        if not main.done():
+            main.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await main
