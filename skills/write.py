@@ -229,12 +229,21 @@ def syllables(word: str) -> int:
     return max(1, count)
 
 
+_OPEN_END = re.compile(r"[,;:\u2013\u2014-]+$")
+
+
+def _closed(line: str) -> str:
+    """``line`` without a dangling comma or dash: the last line of a piece ends it."""
+    return _OPEN_END.sub("", line.rstrip()).rstrip() or line
+
+
 def shape_haiku(text: str) -> str:
     """Three lines: the answer's first three, or its words laid out 5/7/5 when it gave
-    fewer lines (a haiku on one line, or with slashes, is common)."""
+    fewer lines (a haiku on one line, or with slashes, is common). The last line
+    never ends on a comma or dash."""
     lines = [part for line in piece_lines(text) for part in _SLASH.split(line) if part]
     if len(lines) >= 3:
-        return "\n".join(lines[:3])
+        return "\n".join([*lines[:2], _closed(lines[2])])
     words = " ".join(lines).split()
     if len(words) < 3:
         return "\n".join(lines)
@@ -243,21 +252,28 @@ def shape_haiku(text: str) -> str:
     def before(cut: int) -> int:  # syllables of words[:cut]
         return counts[cut - 1]
 
+    def cost(cut: int) -> float:  # near 17 syllables, better at the end of a sentence
+        ends_sentence = words[cut - 1].endswith((".", "!", "?")) or cut == len(words)
+        return abs(before(cut) - 17) - (4 if ends_sentence else 0)
+
     end = len(words)
     if counts[-1] > 17 + 7:  # a paragraph, not a haiku on one line: keep about 17
-        end = min(range(3, len(words) + 1), key=lambda cut: abs(before(cut) - 17))
+        end = min(range(3, len(words) + 1), key=cost)
     first, second = min(
         ((i, j) for i in range(1, end - 1) for j in range(i + 1, end)),
         key=lambda cuts: abs(before(cuts[0]) - 5) + abs(before(cuts[1]) - 12),
     )
-    return "\n".join(
-        " ".join(part) for part in (words[:first], words[first:second], words[second:end])
-    )
+    parts = [" ".join(part) for part in (words[:first], words[first:second], words[second:end])]
+    return "\n".join([*parts[:2], _closed(parts[2])])
 
 
 def shape_limerick(text: str) -> str:
-    """At most five lines, the preamble left out."""
-    return "\n".join(piece_lines(text)[:5])
+    """At most five lines, the preamble left out, the last one closed."""
+    lines = piece_lines(text)[:5]
+    return "\n".join([*lines[:-1], _closed(lines[-1])]) if lines else ""
+
+
+LIMERICK_LINES = 5
 
 
 async def _or_apology(pieces: AsyncIterable[str]) -> AsyncIterator[str]:
@@ -303,5 +319,15 @@ class WriteSkill(Skill):
             return
         # Generated whole, so nobody sees the chatter that the cut removes.
         text = await ctx.model.complete(messages, params)
-        shaped = shape_haiku(text) if request.form == "haiku" else shape_limerick(text)
+        if request.form == "haiku":
+            await ctx.reply(shape_haiku(text) or NOTHING_WRITTEN)
+            return
+        shaped = shape_limerick(text)
+        if len(shaped.splitlines()) < LIMERICK_LINES:  # short of a limerick: one more try
+            retry = replace(params, seed=(params.seed or 0) + 1)
+            again = shape_limerick(await ctx.model.complete(messages, retry))
+            shaped = max(shaped, again, key=lambda piece: len(piece.splitlines()))
+        lines = len(shaped.splitlines())
+        if shaped and lines < LIMERICK_LINES:
+            shaped += f"\n\n(Only {lines} lines came out; a limerick has five.)"
         await ctx.reply(shaped or NOTHING_WRITTEN)

@@ -85,7 +85,7 @@ async def test_length_and_temperature_come_from_the_config(
     async with harness(tmp_path, model, config) as chat:
         await chat.ask(f"!write {request_}")
 
-    [params] = model.params
+    params = model.params[0]  # a limerick short of five lines is asked for again
     assert (params.temperature, params.max_new_tokens) == (1.1, max_new_tokens)
 
 
@@ -215,3 +215,31 @@ async def test_bad_requests_get_usage_naming_the_problem_and_never_reach_the_mod
     assert "Forms: poem, story, haiku, limerick, lyrics (or song)." in answer
     assert 'Example: `!write haiku about autumn rain --tone "quiet and sad"`' in answer
     assert model.prompts == []
+
+
+async def test_a_limerick_short_of_five_lines_is_tried_again_then_said_to_be_short(
+    tmp_path: Path,
+) -> None:
+    four = "There once was a cat from Peru\nWho dreamed he was eating a shoe\nHe woke\nWhat a joke"
+    model = ScriptedBackend([four, four])
+    async with harness(tmp_path, model) as chat:
+        answer = await chat.ask("!write limerick about a cat")
+    assert len(model.prompts) == 2
+    assert model.params[1].seed != model.params[0].seed
+    assert answer.endswith("(Only 4 lines came out; a limerick has five.)")
+
+
+async def test_a_limerick_of_five_lines_on_the_second_try_is_shown_alone(tmp_path: Path) -> None:
+    five = "A\nB\nC\nD\nE"
+    model = ScriptedBackend(["A\nB\nC", five])
+    async with harness(tmp_path, model) as chat:
+        assert await chat.ask("!write limerick about letters") == five
+
+
+async def test_a_haiku_never_ends_on_a_comma(tmp_path: Path) -> None:
+    model = ScriptedBackend(
+        ["Rain on the window,\nthe kettle sings to itself,\nthe cat dreams of fish,\nand"]
+    )
+    async with harness(tmp_path, model) as chat:
+        answer = await chat.ask("!write haiku about rain")
+    assert answer == "Rain on the window,\nthe kettle sings to itself,\nthe cat dreams of fish"
