@@ -29,6 +29,7 @@ from bot.skill import (
     Skill,
     SkillContext,
 )
+from skills.summary_facts import KeyFact, key_facts, missing_facts
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class SummariseConfig(GenerationSettings):
     chunk_tokens: int = Field(1500, ge=100, le=100_000)
     # Chunks summarised at the same time.
     max_parallel: int = Field(4, ge=1, le=64)
+    # Decisions, owners and dates the summary left out are added after it, up to this many.
+    max_added_facts: int = Field(8, ge=0, le=50)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,10 @@ class SummariseSkill(Skill):
         prompt = await summary.final_prompt(chunks)
         header = f"**Summary of {label}** ({_count(len(said), 'message')}"
         header += f", in {len(chunks)} parts)\n\n" if len(chunks) > 1 else ")\n\n"
-        await ctx.reply_stream(_prefixed(header, summary.stream(prompt)))
+        facts = key_facts([(m.author.name, m.text) for m in said])[-config.max_added_facts :]
+        if not config.max_added_facts:
+            facts = []
+        await ctx.reply_stream(_prefixed(header, summary.stream(prompt), facts))
 
 
 class Summariser:
@@ -227,13 +233,26 @@ def _line(message: Message) -> str:
     return f"{message.author.name}: {' '.join(message.text.split())}"
 
 
-async def _prefixed(header: str, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _prefixed(
+    header: str, pieces: AsyncIterator[str], facts: Sequence[KeyFact] = ()
+) -> AsyncIterator[str]:
+    """The header, the model's summary as bullets, then the key facts it left out."""
     yield header
     bullets = Bullets()
+    shown: list[str] = []
     async for piece in pieces:
         if text := bullets.feed(piece):
+            shown.append(text)
             yield text
-    yield bullets.close() or NO_SUMMARY
+    last = bullets.close()
+    shown.append(last)
+    yield last or ("" if facts else NO_SUMMARY)
+    missing = missing_facts("".join(shown), facts)
+    if missing:
+        lines = "\n".join(fact.bullet for fact in missing)
+        yield (
+            "\n\n" if "".join(shown).strip() else ""
+        ) + f"**Decisions, owners and dates**\n{lines}"
 
 
 NO_SUMMARY = "The model gave no summary; please try again."

@@ -335,3 +335,37 @@ async def test_chat_that_starts_with_the_prefix_is_still_chat(tmp_path: Path) ->
         await chat.ask("!ping", author="bob", channel="general")  # no such skill here
         await chat.ask("!tldr", channel="general")
     assert transcript(model.prompts[-1]) == ["ada: !heads up, deploy at 3", "bob: !ping"]
+
+
+async def test_decisions_owners_and_dates_the_summary_left_out_are_added(tmp_path: Path) -> None:
+    model = ScriptedBackend(["- The team talked about the release."])
+    async with ChatHarness([SummariseSkill], tmp_path, model=model) as chat:
+        for author, text in [
+            ("ada", "morning all"),
+            ("ada", "Should we ship 2.0 on Friday?"),
+            ("bob", "Yes, we agreed. I'll write the release notes by Thursday."),
+            ("carol", "nice weather today"),
+            ("carol", "I will tell the customers."),
+        ]:
+            await chat.send(text, author=author, channel="team", addressed=False)
+        answer = await chat.ask("!summarise", channel="team")
+    summary, _, added = answer.partition("\n\n**Decisions, owners and dates**\n")
+    assert summary.endswith("- The team talked about the release.")
+    assert added.splitlines() == [
+        "- ada: Should we ship 2.0 on Friday?",
+        "- bob: Yes, we agreed. I'll write the release notes by Thursday.",
+        "- carol: I will tell the customers.",
+    ]
+    assert "morning all" not in answer
+    assert "weather" not in answer  # a date in chatter is not a plan
+
+
+async def test_facts_the_summary_kept_are_not_repeated(tmp_path: Path) -> None:
+    model = ScriptedBackend(["- bob will write the release notes by Thursday."])
+    async with ChatHarness([SummariseSkill], tmp_path, model=model) as chat:
+        await chat.send(
+            "I'll write the release notes by Thursday.", author="bob", channel="t", addressed=False
+        )
+        answer = await chat.ask("!summarise", channel="t")
+    assert answer.endswith("- bob will write the release notes by Thursday.")
+    assert "Decisions, owners and dates" not in answer
