@@ -2,9 +2,11 @@
 
 ``explain`` and ``review`` stream the model's answer. ``fix`` and ``write``
 answer with code, so the whole answer is generated first, its code fences
-tagged with the language, and Python checked with :func:`ast.parse` (asking the
-model once more with the error) before anything is shown. Nobody's code is
-ever run.
+tagged with the language. Python is checked before anything is shown: several
+candidates are run against tests in a sandbox (:mod:`skills.code_checks`) and
+the first that passes is shown; with ``run_checks = false``, or when no
+candidate parses, it is checked with :func:`ast.parse` only (asking the model
+once more with the error).
 """
 
 from __future__ import annotations
@@ -17,9 +19,26 @@ import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from bot.checks.sandbox import SandboxLimits
 from pydantic import Field
 
-from bot.skill import ChatMessage, GenerationSettings, PromptTemplates, Skill, SkillContext
+from bot.skill import (
+    ChatMessage,
+    GenerationParams,
+    GenerationSettings,
+    PromptTemplates,
+    Skill,
+    SkillContext,
+)
+from skills.code_checks import (
+    best_candidate,
+    generate,
+    given_tests,
+    named_functions,
+    tests_prompt,
+    verdict,
+    written_tests,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +69,7 @@ _WORD = re.compile(r"[a-z0-9_]+(?:\+\+|#|\.js)?")
 _TAG = re.compile(r"[\w+#.-]*")  # a fence info string that is a language tag, not code
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<marker>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 _PYTHON_LINE = re.compile(
-    r"^\s*(?:(?:async\s+)?def\s+\w+\s*\(.*:|class\s+\w+.*:"
+    r"^\s*(?:(?:async\s+)?def\s+\w+\s*\(.*\)\s*(?:->[^:]+)?:.*|class\s+\w+.*:"
     r"|(?:from\s+[\w.]+\s+)?import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+)*"
     r"|(?:if|elif|else|for|while|with|try|except|finally)\b.*:)\s*(?:#.*)?$",
     re.MULTILINE,
@@ -69,6 +88,11 @@ class CodeConfig(GenerationSettings):
     max_new_tokens: int | None = Field(384, gt=0, le=8192)
     temperature: float | None = Field(0.2, ge=0.0, le=2.0)
     default_language: str = Field("python", min_length=1, max_length=20, pattern=r"^\S+$")
+    # Python from fix/write is run against tests in a sandbox before it is shown.
+    run_checks: bool = True
+    candidates: int = Field(3, ge=1, le=8)
+    candidate_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    check_timeout_s: float = Field(5.0, gt=0, le=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,10 +339,18 @@ async def _streamed(chunks: AsyncIterable[str], language: str | None) -> AsyncIt
 
 
 def tidy_answer(answer: str, language: str | None) -> Fenced:
-    """The model's answer with its code fenced and tagged: bare code gets a block."""
+    """The model's answer with its code fenced and tagged: bare code gets a block.
+
+    A bare answer asked to be Python that does not parse as Python is prose (a
+    refusal, an explanation): it gets no block, so it is never shown as code.
+    """
     answer = answer.strip()
     found = fenced(answer, language)
-    return found if found.blocks else fenced(code_block(answer, language), language)
+    if found.blocks:
+        return found
+    if language == "python" and python_problem(answer) is not None:
+        return Fenced(answer, [], answer)
+    return fenced(code_block(answer, language), language)
 
 
 class CodeSkill(Skill):
@@ -349,6 +381,11 @@ class CodeSkill(Skill):
             return
 
         language = request.language
+        if config.run_checks and language == "python":
+            checked = await _checked(ctx, request, messages, params, config)
+            if checked is not None:
+                await ctx.reply(checked)
+                return
         first = await ctx.model.complete(messages, params)
         answer = tidy_answer(first, language)
         problem = answer_problem(answer.blocks)  # its Python blocks, whatever was asked
@@ -367,6 +404,44 @@ class CodeSkill(Skill):
             )
         else:
             await ctx.reply(answer.text)
+
+
+async def _checked(
+    ctx: SkillContext,
+    request: Request,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    config: CodeConfig,
+) -> str | None:
+    """The first candidate that passes its tests, with a sentence saying so (or the
+    closest one, saying that none passed); None when no candidate's code parses."""
+    own = given_tests(f"{request.text}\n{request.note}")
+    if request.mode == "write":
+        names = named_functions(request.text)
+    else:  # the fixed code still defines what the broken code did
+        names = re.findall(r"^\s*(?:async\s+)?def\s+(\w+)", request.text, re.MULTILINE)
+    wants_tests = request.mode == "write" and not own
+    answers, tests_answer = await generate(
+        ctx.model,
+        messages,
+        params,
+        config.candidates,
+        config.candidate_temperature,
+        tests_prompt(PROMPTS, request.text) if wants_tests else None,
+    )
+    tests = [f"assert callable({name}), '{name} is not defined'" for name in names]
+    tests += own or written_tests(tests_answer, names)
+    tidied = [tidy_answer(answer, request.language) for answer in answers]
+    candidates = [
+        (found.text, "\n\n".join(b.code for b in found.blocks if b.tag == "python"))
+        for found in tidied
+    ]
+    limits = SandboxLimits(wall_s=config.check_timeout_s)
+    best = await best_candidate(candidates, tests, limits)
+    if best is None:
+        log.info("code %s: no candidate parses; asking again", request.mode)
+        return None
+    return f"{best.text}\n\n{verdict(best.report, own=not wants_tests)}"
 
 
 def _usage(prefix: str) -> str:

@@ -18,7 +18,10 @@ FIXED = "```python\ndef area(r):\n    return 3.14 * r ** 2\n```\nI added the mis
 def harness(
     tmp_path: Path, model: ScriptedBackend, config: CodeConfig | None = None
 ) -> ChatHarness:
-    return ChatHarness([CodeSkill(config or CodeConfig())], tmp_path, model=model)
+    """The skill with one candidate and no sandbox run: what the model is asked and how
+    its answer is tidied (the checked path is tested in test_code_checks.py)."""
+    config = (config or CodeConfig()).model_copy(update={"run_checks": False})
+    return ChatHarness([CodeSkill(config)], tmp_path, model=model)
 
 
 async def test_explain_sends_fenced_code_and_streams_the_answer_as_is(tmp_path: Path) -> None:
