@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot.checks.sandbox import CheckReport, SandboxLimits, run_checks
-
 from bot.skill import ChatMessage, GenerationParams, ModelBackend, PromptTemplates
 
 log = logging.getLogger(__name__)
@@ -128,22 +127,19 @@ async def generate(
 async def best_candidate(
     candidates: Sequence[tuple[str, str]], tests: Sequence[str], limits: SandboxLimits
 ) -> Candidate | None:
-    """Each ``(text, code)`` run against ``tests``: the first that passes, else the one
-    that passed most; None when no candidate's code parses."""
-    runnable = [(text, code) for text, code in candidates if code.strip() and _parses(code)]
-    if not runnable:
-        return None
-    reports = await asyncio.gather(*(run_checks(code, tests, limits) for _, code in runnable))
-    ran = [
-        Candidate(text, code, report)
-        for (text, code), report in zip(runnable, reports, strict=True)
-    ]
-    for candidate in ran:
-        log.info(
-            "code candidate: %s, %d/%d checks", candidate.report.outcome,
-            candidate.report.passed, candidate.report.total,
-        )  # fmt: skip
-    return max(ran, key=lambda candidate: candidate.rank)  # max keeps the first of equals
+    """Each ``(text, code)`` run against ``tests``, one after another (runs share the
+    sandbox user's process limit): the first that passes, else the one that passed
+    most; None when no candidate's code parses."""
+    ran: list[Candidate] = []
+    for text, code in candidates:
+        if not code.strip() or not _parses(code):
+            continue
+        report = await run_checks(code, tests, limits)
+        log.info("code candidate: %s, %d/%d checks", report.outcome, report.passed, report.total)
+        ran.append(Candidate(text, code, report))
+        if report.outcome == "passed":
+            break
+    return max(ran, key=lambda candidate: candidate.rank) if ran else None  # first of equals
 
 
 def tests_prompt(prompts: PromptTemplates, description: str) -> list[ChatMessage]:

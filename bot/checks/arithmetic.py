@@ -192,7 +192,7 @@ def _power(base: Fraction | float, exponent: Fraction | float) -> Fraction | flo
     if base < 0:
         raise CalculationError("a negative number has no real fractional power")
     try:
-        return float(base) ** float(exponent)
+        return math.pow(float(base), float(exponent))
     except OverflowError:
         raise CalculationError("the result is too large to show") from None
 

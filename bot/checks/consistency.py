@@ -86,7 +86,9 @@ def worth_checking(question: str) -> bool:
     if not (text.endswith("?") or _QUESTION_START.match(text)):
         return False
     # The first word is capitalised whatever it is: only the rest can name something.
-    return bool(key_terms(text.partition(" ")[2]))
+    # Numbers alone ("186 euros for 6 of us") are a sum to do, not a thing to know.
+    terms = key_terms(text.partition(" ")[2])
+    return any(not term.replace(".", "").replace(",", "").isdigit() for term in terms)
 
 
 def first_sentence(text: str) -> str:
