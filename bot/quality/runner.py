@@ -1,0 +1,127 @@
+"""Running the suite's cases as people would meet them: typed into a chat, through the
+real router and the installed skills with their default settings, answered by a
+real model, on a real SQLite file.
+
+Each case runs in a channel of its own (a conversation, a channel history), one
+after another, with torch seeded from its id, so a run repeats.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from bot.plugins import discover_skills
+from bot.quality.cases import Case
+from bot.quality.scoring import Score, score
+from bot.testing import ChatHarness
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """One case's answer, its score and what it cost."""
+
+    case: Case
+    answer: str
+    score: Score
+    seconds: float
+    tokens: int
+
+
+class MeteredBackend(ModelBackend):
+    """A model that counts the tokens it generates, for the suite's tokens/s."""
+
+    def __init__(self, inner: ModelBackend) -> None:
+        self._inner = inner
+        self.name = inner.name
+        self.default_params = inner.default_params
+        self.tokens = 0
+
+    @property
+    def context_window(self) -> int:
+        return self._inner.context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self._inner.count_tokens(messages)
+
+    def count_text(self, text: str) -> int:
+        return self._inner.count_text(text)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams | None = None
+    ) -> AsyncIterator[str]:
+        pieces: list[str] = []
+        try:
+            async for piece in self._inner.stream(messages, params):
+                pieces.append(piece)
+                yield piece
+        finally:
+            if pieces:
+                self.tokens += self._inner.count_text("".join(pieces))
+
+
+async def run_cases(
+    cases: Sequence[Case],
+    model: ModelBackend,
+    workdir: Path,
+    *,
+    seed: Callable[[int], None] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Every case's result, in order. ``seed`` seeds the model's sampling before each case
+    (``torch.manual_seed``); ``on_result`` hears each result as it is scored."""
+    metered = MeteredBackend(model)
+    skills = list(discover_skills().skills.values())
+    results = []
+    async with ChatHarness(skills, workdir, model=metered) as chat:
+        for case in cases:
+            if seed is not None:
+                seed(zlib.crc32(case.id.encode()))
+            before, started = metered.tokens, time.perf_counter()
+            answer, asked = await _drive(chat, case)
+            seconds = time.perf_counter() - started
+            result = CaseResult(
+                case, answer, await score(case.group, case.spec, answer, asked), seconds,
+                metered.tokens - before,
+            )  # fmt: skip
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+async def _drive(chat: ChatHarness, case: Case) -> tuple[str, str]:
+    """Send the case's messages; return the bot's last answer and the question asked."""
+    spec, channel = case.spec, f"quality-{case.id}"
+    if case.group == "memory":
+        turns = spec["turns"]
+        answer = ""
+        for turn in turns:
+            answer = await chat.ask(turn["text"], channel=channel, author=turn["author"])
+        return answer, turns[-1]["text"]
+    if case.group == "summary":
+        for said in spec["messages"]:
+            await chat.send(said["text"], channel=channel, author=said["author"], addressed=False)
+        return await chat.ask("!summarise", channel=channel), ""
+    text = request_text(case)
+    return await chat.ask(text, channel=channel), text
+
+
+def request_text(case: Case) -> str:
+    """What the person types for a single-message case."""
+    spec = case.spec
+    if case.group in ("qa", "arithmetic", "unknown"):
+        return str(spec["ask"])
+    if case.group == "code_write":
+        return f"!code write {spec['request']}"
+    if case.group == "creative":
+        return f"!write {spec['request']}"
+    mode = "fix" if case.group == "code_fix" else "explain"
+    code = str(spec["code"]).strip()
+    if "\n" not in code:
+        return f"!code {mode} {code}"
+    return f"!code {mode}\n```{spec.get('language', '')}\n{code}\n```"
