@@ -160,6 +160,7 @@ class App:
             skills=skill_set,
             model=self.model,
             models=self.models.for_channel,
+            named_models=self.models.get,
             store=store,
             settings=settings,
             config=self.config.router,

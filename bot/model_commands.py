@@ -18,12 +18,14 @@ from typing import Any
 from bot.config import Config
 from bot.errors import ConfabError
 from bot.llm.model_facts import ModelFacts, model_facts
+from bot.llm.packaged import PACKAGED
 from bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
 from storage.database import Database
 from storage.served_models import ServedModels
 
 KIND_NAMES = {
     "bundled": "bundled GGUF",
+    "packaged": "packaged GGUF",
     "gguf": "GGUF file",
     "folder": "model folder",
     "adapter": "LoRA adapter",
@@ -138,7 +140,7 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
     rows = [
         (
             f.entry.name,
-            KIND_NAMES[f.entry.kind],
+            _kind(f.entry),
             _parameters(f),
             f.dtype or "?",
             _when(f.created_at),
@@ -164,9 +166,17 @@ async def _show(config: Config, registry: ModelRegistry, name: str) -> int:
     facts, serving = await asyncio.to_thread(model_facts, entry), await _serving(config, registry)
     lines = [
         entry.name,
-        f"  kind: {KIND_NAMES[entry.kind]}",
+        f"  kind: {_kind(entry)}",
         f"  path: {entry.path}",
     ]
+    if entry.name in PACKAGED:
+        shipped = PACKAGED[entry.name]
+        lines += [
+            f"  licence: {shipped.licence}",
+            f"  origin: {shipped.origin}",
+            f"  installed with: {shipped.install}",
+            f"  sha256: {shipped.sha256} (checked before it is first served)",
+        ]
     if facts.base is not None:
         lines.append(f"  base: {facts.base}")
     lines += [
@@ -235,6 +245,14 @@ def _channel(text: str) -> tuple[str, str]:
             "slack:C0123ABCD or console:general."
         )
     return platform, channel
+
+
+def _kind(entry: ModelEntry) -> str:
+    """The kind column: for a packaged model, which model it is ("bundled GGUF" alone
+    does not say)."""
+    kind = KIND_NAMES[entry.kind]
+    shipped = PACKAGED.get(entry.name)
+    return f"{kind}: {shipped.model}" if shipped is not None else kind
 
 
 def _parameters(facts: ModelFacts) -> str:

@@ -67,6 +67,7 @@ class Router:
         model: ModelBackend,
         store: ConversationStore,
         models: Callable[[str, str], Awaitable[ModelBackend]] | None = None,
+        named_models: Callable[[str], Awaitable[ModelBackend]] | None = None,
         settings: ChannelSettingsStore,
         config: RouterConfig,
         bot_name: str,
@@ -76,6 +77,8 @@ class Router:
         self.skills = skills
         self.model = model
         self.models = models  # the model chosen per channel; without it, ``model`` everywhere
+        # A skill's own model (``[skills.NAME] model``) by name; without it, as above.
+        self.named_models = named_models
         self.store = store
         self.settings = settings
         self.scheduler = scheduler
@@ -328,7 +331,7 @@ class Router:
             message=message,
             args=args,
             config=skill.config,
-            model=await self._model_for(message),
+            model=await self._model_for(message, skill),
             memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
             prefix=self.config.prefixes[0],
@@ -422,7 +425,10 @@ class Router:
         except Exception:
             log.exception("could not send a reply in %s/%s", message.platform, message.channel)
 
-    async def _model_for(self, message: Message) -> ModelBackend:
+    async def _model_for(self, message: Message, skill: Skill) -> ModelBackend:
+        own = getattr(skill.config, "model", None)
+        if own and self.named_models is not None:  # the skill's own model wins
+            return await self.named_models(own)
         if self.models is None:
             return self.model
         return await self.models(message.platform, message.channel)

@@ -150,10 +150,13 @@ class GenerationSettings(BaseModel):
     that are set to the model's defaults.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     max_new_tokens: int | None = Field(None, gt=0, le=8192)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    # A model of its own for this skill (a name from `confab model list`); unset,
+    # the channel's model answers.
+    model: str | None = Field(None, min_length=1, max_length=200)
 
     def params(self, defaults: GenerationParams) -> GenerationParams:
         changes: dict[str, Any] = {}

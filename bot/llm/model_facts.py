@@ -51,7 +51,9 @@ def model_facts(entry: ModelEntry) -> ModelFacts:
         return _adapter_facts(entry, evaluations, problem)
     parameters = dtype = None
     try:
-        if entry.kind in ("gguf", "bundled"):
+        if entry.kind == "packaged" and not entry.path.exists():
+            problem = "assembled from its packages when it is first used"
+        elif entry.kind in ("gguf", "bundled", "packaged"):
             parameters, dtype = gguf_summary(entry.path)
         elif entry.kind == "folder":
             parameters, dtype = safetensors_summary(entry.path)

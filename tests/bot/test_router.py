@@ -383,3 +383,22 @@ async def test_an_answer_cut_while_its_commit_is_awaited_is_stored_once(tmp_path
         ("user", "question"),
         ("assistant", "Hello there."),
     ]
+
+
+async def test_a_skill_with_a_model_of_its_own_is_answered_by_it(tmp_path: Path) -> None:
+    from skills.qa import AskConfig
+
+    default, coder = ScriptedBackend(["from the default"]), ScriptedBackend(["from the coder"])
+    asked: list[str] = []
+
+    async def named(name: str) -> ScriptedBackend:
+        asked.append(name)
+        return coder
+
+    skills = [AskSkill(AskConfig(model="coder", check_facts=False)), PingSkill]
+    async with ChatHarness(skills, tmp_path, model=default) as chat:
+        chat.router.named_models = named
+        assert await chat.ask("hello") == "from the coder"
+        assert await chat.ask("!ping") == "pong"
+    assert asked == ["coder"]
+    assert default.prompts == []
