@@ -34,6 +34,9 @@ class AskConfig(GenerationSettings):
     # Factual questions are asked again in the same batch; disagreement means "not sure".
     check_facts: bool = True
     check_samples: int = Field(3, ge=1, le=8)
+    # What people said earlier is restated in the system prompt (a small model
+    # overlooks it in the turns); this many of their latest statements.
+    recap_statements: int = Field(8, ge=0, le=50)
 
 
 class AskSkill(Skill):
@@ -62,12 +65,37 @@ class AskSkill(Skill):
         history = []
         if room > 0 and config.max_history_turns:
             history = await ctx.memory.recent(max_turns=config.max_history_turns, max_tokens=room)
+        if recap := _recap(history, config.recap_statements):
+            recapped = ChatMessage("system", f"{system.content}\n\n{recap}")
+            budget = ctx.model.context_window - params.max_new_tokens
+            if ctx.model.count_tokens([recapped, asked]) <= budget:  # else it would crowd out
+                system = recapped
         messages = [system, *label_speakers([*history, asked])]
         if config.check_facts and worth_checking(question):
             settings = ConsistencySettings(samples=config.check_samples)
             await ctx.reply_stream(checked_stream(ctx.model, messages, params, settings, question))
             return
         await ctx.reply_stream(ctx.model.stream(messages, params))
+
+
+def _recap(history: list[ChatMessage], most: int) -> str:
+    """What people told the bot earlier in this conversation (statements, not their
+    questions), newest last, as a block for the system prompt; "" when nothing."""
+    said = (
+        [
+            turn
+            for turn in history
+            if turn.role == "user" and not turn.content.rstrip().endswith("?")
+        ][-most:]
+        if most
+        else []
+    )
+    if not said:
+        return ""
+    lines = "\n".join(
+        f"- {turn.name or 'someone'} said: {' '.join(turn.content.split())}" for turn in said
+    )
+    return TEMPLATES.render("recap", statements=lines)
 
 
 async def _system_prompt(ctx: SkillContext, config: AskConfig) -> str:

@@ -195,3 +195,29 @@ async def test_chat_and_questions_about_the_conversation_are_not_checked(
         assert await chat.ask("hi there") == "Hello!"
         assert await chat.ask("what is my name?") == "You are Ada."
     assert len(model.prompts) == 2
+
+
+async def test_what_people_said_earlier_is_restated_in_the_system_prompt(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Nice to meet you.", "Noted.", "You are Ada."])
+    async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
+        await chat.ask("My name is Ada Lovelace.", author="ada")
+        await chat.ask("is it raining?", author="ada")
+        await chat.ask("I work on billing", author="ada")
+        await chat.ask("what is my name?", author="ada")
+    system = model.prompts[-1][0].content
+    assert system.endswith(
+        "Earlier in this conversation:\n"
+        "- ada said: My name is Ada Lovelace.\n"
+        "- ada said: I work on billing\n"
+        "Use these facts when they answer the question."
+    )
+    assert "raining" not in system  # questions are not facts
+
+
+async def test_the_recap_can_be_turned_off(tmp_path: Path) -> None:
+    model = ScriptedBackend(["Hi.", "You are Ada."])
+    skill = AskSkill(AskConfig(recap_statements=0))
+    async with ChatHarness([skill], tmp_path, model=model) as chat:
+        await chat.ask("My name is Ada.")
+        await chat.ask("what is my name?")
+    assert "Earlier in this conversation" not in model.prompts[-1][0].content
