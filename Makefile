@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run console test lint bench clean
+.PHONY: run console test lint bench quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot storage adapters
 
+# Answer quality per skill of the default model; QUALITY_ARGS adds models
+# (e.g. QUALITY_ARGS="--model bundled --model qwen2.5-coder-0.5b").
+quality: $(STAMP)
+	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
+
 bench: $(STAMP)
+	$(BIN)/python bench/quality.py --quiet $(QUALITY_ARGS)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/model_throughput.py
 	$(BIN)/python bench/summarise.py
