@@ -150,6 +150,9 @@ class App:
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
+        for skill in skill_set.skills:  # skills' own models start loading now, in the background
+            if own := getattr(skill.config, "model", None):
+                await self.models.ready(own)
         self.scheduler = JobScheduler(
             self.config.scheduler,
             self.config.bot.database_url,
@@ -160,7 +163,7 @@ class App:
             skills=skill_set,
             model=self.model,
             models=self.models.for_channel,
-            named_models=self.models.get,
+            named_models=self.models.ready,
             store=store,
             settings=settings,
             config=self.config.router,

@@ -32,6 +32,11 @@ class SkillSet:
         return self._by_name.get(command) or self._by_alias.get(command)
 
     @property
+    def skills(self) -> list[Skill]:
+        """Every configured skill, by name."""
+        return sorted(self._by_name.values(), key=_name)
+
+    @property
     def infos(self) -> list[SkillInfo]:
         return list(self._infos)  # a copy: a skill may not change what the router sees
 

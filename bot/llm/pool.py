@@ -64,6 +64,7 @@ class ModelPool:
         self._complained: dict[str | None, float] = {}
         self._start_key: str | None = None
         self._start_model: ModelBackend | None = None
+        self._warming: set[asyncio.Task[ModelBackend | None]] = set()
         self._closed = False
 
     @property
@@ -131,6 +132,24 @@ class ModelPool:
         """The model ``choice`` names, loading it the first time; the start model if it
         cannot be served."""
         return await self._serve(choice) or self.default
+
+    async def ready(self, choice: str) -> ModelBackend:
+        """The model ``choice`` names if it is loaded; else the start model, while
+        ``choice`` loads in the background (a first load can take minutes: a model
+        converted on its first start), so nobody waits for it."""
+        found = self._lookup(choice)
+        if not isinstance(found, ConfabError):
+            key = found[0]
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            if key not in self._loading and not self._closed:
+                warming = asyncio.create_task(self._serve(choice), name=f"warm model {choice}")
+                self._warming.add(warming)
+                warming.add_done_callback(self._warming.discard)
+        else:
+            self._complain(choice, found)
+        return self.default
 
     async def _serve(self, choice: str | None) -> ModelBackend | None:
         if self._closed:
@@ -243,6 +262,8 @@ class ModelPool:
     async def close(self) -> None:
         """Stop loading and close every model, those being unloaded included."""
         self._closed = True
+        for warming in self._warming:
+            warming.cancel()
         retiring, loading = dict(self._retiring), list(self._loading.values())
         for task in [*loading, *retiring]:
             task.cancel()

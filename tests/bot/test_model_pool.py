@@ -184,3 +184,21 @@ async def test_a_default_that_fails_at_start_leaves_the_configs_model_serving(
         assert await pool.start(await served.default()) is models.named[None]
         assert "the default model broken could not be loaded" in caplog.text
         await pool.close()
+
+
+async def test_a_skills_model_loads_in_the_background_while_the_default_answers() -> None:
+    models = Models(coder=SlowToLoad("coder"), broken=SlowToLoad("broken", fail=True))
+    pool = ModelPool(models)
+    default = await pool.start(None)
+    try:
+        assert await pool.ready("coder") is default  # nobody waits for its first load
+        assert await pool.ready("coder") is default  # still loading: not loaded twice
+        await asyncio.sleep(0.2)
+        assert await pool.ready("coder") is models.named["coder"]
+        assert models.named["coder"].starts == 1
+        assert await pool.ready("broken") is default
+        await asyncio.sleep(0.2)
+        assert await pool.ready("broken") is default  # failed: the default goes on answering
+        assert await pool.ready("nonexistent") is default
+    finally:
+        await pool.close()
