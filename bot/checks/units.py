@@ -121,7 +121,12 @@ _LEAD = re.compile(
     r"(?:tell me\s+)?|what(?:'s|’s| is| are)?\s+|how much is\s+|tell me\s+)?",
     re.IGNORECASE,
 )
-_TAIL = re.compile(r"[\s?.!]*(?:please|pls|thanks)?[\s?.!]*$", re.IGNORECASE)
+_TAIL = re.compile(
+    r"(?:,?\s*(?:using|in|with)\s+(?:the\s+)?(?:decimal|binary|si|metric|us|imperial)"
+    r"(?:\s*\(\w+\))?\s+(?:units?|prefixes|system|measures?))?"
+    r"[\s?.!]*(?:please|pls|thanks)?[\s?.!]*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,7 @@ def test_numbers_are_shown_in_plain_digits() -> None:
         ("How many minutes are there in 2.5 hours?", "2.5 hours = **150 minutes**"),
         ("1 GB in MB", "1 GB = **1000 MB**"),
         ("1 GiB in MiB", "1 GiB = **1024 MiB**"),
+        ("How many MB are in 1.5 GB, using decimal (SI) units?", "1.5 GB = **1500 MB**"),
         ("how many ounces in 2 pounds", "2 pounds = **32 ounces**"),
         ("3 litres to US gallons", "3 litres ≈ **0.792516 US gallons**"),
         ("What is 100 km/h in mph?", "100 km/h ≈ **62.1371 mph**"),
