@@ -22,13 +22,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.app import model_resolver  # noqa: E402
-from bot.config import load_config  # noqa: E402
-from bot.llm.backend import ModelBackend  # noqa: E402
-from bot.messages import SentMessage  # noqa: E402
-from bot.testing import ChatHarness, RecordingAdapter  # noqa: E402
-from skills.code import CodeConfig, CodeSkill  # noqa: E402
-from skills.qa import AskConfig, AskSkill  # noqa: E402
+from bot.app import model_resolver
+from bot.config import load_config
+from bot.llm.backend import ModelBackend
+from bot.messages import SentMessage
+from bot.testing import ChatHarness, RecordingAdapter
+from skills.code import CodeConfig, CodeSkill
+from skills.qa import AskConfig, AskSkill
 
 REQUESTS = {
     "fact": ("Who wrote the novel Pride and Prejudice?", "check_facts"),

@@ -53,6 +53,7 @@ QUESTIONS = [
 
 
 MAX_BATCH_SIZE = 0  # the engine's; 0 = model.max_batch_size's default
+MODEL_PATH = ""  # a model folder or .gguf file; "" = the bundled model
 ENGINE_THREAD: Any = None  # the engine's worker thread, which also loads the model
 
 
@@ -95,7 +96,7 @@ def load(dtype: str, attention: str) -> tuple[Any, Any]:
     from bot.llm.weights import loadable_folder, resolve_model_path
 
     cache = ModelConfig().cache_dir
-    folder = loadable_folder(resolve_model_path(""), cache, print)
+    folder = loadable_folder(resolve_model_path(MODEL_PATH), cache, print)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
 
     def load_model(dtype: Any) -> Any:
@@ -318,13 +319,17 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--attention", default="auto", choices=["auto", "sdpa", "eager"])
     parser.add_argument("--max-batch-size", type=int, default=0, help="the engine's (0: default)")
+    parser.add_argument(
+        "--model-path", default="", help="a model folder or .gguf (default: bundled)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.arrivals = args.arrivals.split(",")
     if args.worker:
-        global MAX_BATCH_SIZE
+        global MAX_BATCH_SIZE, MODEL_PATH
         MAX_BATCH_SIZE = args.max_batch_size
+        MODEL_PATH = args.model_path
         worker(args)
         return
 
@@ -335,6 +340,7 @@ def main() -> None:
         command += ["--concurrency", ",".join(map(str, args.concurrency))]
         command += ["--arrivals", ",".join(args.arrivals), "--new-tokens", str(args.new_tokens)]
         command += ["--spread-s", str(args.spread_s), "--max-batch-size", str(args.max_batch_size)]
+        command += ["--model-path", args.model_path]
         output = subprocess.run(command, capture_output=True, text=True, check=False)
         if output.returncode != 0:
             print(f"{design}: failed\n{output.stderr[-2000:]}", file=sys.stderr)

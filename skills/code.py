@@ -19,9 +19,9 @@ import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from bot.checks.sandbox import SandboxLimits
 from pydantic import Field
 
+from bot.checks.sandbox import SandboxLimits
 from bot.skill import (
     ChatMessage,
     GenerationParams,

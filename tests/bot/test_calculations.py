@@ -78,7 +78,7 @@ def test_anything_but_a_calculation_goes_to_the_model(asked: str) -> None:
     assert calculation(asked) is None
 
 
-@given(st.integers(-10**6, 10**6), st.integers(-10**6, 10**6))
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6))
 def test_sums_and_products_of_any_integers_are_exact(a: int, b: int) -> None:
     total = calculation(f"{a} + {b}")
     product = calculation(f"{a} * {b}")

