@@ -115,11 +115,20 @@ def agreement(answer: str, samples: Sequence[str], question: str, overlap: float
     terms = [t for t in key_terms(main) if t not in asked and t not in _CHATTER]
     words = _content_words(main, question)
     agreeing = 0
+    numbers = [term for term in terms if any(c.isdigit() for c in term)]
     for sample in samples:
         other = first_sentence(sample)
         if terms:
             text = normalised(other)
-            agreeing += any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text) for t in terms)
+            shared = [t for t in terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text)]
+            # An invented fact keeps the name it was asked about and changes the
+            # number: a sample that states other numbers contradicts the answer.
+            contradicts = (
+                bool(numbers)
+                and not any(t in shared for t in numbers)
+                and bool(re.search(r"\d", text))
+            )
+            agreeing += len(shared) * 2 >= len(terms) and not contradicts
         elif words:
             theirs = _content_words(other, question)
             agreeing += len(words & theirs) / max(len(words | theirs), 1) >= overlap

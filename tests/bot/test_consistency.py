@@ -1,0 +1,43 @@
+"""Self-consistency: when samples of the same question agree with an answer, and when a
+question is worth checking at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.checks.consistency import agreement, worth_checking
+
+Q = "What is the atomic number of brenthium?"
+
+
+def test_samples_that_state_the_same_name_agree() -> None:
+    answer = "The capital of France is Paris."
+    samples = ["Paris.", "It is Paris, of course.", "Lyon."]
+    assert agreement(answer, samples, "What is the capital of France?") == pytest.approx(2 / 3)
+
+
+def test_an_invented_number_that_changes_from_sample_to_sample_disagrees() -> None:
+    answer = "The atomic number of brenthium (Bn) is 12."
+    samples = ["Brenthium (Bn) has atomic number 56.", "Bn is number 7.", "It is 12."]
+    assert agreement(answer, samples, Q) == pytest.approx(1 / 3)
+
+
+def test_without_names_content_words_are_compared() -> None:
+    answer = "CPU stands for central processing unit."
+    samples = ["It means central processing unit.", "A chip that computes.", "processing unit"]
+    assert agreement(answer, samples, "What does CPU stand for?") == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("question", "checked"),
+    [
+        ("Who wrote Dune?", True),
+        ("Tell me about the Velmorian Empire.", True),
+        ("what is my name?", False),
+        ("thanks!", False),
+        ("Team lunch came to 186 euros for 6 of us. How much is that each?", False),
+        ("Write me a poem about Paris", False),
+    ],
+)
+def test_only_questions_naming_something_are_checked(question: str, checked: bool) -> None:
+    assert worth_checking(question) is checked
