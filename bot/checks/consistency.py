@@ -5,7 +5,10 @@ For a factual question :func:`checked_stream` generates the answer and, in the
 same batch, a few short samples at a higher temperature (the batch engine makes
 them cost little more than the answer alone). The answer is held back until the
 samples are in: when they agree with it, it streams on; when they disagree,
-the person reads that the bot is not sure instead of a confident invention.
+the person reads that the bot is not sure instead of a confident invention. A
+model too slow to finish the samples within ``hold_s`` streams the answer at
+once and adds a warning after it when the samples disagree, so the first words
+never wait more than ``hold_s``.
 
 Agreement is judged on the answers' first sentences: the share of samples
 that name one of the answer's key terms (names, numbers, identifiers not in
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -24,10 +28,13 @@ from dataclasses import dataclass, replace
 from bot.llm.answer_check import FUNCTION_WORDS, key_terms, normalised
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 
+log = logging.getLogger(__name__)
+
 UNSURE = (
     "I'm not sure about that: I don't have reliable information on it, and when I "
     "check my answer I get different ones each time, so I'd rather not guess."
 )
+DOUBT = "\n\n⚠️ I'm not sure about this: asked again, I gave different answers, so it may be wrong."
 _QUESTION_START = re.compile(
     r"^(?:who|what|when|where|which|whose|how|why|is|are|was|were|did|does|do|has|have|had"
     r"|can|could|tell me|describe|explain|give me|name|list)\b",
@@ -73,6 +80,7 @@ class ConsistencySettings:
     sample_tokens: int = 32
     temperature: float = 0.6
     agreement: float = 0.5  # share of samples that must agree with the answer
+    hold_s: float = 1.5  # longest the answer waits for the samples before it streams
     overlap: float = 0.25  # content-word overlap that counts as agreeing, without key terms
 
 
@@ -144,10 +152,14 @@ async def checked_stream(
     settings: ConsistencySettings = ConsistencySettings(),
     question: str = "",
 ) -> AsyncIterator[str]:
-    """The answer to ``messages``, streamed once a few samples generated beside it agree
-    with its start; :data:`UNSURE` when they do not."""
+    """The answer to ``messages``, checked against a few samples generated beside it.
+
+    When the samples are in within ``settings.hold_s``, the answer is held back until
+    then and replaced by :data:`UNSURE` if they disagree. A slower model does not keep
+    the asker waiting longer: the answer streams, and :data:`DOUBT` follows it when
+    the samples, once in, disagree.
+    """
     pieces: asyncio.Queue[str | None] = asyncio.Queue()
-    held: list[str] = []
 
     async def answer() -> None:
         try:
@@ -162,34 +174,51 @@ async def checked_stream(
         max_new_tokens=min(settings.sample_tokens, params.max_new_tokens),
     )
     main = asyncio.create_task(answer())
-    try:
-        samples = await asyncio.gather(
+    sampling = asyncio.ensure_future(
+        asyncio.gather(
             *(
                 model.complete(messages, replace(sample_params, seed=(params.seed or 0) + n))
                 for n in range(1, settings.samples + 1)
             )
         )
-        # The answer so far: enough for its first sentence, or all of it.
+    )
+    try:
+        await asyncio.wait([sampling], timeout=settings.hold_s)
+        shown: list[str] = []
         ended = False
-        while not ended:
-            text = "".join(held)
-            if _FIRST_SENTENCE.search(text) and len(text.split()) >= 4:
-                break
-            piece = await pieces.get()
-            ended = piece is None
-            if piece is not None:
-                held.append(piece)
-        if agreement("".join(held), samples, question, settings.overlap) < settings.agreement:
-            main.cancel()
-            yield UNSURE
-            return
-        for piece in held:
-            yield piece
+        if sampling.done():
+            samples = sampling.result()
+            # The answer so far: enough for its first sentence, or all of it.
+            while not ended and not _begun("".join(shown)):
+                piece = await pieces.get()
+                ended = piece is None
+                if piece is not None:
+                    shown.append(piece)
+            if agreement("".join(shown), samples, question, settings.overlap) < settings.agreement:
+                main.cancel()
+                yield UNSURE
+                return
+            for piece in shown:
+                yield piece
         while not ended and (piece := await pieces.get()) is not None:
+            shown.append(piece)
             yield piece
         await main  # raises what the answer's stream raised
+        try:
+            samples = await sampling
+        except Exception as error:  # the answer is whole; only its check is lost
+            log.warning("the samples checking an answer failed: %s", error)
+            return
+        if agreement("".join(shown), samples, question, settings.overlap) < settings.agreement:
+            yield DOUBT
     finally:
-        if not main.done():
-            main.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await main
+        for task in (main, sampling):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _begun(text: str) -> bool:
+    """Whether an answer has its first sentence (of four words or more)."""
+    return bool(_FIRST_SENTENCE.search(text)) and len(text.split()) >= 4

@@ -41,3 +41,45 @@ def test_without_names_content_words_are_compared() -> None:
 )
 def test_only_questions_naming_something_are_checked(question: str, checked: bool) -> None:
     assert worth_checking(question) is checked
+
+
+async def test_a_slow_model_streams_at_once_and_warns_after_the_answer() -> None:
+    from bot.checks.consistency import DOUBT, ConsistencySettings, checked_stream
+    from bot.llm.backend import ChatMessage, GenerationParams
+    from bot.testing import ScriptedBackend
+
+    model = ScriptedBackend(
+        ["Brenthium has atomic number 102.", "It is 13.", "Number 41.", "It is 12 or so."],
+        delay_s=0.05,
+    )
+    settings = ConsistencySettings(hold_s=0.01)
+    pieces = [
+        piece
+        async for piece in checked_stream(
+            model, [ChatMessage("user", Q)], GenerationParams(), settings, Q
+        )
+    ]
+    assert "".join(pieces) == "Brenthium has atomic number 102." + DOUBT
+    assert pieces[0] == "Brenthium"  # the first word did not wait for the samples
+
+
+async def test_a_fast_model_that_agrees_streams_without_a_warning() -> None:
+    from bot.checks.consistency import ConsistencySettings, checked_stream
+    from bot.llm.backend import ChatMessage, GenerationParams
+    from bot.testing import ScriptedBackend
+
+    model = ScriptedBackend(["Dune was written by Frank Herbert.", "Frank Herbert."])
+    question = "Who wrote Dune?"
+    text = "".join(
+        [
+            piece
+            async for piece in checked_stream(
+                model,
+                [ChatMessage("user", question)],
+                GenerationParams(),
+                ConsistencySettings(),
+                question,
+            )
+        ]
+    )
+    assert text == "Dune was written by Frank Herbert."
