@@ -81,15 +81,8 @@ class AskSkill(Skill):
 def _recap(history: list[ChatMessage], most: int) -> str:
     """What people told the bot earlier in this conversation (statements, not their
     questions), newest last, as a block for the system prompt; "" when nothing."""
-    said = (
-        [
-            turn
-            for turn in history
-            if turn.role == "user" and not turn.content.rstrip().endswith("?")
-        ][-most:]
-        if most
-        else []
-    )
+    statements = [m for m in history if m.role == "user" and not m.content.rstrip().endswith("?")]
+    said = statements[-most:] if most else []
     if not said:
         return ""
     lines = "\n".join(
