@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from bot.app import model_resolver
-from bot.config import load_config
+from bot.config import build_config_model, load_config
+from bot.plugins import discover_skills
 from bot.quality.cases import GROUPS, SKILL_OF, load_cases
 from bot.quality.runner import CaseResult, run_cases
 
@@ -48,7 +49,9 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="no line per case")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    config = load_config(args.config)
+    found = discover_skills().skills
+    schema = build_config_model(skills={name: cls.config_model for name, cls in found.items()})
+    config = load_config(args.config, schema=schema)
     cases = load_cases(groups=[g.strip() for g in args.group.split(",") if g.strip()])
     if args.case:
         cases = [case for case in cases if case.id in args.case]
@@ -85,7 +88,12 @@ async def _run_model(
         with tempfile.TemporaryDirectory() as workdir:
             began = time.perf_counter()
             results = await run_cases(
-                cases, backend, Path(workdir), seed=torch.manual_seed, on_result=show
+                cases,
+                backend,
+                Path(workdir),
+                seed=torch.manual_seed,
+                on_result=show,
+                config=config,
             )
             wall = time.perf_counter() - began
     finally:

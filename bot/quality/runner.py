@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.config import Config
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.plugins import discover_skills
 from bot.quality.cases import Case
@@ -71,11 +72,16 @@ async def run_cases(
     *,
     seed: Callable[[int], None] | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
+    config: Config | None = None,
 ) -> list[CaseResult]:
     """Every case's result, in order. ``seed`` seeds the model's sampling before each case
-    (``torch.manual_seed``); ``on_result`` hears each result as it is scored."""
+    (``torch.manual_seed``); ``on_result`` hears each result as it is scored. The skills
+    have their ``[skills.NAME]`` settings from ``config``, else their defaults."""
     metered = MeteredBackend(model)
-    skills = list(discover_skills().skills.values())
+    found = discover_skills().skills
+    skills = [
+        cls(config.skill_config(name)) if config is not None else cls for name, cls in found.items()
+    ]
     results = []
     async with ChatHarness(skills, workdir, model=metered) as chat:
         for case in cases:
