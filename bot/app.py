@@ -12,6 +12,7 @@ from bot.config import Config, check_plugins
 from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
 from bot.llm.backend import ModelBackend
+from bot.llm.packaged import PACKAGED, installed
 from bot.llm.pool import ModelPool, Resolve
 from bot.llm.registry import ModelRegistry
 from bot.llm.weights import Progress
@@ -150,9 +151,7 @@ class App:
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
-        for skill in skill_set.skills:  # skills' own models start loading now, in the background
-            if own := getattr(skill.config, "model", None):
-                await self.models.ready(own)
+        await self._warm_skill_models(skill_set)
         self.scheduler = JobScheduler(
             self.config.scheduler,
             self.config.bot.database_url,
@@ -186,6 +185,25 @@ class App:
             self.adapters.append(factory(context))
         self.scheduler.attach(self.in_flight.handle, {a.platform: a for a in self.adapters})
         self.scheduler.start()
+
+    async def _warm_skill_models(self, skills: SkillSet) -> None:
+        """Start loading the skills' own models in the background. A packaged model that
+        is not installed is said once, and the channel's model answers that skill."""
+        assert self.models is not None
+        for skill in skills.skills:
+            own = getattr(skill.config, "model", None)
+            if not own or skill.config is None:
+                continue
+            packaged = PACKAGED.get(own)
+            if packaged is not None and own not in self.config.models and not installed(packaged):
+                log.warning(
+                    "%s would answer with %s, which is not installed (%s); "
+                    "the channel's model answers it instead",
+                    skill.name, own, packaged.install,
+                )  # fmt: skip
+                skill.config = skill.config.model_copy(update={"model": None})
+                continue
+            await self.models.ready(own)  # a name that resolves to nothing is logged there
 
     async def run(self) -> None:
         """Start, serve until an adapter's session ends or :meth:`request_stop`, then stop."""

@@ -156,7 +156,7 @@ class GenerationSettings(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     # A model of its own for this skill (a name from `confab model list`); unset,
     # the channel's model answers.
-    model: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, max_length=200)
 
     def params(self, defaults: GenerationParams) -> GenerationParams:
         changes: dict[str, Any] = {}
