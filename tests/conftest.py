@@ -23,6 +23,10 @@ def _no_confab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CONFAB_"):
             monkeypatch.delenv(name)
+    # Where `make run` installed the packaged code model, a bot started by a test
+    # would begin converting it (minutes) in the background: tests use the
+    # bundled model or their own, as on a machine without it.
+    monkeypatch.setenv("CONFAB_SKILLS__CODE__MODEL", "")
 
 
 @pytest.fixture
