@@ -88,7 +88,8 @@ class CodeConfig(GenerationSettings):
     max_new_tokens: int | None = Field(384, gt=0, le=8192)
     temperature: float | None = Field(0.2, ge=0.0, le=2.0)
     default_language: str = Field("python", min_length=1, max_length=20, pattern=r"^\S+$")
-    # The packaged code model answers `!code` where it is installed (`make run` does).
+    # The packaged code model answers `!code` where it is installed (`make run` does);
+    # elsewhere the channel's model answers.
     model: str | None = Field("qwen2.5-coder-0.5b", max_length=200)
     # Python from fix/write is run against tests in a sandbox before it is shown.
     run_checks: bool = True

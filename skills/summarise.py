@@ -42,6 +42,9 @@ MAX_REDUCE_ROUNDS = 4
 
 class SummariseConfig(GenerationSettings):
     max_new_tokens: int | None = Field(256, gt=0, le=8192)
+    # Measured better than the bundled model (bench/quality.py); the channel's
+    # model answers where it is not installed.
+    model: str | None = Field("qwen2.5-coder-0.5b", max_length=200)
     # `!summarise` alone: the last this many messages.
     default_messages: int = Field(50, ge=1, le=10_000)
     # The most messages one summary reads, whatever was asked.

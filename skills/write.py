@@ -46,6 +46,9 @@ class WriteConfig(GenerationSettings):
 
     max_new_tokens: int = Field(400, gt=0, le=8192)
     temperature: float = Field(0.5, ge=0.0, le=2.0)
+    # Measured better than the bundled model (bench/quality.py); the channel's
+    # model answers where it is not installed.
+    model: str | None = Field("qwen2.5-coder-0.5b", max_length=200)
     default_length: Length = "medium"
 
 

@@ -26,7 +26,8 @@ def _no_confab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Where `make run` installed the packaged code model, a bot started by a test
     # would begin converting it (minutes) in the background: tests use the
     # bundled model or their own, as on a machine without it.
-    monkeypatch.setenv("CONFAB_SKILLS__CODE__MODEL", "")
+    for skill in ("CODE", "SUMMARISE", "WRITE"):
+        monkeypatch.setenv(f"CONFAB_SKILLS__{skill}__MODEL", "")
 
 
 @pytest.fixture
