@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bot.config import ModelConfig
+from bot.llm.packaged import QWEN_CODER_05, QWEN_CODER_15, PackagedModel, installed
 from bot.llm.transformers_backend import TransformersBackend
 
 
@@ -23,11 +24,24 @@ def _no_confab_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CONFAB_"):
             monkeypatch.delenv(name)
-    # Where `make run` installed the packaged code model, a bot started by a test
-    # would begin converting it (minutes) in the background: tests use the
-    # bundled model or their own, as on a machine without it.
-    for skill in ("CODE", "SUMMARISE", "WRITE"):
-        monkeypatch.setenv(f"CONFAB_SKILLS__{skill}__MODEL", "")
+
+
+@pytest.fixture(autouse=True)
+def _as_on_a_bare_machine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where `make run` installed the packaged Qwen model, a bot started by a test would
+    begin converting it (minutes) in the background: in-process tests see it as not
+    installed, as CI does. And scripted models answer a question once, so the
+    self-consistency check, which asks four times, runs only in tests marked
+    ``fact_checks`` (its own)."""
+    monkeypatch.setattr("bot.app.installed", lambda model: False)
+    real = installed
+
+    def test_parts_only(model: PackagedModel) -> bool:  # the registry lists no Qwen here
+        return model not in (QWEN_CODER_05, QWEN_CODER_15) and real(model)
+
+    monkeypatch.setattr("bot.llm.registry.installed", test_parts_only)
+    if request.node.get_closest_marker("fact_checks") is None:
+        monkeypatch.setattr("skills.qa.worth_checking", lambda question: False)
 
 
 @pytest.fixture

@@ -183,6 +183,7 @@ async def test_an_overloaded_or_failed_model_is_one_short_sentence(
     assert any(str(error) in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.fact_checks
 async def test_both_turns_are_stored_and_the_next_question_sees_them(tmp_path: Path) -> None:
     # A factual question is asked four times (three checks); the answers agree.
     model = ScriptedBackend(["Paris."] * 4 + ["About 2 million."])
@@ -227,6 +228,7 @@ async def test_the_question_is_committed_before_the_model_is_asked(tmp_path: Pat
         )
 
 
+@pytest.mark.fact_checks
 async def test_the_model_remembers_questions_not_commands_or_empty_asks(tmp_path: Path) -> None:
     model = ScriptedBackend(["Paris."] * 4 + ["Yes."])  # three checks agree
     async with ChatHarness(BUILTINS, tmp_path, model=model) as chat:

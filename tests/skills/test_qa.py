@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.adapter import Capabilities
 from bot.config import RouterConfig
 from bot.llm.backend import ChatMessage
@@ -18,6 +20,7 @@ def texts(prompt: list[ChatMessage]) -> list[str]:
     return [message.content for message in prompt]
 
 
+@pytest.mark.fact_checks
 async def test_the_prompt_holds_the_system_prompt_memory_and_question(tmp_path: Path) -> None:
     model = ScriptedBackend(["Paris."] * 4 + ["About two million."])  # three checks agree
     async with ChatHarness([AskSkill], tmp_path, model=model) as chat:
@@ -156,6 +159,7 @@ async def test_calculations_can_be_left_to_the_model(tmp_path: Path) -> None:
         assert await chat.ask("17 + 25") == "32"
 
 
+@pytest.mark.fact_checks
 async def test_a_fact_the_checks_agree_on_is_answered(tmp_path: Path) -> None:
     model = ScriptedBackend(
         ["The capital of France is Paris.", "Paris.", "It is Paris.", "Paris, of course."]
@@ -172,6 +176,7 @@ async def test_a_fact_the_checks_agree_on_is_answered(tmp_path: Path) -> None:
     assert all(prompt == model.prompts[0] for prompt in model.prompts)
 
 
+@pytest.mark.fact_checks
 async def test_an_answer_the_checks_contradict_is_owned_up_to(tmp_path: Path) -> None:
     model = ScriptedBackend(
         [
@@ -187,6 +192,7 @@ async def test_an_answer_the_checks_contradict_is_owned_up_to(tmp_path: Path) ->
     assert "Otto" not in reply
 
 
+@pytest.mark.fact_checks
 async def test_chat_and_questions_about_the_conversation_are_not_checked(
     tmp_path: Path,
 ) -> None:
