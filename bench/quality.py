@@ -178,7 +178,7 @@ def _as_json(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _load_average() -> str:
     try:
-        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
 

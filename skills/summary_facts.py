@@ -107,6 +107,7 @@ _COMMON = frozenset(
     ]
 )
 MAX_FACT_WORDS = 24
+_CALENDAR = frozenset(_DAYS.split("|")) | frozenset(_MONTHS.split("|"))  # not people's names
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +136,11 @@ def key_facts(said: Sequence[tuple[str, str]]) -> list[KeyFact]:
             committed or any(_DUE.search(text[: found.start()]) for found in _DATE.finditer(text))
         ):
             continue  # "nice weather today" is chatter; "ship on Friday" is a plan
-        names = [n for n in _NAME.findall(text) if n not in _COMMON and n.lower() not in _days()]
+        names = [n for n in _NAME.findall(text) if n not in _COMMON and n.lower() not in _CALENDAR]
         numbers = _NUMBER.findall(text)
         terms = dict.fromkeys([author, *names, *dates, *numbers])
         facts.append(KeyFact(author, " ".join(text.split()), tuple(terms)))
     return facts
-
-
-def _days() -> frozenset[str]:
-    return frozenset(_DAYS.split("|")) | frozenset(_MONTHS.split("|"))
 
 
 def mentions(summary: str, term: str) -> bool:
