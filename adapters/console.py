@@ -19,6 +19,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -206,6 +207,7 @@ class ConsoleAdapter(Adapter):
             author=Author(self.user, self.user),
             text=text,
             addressed=addressed,
+            direct=self.channel == DM_CHANNEL,
             id=f"console-{datetime.now().timestamp():.6f}",
             command=command,
             args=args,
@@ -273,9 +275,12 @@ class ConsoleAdapter(Adapter):
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[Message]:
-        return await self.context.channel_log.messages(
+        found = await self.context.channel_log.messages(
             self.platform, channel, thread=thread, since=since, limit=limit
         )
+        if channel != DM_CHANNEL:
+            return found
+        return [replace(message, direct=True) for message in found]
 
     # -- rendering --------------------------------------------------------------
 

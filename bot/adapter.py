@@ -16,7 +16,8 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from bot.messages import Message, SentMessage
+from bot.errors import ConfabError, Unsupported
+from bot.messages import Attachment, Message, SentMessage
 from bot.skill import SkillInfo
 
 MessageHandler = Callable[[Message, "Adapter"], Awaitable[None]]
@@ -30,6 +31,40 @@ class Capabilities:
     threads: bool = False
     history: bool = True
     typing: bool = False
+    downloads: bool = False  # ``Adapter.download`` reads attachments' bytes
+
+
+class AttachmentTooLarge(ConfabError):
+    """An attachment is larger than the caller will read (``max_bytes``)."""
+
+    def __init__(self, attachment: Attachment, max_bytes: int, *, found: str = "") -> None:
+        """``found`` says for the log what showed the size (the declared size if empty)."""
+        found = found or f"{attachment.size} bytes declared"
+        super().__init__(
+            f"The file {attachment.name} is too large for me to read "
+            f"(the limit is {_readable_size(max_bytes)}).",
+            f"attachment {attachment.id or attachment.name!r}: {found}, over max_bytes {max_bytes}",
+        )
+        self.attachment = attachment
+        self.max_bytes = max_bytes
+
+
+class AttachmentUnavailable(ConfabError):
+    """The platform did not hand over an attachment's bytes: gone, not allowed, unreachable."""
+
+
+def check_declared_size(attachment: Attachment, max_bytes: int) -> None:
+    """Raise :class:`AttachmentTooLarge` when the platform's declared size passes
+    ``max_bytes``, before anything is downloaded."""
+    if attachment.size > max_bytes:
+        raise AttachmentTooLarge(attachment, max_bytes)
+
+
+def _readable_size(size: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +147,20 @@ class Adapter(ABC):
         limit: int = 100,
     ) -> list[Message]:
         """Recent messages of a channel or thread, oldest first."""
+
+    async def download(self, attachment: Attachment, *, max_bytes: int) -> bytes:
+        """The bytes of an attachment of a message this adapter produced.
+
+        Raises :class:`AttachmentTooLarge` past ``max_bytes`` (checked on the declared
+        size before downloading, and again while reading), :class:`AttachmentUnavailable`
+        when the platform refuses or cannot be reached, and ``Unsupported`` where the
+        platform has no files (``capabilities.downloads`` is false).
+        """
+        raise Unsupported(
+            "I can't read files here.", f"{self.platform} adapter: download {attachment.name!r}"
+        )
+
+    async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str | None:
+        """A URL that opens this message on the platform, or None where there is none
+        (the console, a message the platform cannot point to). Never raises."""
+        return None

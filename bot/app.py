@@ -11,6 +11,8 @@ from bot.channel_log import StoredChannelLog
 from bot.config import Config, check_plugins
 from bot.draining import InFlight
 from bot.errors import ConfabError, ConfigError
+from bot.knowledge.base import KnowledgeBase
+from bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
 from bot.llm.backend import ModelBackend
 from bot.llm.packaged import PACKAGED, installed
 from bot.llm.pool import ModelPool, Resolve
@@ -104,6 +106,7 @@ class App:
         self.database: Database | None = None
         self.router: Router | None = None
         self.retention: RetentionJob | None = None
+        self.knowledge: KnowledgeBase | None = None
         self.scheduler: JobScheduler | None = None
         self.adapters: list[Adapter] = []
         self.in_flight: InFlight | None = None
@@ -134,6 +137,7 @@ class App:
             store, EventLog(self.database), self.config.storage.retention_days
         )
         self.retention.start()
+        self.knowledge = await self._start_knowledge(self.database)
         settings = ChannelSettingsStore(self.database)
         served = ServedModels(self.database, settings)
         if self.model is not None:
@@ -169,6 +173,7 @@ class App:
             bot_name=self.config.bot.name,
             scheduler=self.scheduler,
             timezone=self.config.bot.timezone,
+            knowledge=self.knowledge,
         )
         self.in_flight = InFlight(
             self.router.handle,
@@ -185,6 +190,21 @@ class App:
             self.adapters.append(factory(context))
         self.scheduler.attach(self.in_flight.handle, {a.platform: a for a in self.adapters})
         self.scheduler.start()
+
+    async def _start_knowledge(self, database: Database) -> KnowledgeBase | None:
+        """The knowledge base, its index loaded and its indexer running; None when it is
+        switched off or its sentence model is missing (said once, and the bot answers
+        without it)."""
+        if not self.config.knowledge.enabled:
+            return None
+        try:
+            folder = await asyncio.to_thread(lambda: verified(model_folder()))
+        except EmbeddingUnavailable as error:
+            log.warning("knowledge base off: %s", error)
+            return None
+        knowledge = KnowledgeBase(database, self.config.knowledge, Embedder(folder))
+        await knowledge.start()
+        return knowledge
 
     async def _warm_skill_models(self, skills: SkillSet) -> None:
         """Start loading the skills' own models in the background. A packaged model that
@@ -287,6 +307,9 @@ class App:
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None
+        if self.knowledge is not None:
+            await self.knowledge.close()
+            self.knowledge = None
         if self.models is not None:
             await self.models.close()
             self.models = None

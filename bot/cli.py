@@ -1,4 +1,4 @@
-"""The ``confab`` command line: run, console, config check, db, data, model."""
+"""The ``confab`` command line: run, console, config check, db, data, model, kb."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
+from bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
 from bot.lab_commands import LAB_COMMANDS, add_lab_commands, run_lab_command
 from bot.logs import configure_logging, status
 from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--platform", required=True, metavar="P", help="e.g. console, discord")
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     add_lab_commands(commands, common)
+    add_kb_commands(commands, common)
     return parser
 
 
@@ -75,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _write_export(data, args.out)
         if args.command == "db":
             return asyncio.run(_db(config, args.action, getattr(args, "revision", None)))
+        if args.command in KB_COMMANDS:
+            return run_kb_command(config, args, terminal)
         if args.command in LAB_COMMANDS:
             return run_lab_command(config, args, terminal)
         enabled = ["console"] if args.command == "console" else None

@@ -37,7 +37,16 @@ from bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
-CORE_SECTIONS = ("bot", "router", "model", "models", "storage", "scheduler", "skills")
+CORE_SECTIONS = (
+    "bot",
+    "router",
+    "model",
+    "models",
+    "storage",
+    "knowledge",
+    "scheduler",
+    "skills",
+)
 _SAMPLING = GenerationParams()
 # What `[models]` and `confab model finetune --out` accept as a model's name.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -199,6 +208,35 @@ class StorageConfig(Section):
     retention_days: int = Field(0, ge=0, le=36_500)
 
 
+class KnowledgeConfig(Section):
+    # Retrieval over stored channel history and added documents (`confab kb`).
+    enabled: bool = True
+    # Channels (`platform:channel`) whose history may answer in every other
+    # channel; a DM's history never does, listed or not.
+    shared_channels: list[str] = Field(default_factory=list)
+    # A passage goes into `ask`'s prompt when its similarity to the question
+    # (cosine of the sentence vectors) is at least this.
+    min_similarity: float = Field(0.4, ge=-1.0, le=1.0)
+    # How many passages `ask` is shown at most, and how many `!search` lists.
+    max_passages: int = Field(3, ge=1, le=20)
+    search_results: int = Field(5, ge=1, le=20)
+    # Files added with `confab kb add` or `!kb add`.
+    max_file_mb: float = Field(20.0, gt=0, le=1024)
+    # Messages of one channel or thread at most this many minutes apart form one chunk.
+    chunk_gap_minutes: float = Field(15.0, gt=0, le=10_080)
+    # How often the indexer looks for new messages, in seconds.
+    index_every_s: float = Field(2.0, gt=0, le=3600)
+
+    @field_validator("shared_channels")
+    @classmethod
+    def _channel_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            platform, _, channel = name.partition(":")
+            if not platform or not channel:
+                raise ValueError(f"{name!r} is not platform:channel (e.g. 'slack:C0123ABCD')")
+        return value
+
+
 class Config(BaseSettings):
     """The validated settings of one Confab process."""
 
@@ -215,6 +253,7 @@ class Config(BaseSettings):
     # Other local models by name, for `confab model list|show|use|eval|finetune --base`.
     models: dict[str, str] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     @field_validator("models")

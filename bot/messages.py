@@ -28,8 +28,9 @@ def clean_text(text: str) -> str:
     return text
 
 
-def _clean_fields(instance: Author | Message) -> None:
-    """Set every text field of a (frozen) message or author to its :func:`clean_text`."""
+def _clean_fields(instance: Author | Attachment | Message) -> None:
+    """Set every text field of a (frozen) message, author or attachment to its
+    :func:`clean_text`."""
     kind: type = type(instance)
     for name in _field_names(kind):
         value = getattr(instance, name)
@@ -63,14 +64,38 @@ class Author:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that came with a message, as the platform describes it.
+
+    ``size`` is the size the platform declares, in bytes; ``url`` is where the
+    platform serves it (it may need the bot's credentials, or may expire): read the
+    bytes through :meth:`bot.adapter.Adapter.download`, never by fetching ``url``.
+    ``id`` is the platform's id of the file and ``content_type`` its MIME type,
+    each ``""`` when the platform gave none.
+    """
+
+    name: str
+    size: int
+    url: str
+    id: str = ""
+    content_type: str = ""
+
+    def __post_init__(self) -> None:
+        _clean_fields(self)
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One incoming chat message, free of platform objects.
 
     ``addressed`` is set by the adapter when the bot was spoken to (a mention, a
     DM, a reply in a bot thread); the mention itself is already removed from
-    ``text``. ``command`` and ``args`` are filled in by an adapter for native
-    slash commands, and by the router for prefixed commands such as ``!ask``;
-    ``text`` then still starts with the command as typed (``/ask what?``).
+    ``text``. ``direct`` is set for a message in a private conversation (a DM),
+    whose content must never be shown in a channel. ``attachments`` are the
+    files that came with the message. ``command`` and ``args`` are filled in by
+    an adapter for native slash commands, and by the router for prefixed
+    commands such as ``!ask``; ``text`` then still starts with the command as
+    typed (``/ask what?``).
 
     Every text field holds text that can be stored and sent as it is: a message
     is made with :func:`clean_text` applied to each, whichever adapter makes it.
@@ -82,11 +107,13 @@ class Message:
     text: str
     thread: str | None = None
     addressed: bool = False
+    direct: bool = False
     from_self: bool = False
     id: str | None = None
     command: str | None = None
     args: str = ""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
         _clean_fields(self)

@@ -19,13 +19,15 @@ from bot.adapter import Adapter
 from bot.channel import AdapterHistory, StoredChannelControls
 from bot.config import RouterConfig
 from bot.errors import ConfabError
+from bot.knowledge.access import ChannelKnowledge
+from bot.knowledge.base import KnowledgeBase
 from bot.limits import ChannelSlots, UserRateLimit
 from bot.llm.backend import ChatMessage, ModelBackend
 from bot.messages import Message, args_after_command, parse_command
 from bot.privacy import StoredPrivacy, is_admin
 from bot.scheduler import JobScheduler
 from bot.scheduling import ChannelSchedule
-from bot.skill import ConversationMemory, Skill, SkillContext
+from bot.skill import ConversationMemory, NoKnowledge, Skill, SkillContext
 from bot.skillset import SkillSet
 from bot.streaming import ReplyStream
 from storage.channels import ChannelSettingsStore
@@ -73,6 +75,7 @@ class Router:
         bot_name: str,
         scheduler: JobScheduler | None = None,
         timezone: str = "UTC",
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         self.skills = skills
         self.model = model
@@ -82,6 +85,7 @@ class Router:
         self.store = store
         self.settings = settings
         self.scheduler = scheduler
+        self.knowledge = knowledge
         self.timezone = timezone
         self.config = config
         self.bot_name = bot_name
@@ -349,6 +353,11 @@ class Router:
             ),
             _reply_stream=reply_stream,
             admin=admin,
+            knowledge=(
+                ChannelKnowledge(self.knowledge, message, adapter, admin=admin)
+                if self.knowledge is not None
+                else NoKnowledge()
+            ),
         )
         try:
             await skill.run(context)
@@ -471,4 +480,4 @@ def _reply_stream(adapter: Adapter, message: Message) -> ReplyStream:
 
 
 def _key(message: Message) -> ConversationKey:
-    return ConversationKey(message.platform, message.channel, message.thread)
+    return ConversationKey(message.platform, message.channel, message.thread, message.direct)

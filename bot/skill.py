@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
@@ -30,12 +30,14 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.jobs import ScheduledJob
+from bot.knowledge.passage import Passage
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import label_speakers
 from bot.messages import NAME_PATTERN, Message
 from bot.prompts import PromptTemplates
 from storage.channels import ChannelSettings
 from storage.conversations import Forgotten
+from storage.knowledge import StoredDocument
 
 __all__ = [
     "ChannelControls",
@@ -46,8 +48,10 @@ __all__ = [
     "Forgotten",
     "GenerationParams",
     "GenerationSettings",
+    "Knowledge",
     "Message",
     "ModelBackend",
+    "Passage",
     "Privacy",
     "PromptTemplates",
     "Schedule",
@@ -55,6 +59,7 @@ __all__ = [
     "Skill",
     "SkillContext",
     "SkillInfo",
+    "StoredDocument",
     "label_speakers",
 ]
 
@@ -277,6 +282,71 @@ class Privacy(Protocol):
         ...
 
 
+class Knowledge(Protocol):
+    """The team's knowledge as the author of this message may read it: this channel's
+    history (its threads included), the channels in ``[knowledge] shared_channels``
+    (never a DM), and the documents whose scope includes this channel."""
+
+    @property
+    def enabled(self) -> bool:
+        """False where the knowledge base is switched off: searches find nothing."""
+        ...
+
+    async def search(self, query: str, *, limit: int | None = None) -> list[Passage]:
+        """The passages that best match ``query``, best first (no model involved)."""
+        ...
+
+    async def relevant(self, query: str) -> list[Passage]:
+        """The passages relevant enough to answer ``query`` from (``[knowledge]
+        min_similarity``), at most ``max_passages``, best first; often none."""
+        ...
+
+    async def source(self, passage: Passage) -> str:
+        """One line naming where a passage comes from: a link where the platform has
+        one, who said it and when, or a document's name and heading."""
+        ...
+
+    async def add_attachment(self, *, everywhere: bool = False) -> list[str]:
+        """Add the files attached to this message (admins only), for this channel or
+        everywhere; one line per file saying what happened. Raises
+        :class:`bot.errors.NotAllowed` for others."""
+        ...
+
+    async def documents(self) -> list[StoredDocument]:
+        """The documents that answer in this channel."""
+        ...
+
+    async def remove(self, name: str) -> list[StoredDocument]:
+        """Remove documents by name (admins only); returns what was removed."""
+        ...
+
+
+class NoKnowledge:
+    """The knowledge of a context built without one (tests, tools): nothing in it."""
+
+    enabled = False
+
+    async def search(self, query: str, *, limit: int | None = None) -> list[Passage]:
+        return []
+
+    async def relevant(self, query: str) -> list[Passage]:
+        return []
+
+    async def source(self, passage: Passage) -> str:
+        return passage.heading
+
+    async def add_attachment(self, *, everywhere: bool = False) -> list[str]:
+        from bot.errors import SkillError
+
+        raise SkillError("The knowledge base is switched off here.")
+
+    async def documents(self) -> list[StoredDocument]:
+        return []
+
+    async def remove(self, name: str) -> list[StoredDocument]:
+        return []
+
+
 @dataclass(frozen=True, slots=True)
 class SkillContext:
     """Everything a skill may use while answering one message."""
@@ -296,6 +366,7 @@ class SkillContext:
     _reply_stream: Callable[[AsyncIterable[str]], Awaitable[str]]
     # Whether the author is an admin here (``router.admins``, or a platform role).
     admin: bool = False
+    knowledge: Knowledge = field(default_factory=NoKnowledge)
 
     async def reply(self, text: str) -> None:
         """Answer with a complete text (split across messages if the platform needs it)."""

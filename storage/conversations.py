@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import (
-    CursorResult,
+    ColumnElement,
     Executable,
     Select,
     Table,
@@ -38,6 +38,7 @@ from storage.database import Database
 from storage.errors import AlreadyProcessed
 from storage.events import event_mark, event_values
 from storage.journal import RETRYING, Facts
+from storage.knowledge import drop_chunks_of_turns
 from storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
 from storage.tables import ConversationRow, TurnRow
 from storage.users import user_upsert, user_values
@@ -52,6 +53,8 @@ class ConversationKey:
     platform: str
     channel: str
     thread: str | None = None
+    # Recorded with the conversation when it is first stored; not part of its identity.
+    direct: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +99,6 @@ def stored_turn(row: Any) -> StoredTurn:
         reply_to_id=row.reply_to_id,
         reply_to_author_id=row.reply_to_author_id,
     )
-
-
-def _deleted(result: Any) -> int:
-    assert isinstance(result, CursorResult)
-    return result.rowcount
 
 
 class ConversationStore:
@@ -247,12 +245,10 @@ class ConversationStore:
         theirs = _authored_by(platform, author_id)
         await self._database.journal.barrier()
         async with self._database.writing() as session:
-            replies = await session.execute(
-                delete(TurnRow).where(TurnRow.id.in_(_answers_to(platform, author_id)))
-            )
-            messages = await session.execute(delete(TurnRow).where(TurnRow.id.in_(theirs)))
+            replies = await _delete_turns(session, TurnRow.id.in_(_answers_to(platform, author_id)))
+            messages = await _delete_turns(session, TurnRow.id.in_(theirs))
             await _settle_memory_marks(session)
-        return Forgotten(messages=_deleted(messages), replies=_deleted(replies))
+        return Forgotten(messages=messages, replies=replies)
 
     async def forget_channel(self, platform: str, channel: str) -> Forgotten:
         """Delete every turn of a channel, its threads included."""
@@ -263,12 +259,9 @@ class ConversationStore:
         await self._database.journal.barrier()
         async with self._database.writing() as session:
             for role in ("user", "assistant"):
-                result = await session.execute(
-                    delete(TurnRow).where(
-                        TurnRow.role == role, TurnRow.conversation_id.in_(in_channel)
-                    )
+                counts[role] = await _delete_turns(
+                    session, and_(TurnRow.role == role, TurnRow.conversation_id.in_(in_channel))
                 )
-                counts[role] = _deleted(result)
             await _settle_memory_marks(session)
         return Forgotten(messages=counts["user"], replies=counts["assistant"])
 
@@ -279,12 +272,10 @@ class ConversationStore:
         await self._database.journal.barrier()
         while True:
             async with self._database.writing() as session:
-                result = await session.execute(
-                    delete(TurnRow).where(TurnRow.id.in_(older.limit(RETENTION_BATCH)))
-                )
+                deleted = await _delete_turns(session, TurnRow.id.in_(older.limit(RETENTION_BATCH)))
                 await _settle_memory_marks(session)
-            total += _deleted(result)
-            if _deleted(result) < RETENTION_BATCH:
+            total += deleted
+            if deleted < RETENTION_BATCH:
                 return total
 
     async def by_author(
@@ -320,7 +311,7 @@ def _where(key: ConversationKey) -> dict[str, Any]:
 
 
 def _new(key: ConversationKey) -> dict[str, Any]:
-    return {**_where(key), "created_at": utcnow()}
+    return {**_where(key), "created_at": utcnow(), "direct": key.direct}
 
 
 @functools.cache
@@ -385,7 +376,9 @@ def _newest_query(
     shape needs them, ``before_id`` and ``skill``.
     """
     turns = cast(Table, TurnRow.__table__)
-    query = select(turns).where(turns.c.conversation_id == bindparam("conversation"))
+    # The columns of a StoredTurn, not the knowledge indexer's bookkeeping.
+    columns = [turns.c[name] for name in StoredTurn.__slots__] + [turns.c.conversation_id]
+    query = select(*columns).where(turns.c.conversation_id == bindparam("conversation"))
     if since_reset:
         mark = select(ConversationRow.memory_after_id).where(
             ConversationRow.id == turns.c.conversation_id
@@ -435,6 +428,20 @@ def _newest(
             return []
         facts[key] = conversation
     return connection.execute(query, {**values, "conversation": conversation}).all()
+
+
+async def _delete_turns(session: AsyncSession, which: ColumnElement[bool]) -> int:
+    """Delete turns and every knowledge chunk that holds one of them; return how many.
+
+    The chunk ids come back from the DELETE itself: on PostgreSQL a turn the
+    indexer is putting in a chunk right now is locked, and its new chunk id is
+    what is returned once the indexer commits.
+    """
+    chunk_ids = (
+        await session.scalars(delete(TurnRow).where(which).returning(TurnRow.knowledge_chunk_id))
+    ).all()
+    await drop_chunks_of_turns(session, chunk_ids)
+    return len(chunk_ids)
 
 
 async def _settle_memory_marks(session: AsyncSession) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UnicodeText,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,6 +54,8 @@ class ConversationRow(Base):
     thread: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     memory_after_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A direct message: its history never answers anywhere else (knowledge scope).
+    direct: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TurnRow(Base):
@@ -79,6 +82,14 @@ class TurnRow(Base):
         Index("ix_turns_author_id", "author_id"),
         Index("ix_turns_reply_to_id", "reply_to_id"),
         Index("ix_turns_reply_to_author_id", "reply_to_author_id"),
+        # What the knowledge indexer has not read yet, and the turns of a chunk.
+        Index(
+            "ix_turns_pending",
+            "id",
+            sqlite_where=text("indexed = 0"),
+            postgresql_where=text("NOT indexed"),
+        ),
+        Index("ix_turns_knowledge_chunk_id", "knowledge_chunk_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -95,6 +106,10 @@ class TurnRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reply_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reply_to_author_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Read by the knowledge indexer; the chunk that holds it, if it was worth one.
+    # Not a foreign key: a chunk and its turns are deleted together, in code.
+    indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    knowledge_chunk_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class UserRow(Base):
@@ -178,3 +193,62 @@ class ScheduledJobRow(Base):
     id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
     next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True, nullable=True)
     job_state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class KnowledgeDocumentRow(Base):
+    """A document added to the knowledge base (``confab kb add``, ``!kb add``).
+
+    ``source`` is what identifies it when it is added again: the file's absolute
+    path, or ``chat:PLATFORM:CHANNEL:NAME`` for a file attached in chat.
+    ``channels`` lists the ``platform:channel`` names it answers in; NULL is everywhere.
+    """
+
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(UnicodeText)
+    name: Mapped[str] = mapped_column(Unicode(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(UnicodeText)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    added_by: Mapped[str] = mapped_column(Unicode(255))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KnowledgeChunkRow(Base):
+    """One retrieval unit: a run of nearby messages of a channel or thread, or a passage
+    of a document, with its sentence vector (float16, little-endian).
+
+    Ids are never reused (AUTOINCREMENT on SQLite), so an in-process index that
+    still holds a deleted chunk's vector can never mistake a new chunk for it.
+    Full-text search lives beside it: an FTS5 table kept by triggers on SQLite, a
+    generated ``tsvector`` column on PostgreSQL (see migration 0007).
+    """
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (
+        Index("ix_knowledge_chunks_platform_channel", "platform", "channel"),
+        Index("ix_knowledge_chunks_document_id", "document_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int | None] = mapped_column(
+        ForeignKey("knowledge_documents.id", ondelete="CASCADE"), nullable=True
+    )
+    # Messages: where they were said ('' for documents).
+    platform: Mapped[str] = mapped_column(String(32), default="")
+    channel: Mapped[str] = mapped_column(String(255), default="")
+    thread: Mapped[str] = mapped_column(String(255), default="")
+    direct: Mapped[bool] = mapped_column(Boolean, default=False)
+    heading: Mapped[str] = mapped_column(UnicodeText, default="")
+    text: Mapped[str] = mapped_column(UnicodeText)
+    # Messages: the platform id of the first one (for a link), who spoke, and when.
+    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    authors: Mapped[str] = mapped_column(UnicodeText, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bot.config import ModelConfig
+from bot.knowledge.embedding import Embedder
 from bot.llm.packaged import QWEN_CODER_05, QWEN_CODER_15, PackagedModel, installed
 from bot.llm.transformers_backend import TransformersBackend
 
@@ -42,6 +43,27 @@ def _as_on_a_bare_machine(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     monkeypatch.setattr("bot.llm.registry.installed", test_parts_only)
     if request.node.get_closest_marker("fact_checks") is None:
         monkeypatch.setattr("skills.qa.worth_checking", lambda question: False)
+
+
+class SharedEmbedder(Embedder):
+    """The real sentence model, loaded once per run: an app a test closes leaves it open."""
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def sentence_model() -> Iterator[Embedder]:
+    shared = SharedEmbedder()
+    yield shared
+    shared._worker.shutdown(wait=True)
+
+
+@pytest.fixture(autouse=True)
+def _one_sentence_model(sentence_model: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every in-process bot uses the run's one sentence model (it loads in seconds,
+    but a suite starts many bots)."""
+    monkeypatch.setattr("bot.app.Embedder", lambda folder=None: sentence_model)
 
 
 @pytest.fixture

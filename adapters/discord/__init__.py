@@ -9,6 +9,9 @@ while its 15-minute token lives and by plain channel messages after that.
 
 A Discord thread is a conversation of its own: ``Message.channel`` is the
 parent channel and ``Message.thread`` the thread.
+
+Attachments are read from Discord's CDN; a link to a message is its jump link,
+made from the channel cache without asking Discord.
 """
 
 from adapters.discord.adapter import INTENT_HELP, DiscordAdapter

@@ -19,14 +19,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord.config import DiscordConfig
-from adapters.discord.incoming import PLATFORM, MessageReader, place
+from adapters.discord.incoming import PLATFORM, MessageReader, is_direct, place
+from adapters.downloads import fetch_attachment
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import AdapterError, MessageTooLong
-from bot.messages import Message, SentMessage
+from bot.messages import Attachment, Message, SentMessage
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+JUMP_URL = "https://discord.com/channels/{guild}/{channel}/{message}"
 START_RETRY_FIRST_S = 2.0  # backoff of connection attempts at start, doubled up to
 START_RETRY_MAX_S = 120.0
 TYPING_REFRESH_S = 8.0
@@ -117,7 +119,7 @@ class DiscordAdapter(Adapter):
 
     platform = PLATFORM
     config_model = DiscordConfig
-    capabilities = Capabilities(edit=True, threads=True, history=True, typing=True)
+    capabilities = Capabilities(edit=True, threads=True, history=True, typing=True, downloads=True)
     limits = Limits(max_message_chars=MAX_MESSAGE_CHARS, min_edit_interval_s=1.0)
 
     def __init__(self, context: AdapterContext) -> None:
@@ -265,6 +267,7 @@ class DiscordAdapter(Adapter):
             author=self._reader.author(user),
             text=f"/{name} {text}".strip(),
             addressed=True,
+            direct=is_direct(interaction.channel),
             id=f"interaction-{interaction.id}",
             command=name,
             args=text.strip(),
@@ -388,9 +391,39 @@ class DiscordAdapter(Adapter):
         found.sort(key=lambda message: message.id)  # snowflakes grow with time
         return [self._reader.message(message) for message in found[-limit:]]
 
-    async def _channel(self, ident: str) -> Any:  # a text channel, thread or DM
+    async def download(self, attachment: Attachment, *, max_bytes: int) -> bytes:
+        # Discord's CDN wants no credentials; its URLs are signed and expire after a day.
+        return await fetch_attachment(
+            attachment,
+            attachment.url,
+            max_bytes=max_bytes,
+            platform=PLATFORM,
+            proxy=getattr(self.client.http, "proxy", None),
+        )
+
+    async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str | None:
+        """The message's jump link, from the channel cache alone (no request to Discord)."""
+        where = thread or channel
+        if not (_snowflake(message_id) and _snowflake(where)):
+            return None  # an interaction's answer, say: no message Discord can point to
+        known = self._cached_channel(where)
+        if known is None and thread is not None and _snowflake(channel):
+            known = self._cached_channel(channel)  # a thread not cached: its parent's guild
+        if known is None:
+            return None
+        if is_direct(known):
+            return JUMP_URL.format(guild="@me", channel=where, message=message_id)
+        guild = getattr(known, "guild", None)
+        if guild is None:
+            return None
+        return JUMP_URL.format(guild=guild.id, channel=where, message=message_id)
+
+    def _cached_channel(self, ident: str) -> Any:
         # DM channels are not in discord.py's cache: remember those messages came from.
-        channel = self._channels.get(ident) or self.client.get_channel(int(ident))
+        return self._channels.get(ident) or self.client.get_channel(int(ident))
+
+    async def _channel(self, ident: str) -> Any:  # a text channel, thread or DM
+        channel = self._cached_channel(ident)
         if channel is None:
             channel = await self.client.fetch_channel(int(ident))
         if not isinstance(channel, discord.abc.Messageable):
@@ -414,6 +447,10 @@ class DiscordAdapter(Adapter):
                 log.warning("could not open a thread for an answer in %s: %s", target.id, error)
                 answer.thread_refused = True
         return answer.thread or target
+
+
+def _snowflake(ident: str) -> bool:
+    return ident.isascii() and ident.isdigit()
 
 
 def _token_alive(interaction: discord.Interaction) -> bool:

@@ -7,7 +7,7 @@ import re
 import discord
 
 from adapters.discord.config import DiscordConfig
-from bot.messages import Author, Message, parse_command
+from bot.messages import Attachment, Author, Message, parse_command
 
 PLATFORM = "discord"
 _MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
@@ -32,6 +32,7 @@ class MessageReader:
         parsed = parse_command(text, [self._config.command_prefix])
         if parsed is not None and parsed[0] in self._commands:
             command, args = parsed
+        direct = is_direct(message.channel)
         return Message(
             platform=PLATFORM,
             channel=channel,
@@ -47,11 +48,13 @@ class MessageReader:
                     and message.channel.owner_id == user.id
                 )
             ),
+            direct=direct,
             from_self=message.author.id == user.id,
             id=str(message.id),
             command=command,
             args=args or "",
             created_at=message.created_at,
+            attachments=tuple(attachment(file) for file in message.attachments),
         )
 
     def _readable(self, message: discord.Message) -> str:
@@ -98,3 +101,23 @@ def place(channel: object, channel_id: int | None) -> tuple[str, str | None]:
     if isinstance(channel, discord.Thread) and channel.parent_id is not None:
         return str(channel.parent_id), str(channel.id)
     return str(channel_id), None
+
+
+_DIRECT_TYPES = (discord.ChannelType.private, discord.ChannelType.group)
+
+
+def is_direct(channel: object) -> bool:
+    """Whether a channel is a private conversation: a DM or a group DM, whether
+    discord.py has it cached or knows it only by type (an interaction's channel)."""
+    return getattr(channel, "type", None) in _DIRECT_TYPES
+
+
+def attachment(file: discord.Attachment) -> Attachment:
+    """A Discord attachment as Confab's :class:`~bot.messages.Attachment`."""
+    return Attachment(
+        name=file.filename,
+        size=file.size,
+        url=file.url,
+        id=str(file.id),
+        content_type=file.content_type or "",
+    )

@@ -10,6 +10,9 @@ Every Slack rule lives here: the skills' Markdown becomes Slack mrkdwn with
 and updated by ``chat.update`` no faster than ``slack.edit_interval_s`` (429s
 wait out ``Retry-After``), slash commands are acknowledged at once, and a
 mention is answered in its thread, which is the conversation.
+
+Files shared in a message are read with the bot token (the app needs the
+``files:read`` scope); a link to a message comes from ``chat.getPermalink``, kept.
 """
 
 from adapters.slack.adapter import SlackAdapter

@@ -19,11 +19,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.config import SlackConfig
-from adapters.slack.incoming import PLATFORM, Names, mentions, message_id, sent_at
+from adapters.slack.files import SlackFiles, attachments
+from adapters.slack.incoming import PLATFORM, Names, is_direct, mentions, message_id, sent_at
 from adapters.slack.mrkdwn import to_mrkdwn
+from adapters.slack.permalinks import Permalinks
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import AdapterError, MessageTooLong
-from bot.messages import Author, Message, SentMessage, parse_command
+from bot.messages import Attachment, Author, Message, SentMessage, parse_command
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class SlackAdapter(Adapter):
 
     platform = PLATFORM
     config_model = SlackConfig
-    capabilities = Capabilities(edit=True, threads=True, history=True, typing=False)
+    capabilities = Capabilities(edit=True, threads=True, history=True, typing=False, downloads=True)
     limits = Limits(max_message_chars=3000, min_edit_interval_s=1.2)
 
     def __init__(self, context: AdapterContext) -> None:
@@ -74,6 +76,8 @@ class SlackAdapter(Adapter):
         self.app: AsyncApp | None = None
         self.client: AsyncWebClient | None = None
         self._names: Names | None = None
+        self._files: SlackFiles | None = None
+        self._permalinks: Permalinks | None = None
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
 
@@ -101,6 +105,8 @@ class SlackAdapter(Adapter):
         for name in self._slash_commands():
             app.command(f"/{name}")(self._on_command)
         self.app, self.client, self._names = app, client, Names(client)
+        self._files = SlackFiles(client, self.config.web_api_url)
+        self._permalinks = Permalinks(client)
         return app
 
     def _slash_commands(self) -> list[str]:
@@ -230,9 +236,11 @@ class SlackAdapter(Adapter):
             author=self._author(user, await self._names.of(user), bool(event.get("bot_id"))),
             text=text,
             addressed=addressed,
+            direct=is_direct(channel, event.get("channel_type")),
             from_self=bool(bot) and user == bot,
             id=message_id(channel, ts),
             created_at=sent_at(ts),
+            attachments=attachments(event.get("files")),
         )
         await self._handler(message, self)  # the router reads "!ask ..." commands
 
@@ -256,6 +264,8 @@ class SlackAdapter(Adapter):
             author=self._author(user, await self._names.of(user)),
             text=f"/{name} {text}".strip(),
             addressed=True,
+            # Slack names a DM "directmessage" in a command's payload.
+            direct=command.get("channel_name") == "directmessage" or is_direct(channel, None),
             id=ident,
             command=name,
             args=text,
@@ -424,8 +434,20 @@ class SlackAdapter(Adapter):
             thread=thread,
             author=self._author(user, name, bool(raw.get("bot_id"))),
             text=await self._names.readable(raw.get("text", ""), self.bot_user_id),
+            direct=is_direct(channel, None),
             from_self=mine,
             id=message_id(channel, str(raw.get("ts", ""))),
             created_at=sent_at(str(raw.get("ts", ""))),
+            attachments=attachments(raw.get("files")),
         )
         return message
+
+    async def download(self, attachment: Attachment, *, max_bytes: int) -> bytes:
+        self._client()
+        assert self._files is not None
+        return await self._files.download(attachment, max_bytes=max_bytes)
+
+    async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str | None:
+        self._client()
+        assert self._permalinks is not None
+        return await self._permalinks.of(channel, message_id)

@@ -30,6 +30,15 @@ def message_id(channel: str, ts: str) -> str:
     return f"{channel}:{ts}"
 
 
+def is_direct(channel: str, channel_type: str | None) -> bool:
+    """Whether a conversation is private to its members: a DM (``im``) or a group DM
+    (``mpim``). Without a ``channel_type`` (``app_mention`` events, history, slash
+    commands), a DM still shows in its id, which starts with ``D``."""
+    if channel_type:
+        return channel_type in ("im", "mpim")
+    return channel.startswith("D")
+
+
 def sent_at(ts: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(ts), UTC)

@@ -1,4 +1,5 @@
-"""The contract every adapter passes: send, edit, limits, history, capabilities.
+"""The contract every adapter passes: send, edit, limits, history, capabilities,
+downloads and links.
 
 To check an adapter, subclass :class:`AdapterContract` in a test module and
 provide an ``under_test`` fixture returning an object with:
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.errors import MessageTooLong, Unsupported
-from bot.messages import Message
+from bot.messages import Attachment, Message
 from bot.streaming import ReplyStream
 from bot.textsplit import MIN_LIMIT, open_fence
 
@@ -120,3 +121,17 @@ class AdapterContract:
         ]
         later = datetime.now(UTC) + timedelta(minutes=1)
         assert await adapter.history(under_test.channel, since=later) == []
+
+    async def test_downloads_are_refused_unless_declared(self, under_test: Any) -> None:
+        adapter = under_test.adapter
+        if adapter.capabilities.downloads:
+            return
+        with pytest.raises(Unsupported):
+            await adapter.download(Attachment("a.txt", 1, "http://127.0.0.1:9/a.txt"), max_bytes=10)
+
+    async def test_a_link_to_a_sent_message_is_a_web_address_or_none(self, under_test: Any) -> None:
+        adapter = under_test.adapter
+        sent = await adapter.send(under_test.channel, "cite me")
+        link = await adapter.link(sent.channel, sent.id, thread=sent.thread)
+        assert link is None or link.startswith("https://")
+        assert await adapter.link(sent.channel, sent.id, thread=sent.thread) == link

@@ -56,6 +56,34 @@ class StoredMessage:
         return body
 
 
+@dataclass
+class StoredFile:
+    """A file shared in Slack, served at its `url_private_download` to the bot token."""
+
+    id: str
+    name: str
+    content: bytes
+    mimetype: str
+    size: int  # what Slack declares, normally len(content)
+
+    def to_json(self, base: str) -> Json:
+        where = f"{base}files-pri/{TEAM_ID}-{self.id}"
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.name,
+            "mimetype": self.mimetype,
+            "filetype": self.name.rpartition(".")[2],
+            "size": self.size,
+            "mode": "hosted",
+            "url_private": f"{where}/{self.name}",
+            "url_private_download": f"{where}/download/{self.name}",
+        }
+
+
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
+
+
 @dataclass(frozen=True)
 class _Failure:
     status: int
@@ -75,6 +103,9 @@ class FakeSlack:
     calls: list[SlackCall] = field(default_factory=list)
     messages: dict[str, list[StoredMessage]] = field(default_factory=dict)
     users: dict[str, Json] = field(default_factory=dict)
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    # Slack serves files only to a token with the files:read scope; others get its login page.
+    files_read_scope: bool = True
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -109,6 +140,29 @@ class FakeSlack:
             "real_name": real_name,
             "profile": {"display_name": display_name, "real_name": real_name},
         }
+
+    def add_file(
+        self,
+        name: str,
+        content: bytes,
+        mimetype: str = "text/plain",
+        size: int | None = None,
+    ) -> Json:
+        """Store a file; the Slack file object (as in a message's `files`) to share it.
+        `size` is what Slack declares, when it should differ from the content's."""
+        file = StoredFile(
+            f"F{len(self.files) + 1}",
+            name,
+            content,
+            mimetype,
+            len(content) if size is None else size,
+        )
+        self.files[file.id] = file
+        return file.to_json(self.root_url)
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
 
     def fail_next(
         self,
@@ -154,6 +208,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/hooks/{hook}", self._response_url)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         return app
 
     @property
@@ -167,6 +222,26 @@ class FakeSlack:
             SlackCall(f"hook:{request.match_info['hook']}", await request.json(), None)
         )
         return web.Response(text="ok")
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """A file's url_private_download, recorded as method 'download:FILE_ID'. Streamed
+        in chunks without a Content-Length, so a reader cannot trust one."""
+        file_id = request.match_info["team_file"].removeprefix(f"{TEAM_ID}-")
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+        self.calls.append(SlackCall(f"download:{file_id}", {}, token))
+        file = self.files.get(file_id)
+        if file is None:
+            return web.Response(status=404, text="Not Found")
+        if not token or not self.files_read_scope:
+            return web.Response(body=LOGIN_PAGE, content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": file.mimetype})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(file.content), 16 * 1024):
+            await response.write(file.content[start : start + 16 * 1024])
+        await response.write_eof()
+        return response
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -207,6 +282,8 @@ class FakeSlack:
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "users.info": self._users_info,
+            "chat.getPermalink": self._permalink,
+            "files.info": self._files_info,
             "apps.connections.open": self._connections_open,
         }
 
@@ -278,6 +355,20 @@ class FakeSlack:
         if user is None:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": user}
+
+    def _permalink(self, params: Json) -> Json:
+        channel, ts = str(params["channel"]), str(params["message_ts"])
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://test.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _files_info(self, params: Json) -> Json:
+        file = self.files.get(str(params["file"]))
+        if file is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": file.to_json(self.root_url)}
 
     def _connections_open(self, params: Json) -> Json:
         return {"ok": True, "url": "ws://127.0.0.1:1/never"}

@@ -88,6 +88,25 @@ def thread_message(
     }
 
 
+def file_share(
+    text: str,
+    user: str,
+    channel: str,
+    ts: str,
+    files: list[Json],
+    channel_type: str = "channel",
+) -> Json:
+    """A `message` event of subtype `file_share`: files (Slack file objects) posted."""
+    return {
+        **_message_event("message", text, user, channel, ts),
+        "subtype": "file_share",
+        "channel_type": channel_type,
+        "files": files,
+        "upload": False,
+        "display_as_bot": False,
+    }
+
+
 def url_verification(challenge: str) -> Json:
     return {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
 
@@ -99,14 +118,16 @@ def slash_command(
     channel_id: str,
     response_url: str,
     trigger_id: str,
+    channel_name: str = "general",
 ) -> bytes:
-    """A slash command invocation, form-encoded as Slack posts it."""
+    """A slash command invocation, form-encoded as Slack posts it; in a DM with the bot
+    its ``channel_name`` is ``"directmessage"``."""
     fields = {
         "token": VERIFICATION_TOKEN,
         "team_id": TEAM_ID,
         "team_domain": "test",
         "channel_id": channel_id,
-        "channel_name": "general",
+        "channel_name": channel_name,
         "user_id": user_id,
         "user_name": user_id.lower(),
         "command": command,

@@ -37,6 +37,7 @@ APP_ID = 111111111111111111  # the bot user's id too
 GUILD_ID = 222222222222222222
 CHANNEL_ID = 333333333333333333
 USER_ID = 444444444444444444
+DM_CHANNEL_ID = 777777777777777777
 ADMIN_ROLE_ID = 666666666666666666
 CALLBACK = "/interactions/{webhook_id}/{webhook_token}/callback"
 ORIGINAL = "/webhooks/{webhook_id}/{webhook_token}/messages/@original"
@@ -84,6 +85,16 @@ def slash(command: str, text: str | None, *, ident: int, user_id: int = USER_ID,
         "context": 0,
         "attachment_size_limit": 26214400,
     }  # fmt: skip
+
+
+def in_a_dm(payload: dict) -> dict:
+    """The same interaction in the user's DM with the bot: no guild, no member."""
+    user = payload["member"]["user"]
+    dm = {"id": str(DM_CHANNEL_ID), "type": 1, "last_message_id": None, "flags": 0,
+          "recipients": [user]}  # fmt: skip
+    guildless = {k: v for k, v in payload.items() if k not in ("guild_id", "guild", "member")}
+    return {**guildless, "user": user, "channel_id": str(DM_CHANNEL_ID), "channel": dm,
+            "context": 1}  # fmt: skip
 
 
 def channel_payload() -> dict:
@@ -179,12 +190,15 @@ class Bot:
     errors: list[Exception]
     last: int = 0  # the latest interaction's id
 
-    async def slash(self, command: str, text: str | None = None, **options: Any) -> None:
+    async def slash(
+        self, command: str, text: str | None = None, *, dm: bool = False, **options: Any
+    ) -> None:
         """Let discord.py parse the interaction, then wait until the command is answered."""
         before = asyncio.all_tasks()
         ident = self.last = options.pop("ident", None) or interaction_id()
+        payload = slash(command, text, ident=ident, **options)
         self.adapter.client._connection.parse_interaction_create(
-            slash(command, text, ident=ident, **options)
+            in_a_dm(payload) if dm else payload
         )
         invoked = [t for t in asyncio.all_tasks() - before if t.get_name() == "CommandTree-invoker"]
         assert invoked, "the command tree did not run the command"
@@ -427,3 +441,22 @@ async def test_an_admin_role_counts_in_a_cached_guild(tmp_path, fake):
         await bot.slash("forget", "channel", roles=[ADMIN_ROLE_ID])
 
         assert fake.shown["@original"].startswith("Done: I deleted this channel's history")
+
+
+async def test_a_slash_command_in_a_dm_is_direct_and_in_a_guild_is_not(tmp_path, fake):
+    async with confab(tmp_path, fake) as bot:
+        seen: list[Any] = []
+        router = bot.harness.router.handle
+
+        async def handler(message: Any, adapter: Any) -> None:
+            seen.append(message)
+            await router(message, adapter)
+
+        bot.adapter.bind(handler)
+        await bot.slash("ping")
+        await bot.slash("ping", dm=True)
+    assert [(m.channel, m.direct) for m in seen] == [
+        (str(CHANNEL_ID), False),
+        (str(DM_CHANNEL_ID), True),
+    ]
+    assert fake.routes().count(("PATCH", ORIGINAL)) == 2  # both answered

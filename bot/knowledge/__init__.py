@@ -1,0 +1,1 @@
+"""Knowledge: retrieval over stored channel history and added documents."""

@@ -1,0 +1,129 @@
+"""The knowledge base of one process: its tables, index, sentence model, indexer and search."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from bot.config import KnowledgeConfig
+from bot.knowledge.documents import ReadDocument, passages
+from bot.knowledge.embedding import DIMENSIONS, Embedder
+from bot.knowledge.indexer import Indexer
+from bot.knowledge.passage import Passage, Where
+from bot.knowledge.search import Retriever
+from bot.knowledge.vectors import VectorIndex, encode
+from storage.database import Database
+from storage.knowledge import KnowledgeStore, NewChunk, Readable, StoredDocument
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What adding one document did."""
+
+    document: StoredDocument
+    outcome: Literal["added", "replaced", "unchanged"]
+
+
+class KnowledgeBase:
+    """Built by the app (and ``confab kb``) over the same database as everything else."""
+
+    def __init__(
+        self, database: Database, config: KnowledgeConfig, embedder: Embedder | None = None
+    ) -> None:
+        self.config = config
+        self.store = KnowledgeStore(database)
+        self.index = VectorIndex(DIMENSIONS)
+        self.embedder = embedder or Embedder()
+        self.retriever = Retriever(
+            self.store, self.index, self.embedder, shared_channels=config.shared_channels
+        )
+        self.indexer = Indexer(
+            self.store,
+            self.index,
+            self.embedder,
+            gap=timedelta(minutes=config.chunk_gap_minutes),
+            every_s=config.index_every_s,
+        )
+
+    async def load(self) -> None:
+        """Read every stored vector into the in-process index."""
+        added = await self.index.load(self.store)
+        log.info("knowledge index loaded: %d chunks", added)
+
+    async def start(self) -> None:
+        """Load the index and start indexing new messages in the background."""
+        await self.load()
+        self.indexer.start()
+
+    async def close(self) -> None:
+        await self.indexer.stop()
+        await self.embedder.close()
+
+    async def search(self, query: str, where: Where, *, limit: int | None = None) -> list[Passage]:
+        return await self.retriever.search(query, where, limit=limit or self.config.search_results)
+
+    async def search_documents(self, query: str, *, limit: int | None = None) -> list[Passage]:
+        """Every document's passages, whatever their scope, and no history (for operators)."""
+        every = tuple(d.id for d in await self.store.documents())
+        return await self.retriever.search_in(
+            query, Readable("", "", (), every), limit=limit or self.config.search_results
+        )
+
+    # -- documents -------------------------------------------------------------------
+
+    async def add(
+        self,
+        document: ReadDocument,
+        *,
+        source: str,
+        channels: Sequence[str] | None = None,
+        added_by: str,
+    ) -> Added:
+        """Add a document, or replace the one from the same source if it changed.
+
+        Its passages and their vectors are written in one transaction, so a
+        failure leaves either the old version or the new one, never a part.
+        """
+        scope = tuple(sorted(channels)) if channels else None
+        old = await self.store.document(source)
+        if old is not None and old.sha256 == document.sha256 and old.channels == scope:
+            return Added(old, "unchanged")
+        pieces = passages(document)
+        vectors = await self.embedder.encode(
+            [f"{document.title}: {p.heading}\n{p.text}" if p.heading else p.text for p in pieces]
+        )
+        now = datetime.now(UTC)
+        chunks = [
+            NewChunk(
+                text=p.text, heading=p.heading, embedding=encode(v), started_at=now, ended_at=now
+            )
+            for p, v in zip(pieces, vectors, strict=True)
+        ]
+        values = {
+            "source": source,
+            "name": document.name[:255],
+            "kind": document.kind,
+            "title": document.title,
+            "sha256": document.sha256,
+            "size": document.size,
+            "channels": list(scope) if scope else None,
+            "added_by": added_by[:255],
+        }
+        stored, ids, replaced = await self.store.put_document(values, chunks)
+        self.index.remove(replaced)
+        if ids:
+            self.index.add(ids, [f"d:{stored.id}"] * len(ids), vectors)
+        return Added(stored, "replaced" if old is not None else "added")
+
+    async def remove(self, name_or_source: str) -> list[StoredDocument]:
+        removed, chunk_ids = await self.store.remove_documents(name_or_source)
+        self.index.remove(chunk_ids)
+        return removed
+
+    async def documents(self) -> list[StoredDocument]:
+        return await self.store.documents()

@@ -1,0 +1,132 @@
+"""Hybrid search: sentence vectors and the database's full-text search, fused.
+
+Each ranks up to ``candidates`` chunks the asker may read; reciprocal rank
+fusion (RRF, k=60) merges the two lists, so a passage found by both ranks
+above one found by either alone, and neither score scale has to be calibrated
+against the other. The similarity that ``ask`` thresholds on is the cosine of
+the question's vector and the passage's, whichever list found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bot.knowledge.embedding import Embedder
+from bot.knowledge.passage import Passage, Where
+from bot.knowledge.vectors import VectorIndex, decode
+from storage.knowledge import KnowledgeStore, Readable, StoredChunk, owner_key
+
+RRF_K = 60
+CANDIDATES = 50
+
+
+def fuse(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion: each id scores the sum of 1/(k + rank) over the rankings."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+class Retriever:
+    """Finds the passages that answer a question, within what its asker may read."""
+
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        index: VectorIndex,
+        embedder: Embedder,
+        *,
+        shared_channels: Sequence[str] = (),
+        mode: str = "hybrid",
+    ) -> None:
+        self._store = store
+        self._index = index
+        self._embedder = embedder
+        self._shared = tuple(
+            (name.partition(":")[0], name.partition(":")[2]) for name in shared_channels
+        )
+        self.mode = mode  # "hybrid", "dense" or "lexical" (the last two for measuring)
+
+    async def readable(self, where: Where) -> Readable:
+        """What a question asked here may be answered from."""
+        here = f"{where.platform}:{where.channel}"
+        documents = tuple(
+            sorted(
+                doc_id
+                for doc_id, channels in (await self._store.document_channels()).items()
+                if channels is None or here in channels
+            )
+        )
+        shared = tuple(s for s in self._shared if s != (where.platform, where.channel))
+        return Readable(where.platform, where.channel, shared, documents)
+
+    async def search(
+        self, query: str, where: Where, *, limit: int = 5, candidates: int = CANDIDATES
+    ) -> list[Passage]:
+        """The best ``limit`` passages for ``query`` asked at ``where``, best first."""
+        if not query.strip():
+            return []
+        return await self.search_in(
+            query, await self.readable(where), limit=limit, candidates=candidates
+        )
+
+    async def search_in(
+        self, query: str, scope: Readable, *, limit: int = 5, candidates: int = CANDIDATES
+    ) -> list[Passage]:
+        """:meth:`search` within an explicit scope."""
+        vector = (await self._embedder.encode([query]))[0]
+        dense: list[int] = []
+        lexical: list[int] = []
+        if self.mode in ("hybrid", "dense"):
+            nearest = await self._index.nearest_async(vector, _owners(scope), candidates)
+            dense = [chunk_id for chunk_id, _ in nearest]
+        if self.mode in ("hybrid", "lexical"):
+            lexical = await self._store.lexical(query, scope, candidates)
+        scores = fuse(dense, lexical)
+        ranked = sorted(scores, key=lambda i: -scores[i])[: limit * 2]
+        # Read back from the table: what was deleted or is out of scope is never shown.
+        rows = await self._store.chunks(ranked, scope)
+        titles = await self._document_names([r.document_id for r in rows.values()])
+        found = [_passage(rows[i], scores[i], vector, titles) for i in ranked if i in rows]
+        return found[:limit]
+
+    async def _document_names(self, ids: Sequence[int | None]) -> dict[int, tuple[str, str]]:
+        wanted = {i for i in ids if i is not None}
+        if not wanted:
+            return {}
+        return {d.id: (d.name, d.title) for d in await self._store.documents() if d.id in wanted}
+
+
+def _owners(scope: Readable) -> set[str]:
+    owners = {
+        owner_key(None, scope.platform, scope.channel, False),
+        owner_key(None, scope.platform, scope.channel, True),
+    }
+    owners.update(owner_key(None, p, c, False) for p, c in scope.shared)
+    owners.update(owner_key(d, "", "", False) for d in scope.documents)
+    return owners
+
+
+def _passage(
+    chunk: StoredChunk, score: float, query: np.ndarray, titles: dict[int, tuple[str, str]]
+) -> Passage:
+    name, title = titles.get(chunk.document_id, (None, None)) if chunk.document_id else (None, None)
+    return Passage(
+        id=chunk.id,
+        text=chunk.text,
+        heading=chunk.heading,
+        similarity=float(decode(chunk.embedding) @ query),
+        score=score,
+        started_at=chunk.started_at,
+        document=name,
+        document_title=title,
+        platform=chunk.platform,
+        channel=chunk.channel,
+        thread=chunk.thread or None,
+        message_id=chunk.message_id,
+        authors=chunk.authors,
+    )
