@@ -11,13 +11,16 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Config
 from bot.errors import ConfabError
 from bot.llm.registry import ModelRegistry, RegistryError
 from bot.logs import status
 from bot.model_commands import add_registry_commands, find_model, run_registry_command
+
+if TYPE_CHECKING:
+    from bot.llm.dataset import Chat
 
 log = logging.getLogger("confab")
 T = TypeVar("T")
@@ -111,6 +114,12 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     score.add_argument(
         "--max-new-tokens", type=_positive, default=48, metavar="N", help="per answer (48)"
     )
+    score.add_argument(
+        "--rag",
+        action="store_true",
+        help="also NAME (with --against, NAME2) answering with the knowledge base's passages "
+        "in its prompt, as `ask` does (add documents with `confab kb add`)",
+    )
 
 
 def _number(text: str, convert: Callable[[str], T], fits: Callable[[T], bool], what: str) -> T:
@@ -146,7 +155,7 @@ def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> 
     if args.action in ("list", "show", "use"):
         return run_registry_command(config, args)
     if args.action == "eval":
-        return _model_eval(config, args)
+        return _model_eval(config, args, terminal)
     return _model_finetune(config, args, terminal)
 
 
@@ -228,7 +237,7 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
     return count, min(config.model.context_window or native, native)
 
 
-def _model_eval(config: Config, args: argparse.Namespace) -> int:
+def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
     from bot.llm.adapter_folder import load_model
     from bot.llm.eval_store import record
     from bot.llm.evaluate import EvaluationError, compare, evaluate, read_chats
@@ -240,7 +249,10 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
     # The reference first: the table's difference is then NAME's gain over it.
     names = [args.against, args.name] if args.against else [args.name]
     entries = [find_model(registry, name) for name in names]
+    # Searched up front, so the sentence model is gone before a language model loads.
+    notes = asyncio.run(_retrieved_notes(config, chats, terminal)) if args.rag else None
     results = []
+    with_passages = []
     for entry in entries:
         print(f"evaluating {entry.name} on {len(chats)} conversations of {data} …", flush=True)
         try:
@@ -255,13 +267,67 @@ def _model_eval(config: Config, args: argparse.Namespace) -> int:
             model, tokenizer, chats, entry.name, max_new_tokens=args.max_new_tokens
         )
         results.append((entry, evaluation))
-    print(compare(*(evaluation for _, evaluation in results)))
-    for entry, evaluation in results:  # for `confab model show`; the table is out already
+        if notes is not None and entry is entries[0]:
+            print(f"evaluating {entry.name} with retrieved passages …", flush=True)
+            with_passages.append(
+                evaluate(
+                    model,
+                    tokenizer,
+                    chats,
+                    f"{entry.name}+rag",
+                    max_new_tokens=args.max_new_tokens,
+                    notes=notes,
+                )
+            )
+    print(compare(*(evaluation for _, evaluation in results), *with_passages))
+    # For `confab model show`; the table is out already. A model's record is of the
+    # model alone, so the retrieval arm is not stored.
+    for entry, evaluation in results:
         try:
             record(entry.results_file, evaluation, data)
         except EvaluationError as error:
             log.warning("the scores of %s were not stored: %s", entry.name, error.user_message)
     return 0
+
+
+NO_DOCUMENTS = (
+    "the knowledge base has no documents: add them with `confab kb add PATH…` "
+    "(for the Tarnwick example: confab kb add bot/llm/examples/tarnwick)"
+)
+
+
+async def _retrieved_notes(config: Config, chats: Sequence[Chat], terminal: Any) -> list[str]:
+    """For each conversation, the notes `ask` would be shown for its last question:
+    the passages of every document in the knowledge base that match it well enough."""
+    from bot.knowledge.base import KnowledgeBase
+    from bot.llm.passage_prompt import notes
+    from storage.database import Database
+
+    database = Database(config.bot.database_url)
+    base = KnowledgeBase(database, config.knowledge)
+    settings = config.knowledge
+    try:
+        await database.upgrade()
+        if not await base.documents():
+            raise ConfabError(NO_DOCUMENTS)
+        found = []
+        with status("Searching the knowledge base...", terminal):
+            await base.load()
+            for chat in chats:
+                question = next(m.content for m in reversed(chat.messages) if m.role == "user")
+                passages = await base.search_documents(question, limit=settings.max_passages)
+                found.append([p for p in passages if p.similarity >= settings.min_similarity])
+    finally:
+        await base.close()
+        await database.close()
+    shown = sum(len(passages) for passages in found)
+    print(
+        f"retrieved {shown} passages (at most {settings.max_passages} a question, similarity "
+        f"≥ {settings.min_similarity}) for {sum(1 for p in found if p)} of {len(chats)} "
+        "conversations",
+        flush=True,
+    )
+    return [notes(passages) for passages in found]
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:

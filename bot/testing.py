@@ -27,12 +27,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.config import RouterConfig, SchedulerConfig
+from bot.adapter import (
+    Adapter,
+    AdapterContext,
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+    Capabilities,
+    Limits,
+    MessageHandler,
+    check_declared_size,
+)
+from bot.config import KnowledgeConfig, RouterConfig, SchedulerConfig
 from bot.errors import MessageTooLong, ModelError, Unsupported
+from bot.knowledge.base import KnowledgeBase
+from bot.knowledge.embedding import Embedder
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import fit_messages
-from bot.messages import Author, Message, SentMessage
+from bot.messages import Attachment, Author, Message, SentMessage
 from bot.router import Router
 from bot.scheduler import JobScheduler
 from bot.skill import Skill
@@ -141,6 +152,7 @@ class RecordingAdapter(Adapter):
 
     platform = "test"
     config_model = RecordingConfig
+    capabilities = Capabilities(downloads=True)
 
     def __init__(
         self,
@@ -156,12 +168,23 @@ class RecordingAdapter(Adapter):
             self.capabilities = capabilities  # type: ignore[misc]
         self.posted: list[Posted] = []
         self.timeline: list[Message] = []
+        # What an attachment's url serves, for download().
+        self.files: dict[str, bytes] = {}
         self._ids = itertools.count(1)
         # Where each posted message is, by id: an edit finds it at once.
         self._posted_at: dict[str, tuple[Posted, int]] = {}
 
     async def run(self, handler: MessageHandler) -> None:
         await asyncio.Event().wait()
+
+    async def download(self, attachment: Attachment, *, max_bytes: int) -> bytes:
+        check_declared_size(attachment, max_bytes)
+        data = self.files.get(attachment.url)
+        if data is None:
+            raise AttachmentUnavailable(f"I couldn't download {attachment.name}.")
+        if len(data) > max_bytes:
+            raise AttachmentTooLarge(attachment, max_bytes)
+        return data
 
     async def send(
         self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
@@ -243,6 +266,8 @@ class ChatHarness:
         database_url: str | None = None,
         scheduler: SchedulerConfig | None = None,
         timezone: str = "UTC",
+        knowledge: KnowledgeConfig | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self._skills = [s if isinstance(s, Skill) else s(_default_config(s)) for s in skills]
         self.model = model or ScriptedBackend()
@@ -260,7 +285,13 @@ class ChatHarness:
         self.scheduler = (
             JobScheduler(scheduler, url, EventLog(self.database)) if scheduler else None
         )
+        # The real knowledge base, with the real sentence model; :meth:`index` runs
+        # its indexer (in a bot it runs in the background).
+        self.knowledge = (
+            KnowledgeBase(self.database, knowledge, embedder) if knowledge is not None else None
+        )
         self.router = Router(
+            knowledge=self.knowledge,
             skills=SkillSet(self._skills),
             model=self.model,
             store=self.store,
@@ -273,6 +304,8 @@ class ChatHarness:
 
     async def __aenter__(self) -> ChatHarness:
         await self.database.upgrade()
+        if self.knowledge is not None:
+            await self.knowledge.load()
         if self.scheduler is not None:
             self.scheduler.attach(self.router.handle, {self.adapter.platform: self.adapter})
             self.scheduler.start()
@@ -287,7 +320,14 @@ class ChatHarness:
     ) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.knowledge is not None:
+            await self.knowledge.close()
         await self.database.close()
+
+    async def index(self) -> int:
+        """Index every message stored so far; return how many were read."""
+        assert self.knowledge is not None, "made without knowledge="
+        return await self.knowledge.indexer.catch_up()
 
     async def send(
         self,
@@ -299,8 +339,11 @@ class ChatHarness:
         thread: str | None = None,
         is_bot: bool = False,
         command: str | None = None,
+        attachments: Sequence[Attachment] = (),
+        at: datetime | None = None,
     ) -> list[Posted]:
-        """Deliver one message; return the messages the bot posted for it."""
+        """Deliver one message (sent now, or ``at``); return the messages the bot posted
+        for it."""
         before = len(self.adapter.posted)
         message = Message(
             platform=self.adapter.platform,
@@ -312,7 +355,10 @@ class ChatHarness:
             id=f"in-{self._run}-{next(self._message_ids)}",
             command=command,
             args=text if command else "",
+            attachments=tuple(attachments),
         )
+        if at is not None:
+            message = replace(message, created_at=at)
         self.adapter.timeline.append(message)
         await self.router.handle(message, self.adapter)
         return self.adapter.posted[before:]

@@ -46,9 +46,8 @@ class KnowledgeSkill(Skill):
     async def _list(self, ctx: SkillContext) -> None:
         documents = await ctx.knowledge.documents()
         if not documents:
-            await ctx.reply(
-                "No documents answer here yet. " + USAGE.format(p=ctx.prefix).split("; ", 1)[1]
-            )
+            admins = USAGE.format(p=ctx.prefix).split("; ", 1)[1]
+            await ctx.reply(f"No documents answer here yet. A{admins[1:]}")
             return
         lines = [f"Documents I answer from here ({len(documents)}):"]
         for doc in documents:

@@ -7,7 +7,7 @@ import logging
 from bot.adapter import Adapter
 from bot.errors import ConfabError, NotAllowed, SkillError
 from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.documents import read_document_bytes
+from bot.knowledge.documents import kind_of, read_document_bytes
 from bot.knowledge.passage import Passage, Where
 from bot.knowledge.sources import source_of
 from bot.messages import Message
@@ -64,6 +64,7 @@ class ChannelKnowledge:
         lines = []
         for attachment in message.attachments:
             try:
+                kind_of(attachment.name)  # refused by name before any download
                 data = await self._adapter.download(attachment, max_bytes=limit)
                 document = read_document_bytes(attachment.name, data, max_bytes=limit)
                 added = await self._base.add(

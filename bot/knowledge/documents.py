@@ -164,6 +164,12 @@ def _walk(folder: Path, seen: set[Path]) -> Iterator[Path]:
             yield entry
 
 
+def kind_of(name: str) -> str:
+    """The kind a file of this name is read as; :class:`DocumentRefused` for other kinds
+    (checked before anything is read or downloaded)."""
+    return _kind(name)
+
+
 def _kind(name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix in SUPPORTED:

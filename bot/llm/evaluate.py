@@ -12,6 +12,9 @@ this module never decides how a model is loaded:
 - the task score: how many expected answers the model states when it answers
   the preceding turns greedily, by the rule in :mod:`bot.llm.answer_check`.
 
+Either can be given notes per conversation (retrieved passages, see
+:mod:`bot.llm.passage_prompt`): they go into its system message, as context.
+
 Both are deterministic: no sampling, dropout off, the same batches every run.
 """
 
@@ -36,6 +39,7 @@ from bot.llm.assistant_tokens import (
 )
 from bot.llm.backend import ChatMessage
 from bot.llm.dataset import Chat, DatasetError, read_dataset
+from bot.llm.passage_prompt import with_notes
 
 BATCH_TOKENS = 2048  # padded tokens per forward pass
 BATCH_CHATS = 8
@@ -177,30 +181,48 @@ def _question(messages: Sequence[ChatMessage]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
+def _notes(chats: Sequence[Chat], notes: Sequence[str] | None) -> list[str]:
+    if notes is not None and len(notes) != len(chats):
+        raise ValueError(f"{len(notes)} notes for {len(chats)} conversations")
+    return list(notes) if notes is not None else [""] * len(chats)
+
+
 def task_score(
-    model: Any, tokenizer: Any, chats: Sequence[Chat], max_new_tokens: int = 48
+    model: Any,
+    tokenizer: Any,
+    chats: Sequence[Chat],
+    max_new_tokens: int = 48,
+    *,
+    notes: Sequence[str] | None = None,
 ) -> TaskScore:
     """How many of the chats' final answers the model states, answering greedily.
 
     Each chat that ends with an assistant turn is a question: the model answers
     the turns before it (as the bot would prompt it) in at most
     ``max_new_tokens`` tokens, and is right when its answer states the expected
-    one (:func:`bot.llm.answer_check.states_expected`).
+    one (:func:`bot.llm.answer_check.states_expected`). ``notes`` (one per chat,
+    "" for none) are shown to the model but are not the question: a term the
+    answer repeats from them is still required.
     """
     import torch
     from transformers import GenerationConfig
 
-    scored = [c for c in chats if len(c.messages) > 1 and c.messages[-1].role == "assistant"]
+    # Each question as it is shown, and as it is scored.
+    scored = [
+        (with_notes(chat, note), chat)
+        for chat, note in zip(chats, _notes(chats, notes), strict=True)
+        if len(chat.messages) > 1 and chat.messages[-1].role == "assistant"
+    ]
     prompts = [
         list(
             tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in chat.messages[:-1]],
+                [{"role": m.role, "content": m.content} for m in shown.messages[:-1]],
                 add_generation_prompt=True,
                 tokenize=True,
                 return_dict=False,
             )
         )
-        for chat in scored
+        for shown, _ in scored
     ]
     pad = pad_id(tokenizer)
     eos = model.generation_config.eos_token_id
@@ -239,7 +261,7 @@ def task_score(
                 "\n".join(m.content for m in chat.messages[:-1]),
             ),
         )
-        for index, chat in enumerate(scored)
+        for index, (_, chat) in enumerate(scored)
     ]
     return TaskScore(
         sum(result.correct for result in results), len(results), tuple(results[:EXAMPLES_KEPT])
@@ -254,12 +276,22 @@ def evaluate(
     *,
     max_tokens: int = 512,
     max_new_tokens: int = 48,
+    notes: Sequence[str] | None = None,
 ) -> Evaluation:
-    """Both scores of one model on ``chats``; ``name`` is how tables and records call it."""
+    """Both scores of one model on ``chats``; ``name`` is how tables and records call it.
+
+    With ``notes`` (one per chat, "" for none) each chat is answered and scored with
+    its notes in the system message.
+    """
+    given = _notes(chats, notes)
+    shown = [with_notes(chat, note) for chat, note in zip(chats, given, strict=True)]
+    # The notes do not count against a conversation's ``max_tokens``: cut, it would
+    # lose answer tokens, and the loss would be over other tokens than without them.
+    room = max((len(tokenizer.encode(note, add_special_tokens=False)) for note in given), default=0)
     return Evaluation(
         name,
-        held_out_loss(model, tokenizer, chats, max_tokens),
-        task_score(model, tokenizer, chats, max_new_tokens),
+        held_out_loss(model, tokenizer, shown, max_tokens + room),
+        task_score(model, tokenizer, chats, max_new_tokens, notes=notes),
     )
 
 
@@ -267,31 +299,35 @@ def _signed(value: float, digits: int) -> str:
     return f"{value:+.{digits}f}"
 
 
-def compare(a: Evaluation, b: Evaluation | None = None) -> str:
-    """``a``'s scores as a table; with ``b``, side by side with how far ``b`` is from
-    ``a`` (``b - a``)."""
-    rows: list[tuple[str, ...]] = [
-        ("", a.model, b.model, "difference") if b else ("", a.model),
-        ("held-out loss", f"{a.loss.mean_loss:.4f}"),
-        ("perplexity", f"{a.loss.perplexity:.2f}"),
-        ("task score", f"{a.task.correct}/{a.task.total} ({a.task.accuracy:.0%})"),
-        ("answer tokens", str(a.loss.tokens)),
+def _task(score: TaskScore) -> str:
+    return f"{score.correct}/{score.total} ({score.accuracy:.0%})"
+
+
+def compare(a: Evaluation, *others: Evaluation) -> str:
+    """``a``'s scores as a table; with ``others``, side by side with how far each is
+    from ``a`` (``other - a``): one column "difference", or one per other model."""
+    rows: list[list[str]] = [
+        ["", a.model],
+        ["held-out loss", f"{a.loss.mean_loss:.4f}"],
+        ["perplexity", f"{a.loss.perplexity:.2f}"],
+        ["task score", _task(a.task)],
+        ["answer tokens", str(a.loss.tokens)],
     ]
-    if b is not None:
-        rows[1] += (
-            f"{b.loss.mean_loss:.4f}",
-            _signed(b.loss.mean_loss - a.loss.mean_loss, 4),
-        )
-        rows[2] += (
-            f"{b.loss.perplexity:.2f}",
-            _signed(b.loss.perplexity - a.loss.perplexity, 2),
-        )
-        rows[3] += (
-            f"{b.task.correct}/{b.task.total} ({b.task.accuracy:.0%})",
+    for b in others:
+        rows[0].append(b.model)
+        rows[1].append(f"{b.loss.mean_loss:.4f}")
+        rows[2].append(f"{b.loss.perplexity:.2f}")
+        rows[3].append(_task(b.task))
+        rows[4].append(str(b.loss.tokens))
+    for b in others:
+        rows[0].append("difference" if len(others) == 1 else f"{b.model} - {a.model}")
+        rows[1].append(_signed(b.loss.mean_loss - a.loss.mean_loss, 4))
+        rows[2].append(_signed(b.loss.perplexity - a.loss.perplexity, 2))
+        rows[3].append(
             f"{b.task.correct - a.task.correct:+d} "
-            f"({(b.task.accuracy - a.task.accuracy) * 100:+.0f} points)",
+            f"({(b.task.accuracy - a.task.accuracy) * 100:+.0f} points)"
         )
-        rows[4] += (str(b.loss.tokens), "")
+        rows[4].append("")
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = [
         "  ".join(

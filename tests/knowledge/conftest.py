@@ -17,14 +17,29 @@ from storage.database import Database
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TOPICS = [
-    "the lunch place", "the coffee machine", "weekend plans", "the football match",
-    "a podcast episode", "the new keyboard", "the office plants", "a film last night",
-    "the train strike", "a birthday cake", "the heating", "holiday photos",
+    "the lunch place",
+    "the coffee machine",
+    "weekend plans",
+    "the football match",
+    "a podcast episode",
+    "the new keyboard",
+    "the office plants",
+    "a film last night",
+    "the train strike",
+    "a birthday cake",
+    "the heating",
+    "holiday photos",
 ]
 SAYINGS = [
-    "did anyone see {t}?", "I think {t} was great", "not sure about {t} tbh",
-    "lol {t} again", "who is up for {t} later", "{t} is a mystery to me",
-    "can we talk about {t} tomorrow", "haha yes {t}", "ok ok {t} it is",
+    "did anyone see {t}?",
+    "I think {t} was great",
+    "not sure about {t} tbh",
+    "lol {t} again",
+    "who is up for {t} later",
+    "{t} is a mystery to me",
+    "can we talk about {t} tomorrow",
+    "haha yes {t}",
+    "ok ok {t} it is",
 ]
 PEOPLE = ["Ana", "Bob", "Gus", "Maya", "Farah", "Lee"]
 
@@ -80,7 +95,5 @@ def planter(database: Database) -> Planter:
     return Planter(ConversationStore(database))
 
 
-def knowledge(
-    database: Database, embedder: Embedder, **settings: object
-) -> KnowledgeBase:
+def knowledge(database: Database, embedder: Embedder, **settings: object) -> KnowledgeBase:
     return KnowledgeBase(database, KnowledgeConfig(**settings), embedder)  # type: ignore[arg-type]

@@ -156,5 +156,3 @@ async def test_the_index_follows_changes_made_by_another_process(
     assert await ours.index.sync(ours.store) == (0, 1)
     await ours.close()
     await theirs.close()
-
-

@@ -1,0 +1,162 @@
+"""What people see: `ask` answering from the channel's history with its sources,
+`!search`, `!kb` with files attached, and forgetting, through the real router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import KnowledgeConfig, RouterConfig
+from bot.knowledge.embedding import Embedder
+from bot.llm.backend import ChatMessage
+from bot.messages import Attachment
+from bot.testing import ChatHarness, ScriptedBackend
+from skills.forget import ForgetSkill
+from skills.kb import KnowledgeSkill
+from skills.qa import AskSkill
+from skills.search import SearchSkill
+
+SKILLS = [AskSkill, SearchSkill, KnowledgeSkill, ForgetSkill]
+START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+STAGING = "what did we decide about the staging database?"
+
+
+def answering(text: str) -> ScriptedBackend:
+    return ScriptedBackend(lambda _prompt: text)
+
+
+@pytest.fixture
+async def chat(
+    tmp_path: Path, sentence_model: Embedder, request: pytest.FixtureRequest
+) -> AsyncIterator[ChatHarness]:
+    model = getattr(request, "param", None) or answering(
+        "Staging moves to PostgreSQL 16 on Friday."
+    )
+    harness = ChatHarness(
+        SKILLS,
+        tmp_path,
+        model=model,
+        router_config=RouterConfig(user_burst=10_000, admins=["test:boss"]),
+        knowledge=KnowledgeConfig(),
+        embedder=sentence_model,
+    )
+    async with harness:
+        for minute, author, text in [
+            (0, "ana", "morning all"),
+            (60, "ana", "should the staging db move off MySQL?"),
+            (61, "bob", "yes, staging goes to PostgreSQL 16 on Friday"),
+            (180, "gus", "the lunch place on Linden St is closed this week"),
+        ]:
+            at = START + timedelta(minutes=minute)
+            await harness.send(text, channel="backend", author=author, addressed=False, at=at)
+        await harness.index()
+        yield harness
+
+
+def system_prompt(model: ScriptedBackend) -> str:
+    prompt: Sequence[ChatMessage] = model.prompts[-1]
+    return prompt[0].content
+
+
+async def test_ask_answers_from_the_channels_history_and_names_its_sources(
+    chat: ChatHarness,
+) -> None:
+    answer = await chat.ask(STAGING, channel="backend", author="maya")
+    assert answer.startswith("Staging moves to PostgreSQL 16 on Friday.\n\nSources:\n1. #backend, ")
+    assert "ana, bob" in answer  # who said it; the recording platform has no links
+    assert "PostgreSQL 16 on Friday" in system_prompt(chat.model)  # type: ignore[arg-type]
+
+
+async def test_another_channel_is_answered_without_that_history(chat: ChatHarness) -> None:
+    answer = await chat.ask(STAGING, channel="frontend", author="maya")
+    assert "Sources" not in answer
+    assert "PostgreSQL" not in system_prompt(chat.model)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "chat", [answering("The lunch place on Linden St is closed.")], indirect=True
+)
+async def test_only_the_passages_shown_and_used_are_cited(chat: ChatHarness) -> None:
+    answer = await chat.ask(
+        "which lunch place is closed, and what happens to staging?", channel="backend"
+    )
+    prompt = system_prompt(chat.router.model)  # type: ignore[arg-type]
+    sources = answer.split("Sources:\n", 1)[1].splitlines()
+    # Both passages were shown; the answer draws on one, and only that one is cited.
+    assert "lunch place on Linden St" in prompt and "PostgreSQL 16" in prompt
+    assert sources == ["1. #backend, gus, 30 Nov 2026 12:00 UTC"]
+
+
+async def test_search_lists_matches_with_their_sources_without_the_model(
+    chat: ChatHarness,
+) -> None:
+    listed = await chat.ask("!search staging database", channel="backend")
+    assert listed.startswith(
+        "Best matches for “staging database”:\n1. #backend, ana, bob, 30 Nov 2026 10:00 UTC\n"
+    )
+    assert "> ana: should the staging db move off MySQL? / bob: yes, staging goes" in listed
+    assert chat.model.prompts == []  # type: ignore[attr-defined]
+    nothing = await chat.ask("!search staging database", channel="ops")
+    assert nothing == "Nothing found for “staging database” in this channel or its documents."
+    assert (await chat.ask("!search", channel="ops")).startswith("Usage: `!search <words>`")
+
+
+async def test_forget_me_takes_their_words_out_of_search_at_once(chat: ChatHarness) -> None:
+    await chat.ask("!forget me", channel="backend", author="bob")
+    listed = await chat.ask("!search staging PostgreSQL", channel="backend")
+    assert "PostgreSQL 16" not in listed
+
+
+MARKDOWN = (
+    b"# Runbook\n\n## Restarts\n\nThe billing service restarts with `systemctl restart billing`.\n"
+)
+
+
+async def test_admins_add_an_attached_document_and_everyone_can_find_and_list_it(
+    chat: ChatHarness,
+) -> None:
+    chat.adapter.files["u1"] = MARKDOWN
+    runbook = Attachment("runbook.md", len(MARKDOWN), "u1")
+    refused = await chat.ask("!kb add", channel="ops", author="maya", attachments=[runbook])
+    assert refused == "Only an admin can run `!kb add`."
+    added = await chat.ask("!kb add", channel="ops", author="boss", attachments=[runbook])
+    assert added == "runbook.md: added, 1 passages, in this channel."
+    again = await chat.ask("!kb add", channel="ops", author="boss", attachments=[runbook])
+    assert again == "runbook.md: unchanged."
+    found = await chat.ask("!search how do I restart billing", channel="ops")
+    assert "1. runbook.md › Runbook > Restarts" in found
+    assert "runbook" not in await chat.ask("!search how do I restart billing", channel="backend")
+    listed = await chat.ask("!kb", channel="ops")
+    assert (
+        listed
+        == "Documents I answer from here (1):\n- runbook.md: Runbook, 1 passages (this channel)"
+    )
+    removed = await chat.ask("!kb remove runbook.md", channel="ops", author="boss")
+    assert removed == "Removed runbook.md: I no longer answer from it."
+    assert "runbook" not in await chat.ask("!search how do I restart billing", channel="ops")
+
+
+async def test_a_bad_or_huge_attachment_is_refused_in_one_sentence_and_nothing_is_added(
+    chat: ChatHarness,
+) -> None:
+    chat.adapter.files["bin"] = b"\x00\x01binary"
+    binary = Attachment("notes.txt", 8, "bin")
+    huge = Attachment("big.pdf", 50 * 1024 * 1024, "never-fetched")
+    zipped = Attachment("slides.zip", 10, "zip")
+    answer = await chat.ask(
+        "!kb add everywhere", channel="ops", author="boss", attachments=[binary, huge, zipped]
+    )
+    lines = answer.splitlines()
+    assert lines[0] == "notes.txt: the file is not text (binary data, or not UTF-8)."
+    assert lines[1].startswith("The file big.pdf is too large for me to read")
+    assert lines[2].startswith("slides.zip: .zip files are not supported")
+    assert await chat.ask("!kb", channel="ops") == (
+        "No documents answer here yet. Admins: `!kb add` with a file attached (Markdown, text, "
+        "HTML or PDF) adds it for this channel, `!kb add everywhere` for every channel, "
+        "`!kb remove <name>` removes one."
+    )
+    assert chat.knowledge is not None and await chat.knowledge.documents() == []
+    assert await chat.knowledge.store.count() == 3  # the channel's three chunks, no more
