@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/storage_ops.py
+	$(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

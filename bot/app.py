@@ -309,6 +309,7 @@ class App:
             self.retention = None
         if self.knowledge is not None:
             await self.knowledge.close()
+            await self.knowledge.embedder.close()
             self.knowledge = None
         if self.models is not None:
             await self.models.close()

@@ -216,7 +216,7 @@ class KnowledgeConfig(Section):
     shared_channels: list[str] = Field(default_factory=list)
     # A passage goes into `ask`'s prompt when its similarity to the question
     # (cosine of the sentence vectors) is at least this.
-    min_similarity: float = Field(0.4, ge=-1.0, le=1.0)
+    min_similarity: float = Field(0.35, ge=-1.0, le=1.0)
     # How many passages `ask` is shown at most, and how many `!search` lists.
     max_passages: int = Field(3, ge=1, le=20)
     search_results: int = Field(5, ge=1, le=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class KnowledgeBase:
         self.config = config
         self.store = KnowledgeStore(database)
         self.index = VectorIndex(DIMENSIONS)
+        self._warming: asyncio.Task[None] | None = None
+        self._owns_embedder = embedder is None  # one handed in is closed by its owner
         self.embedder = embedder or Embedder()
         self.retriever = Retriever(
             self.store, self.index, self.embedder, shared_channels=config.shared_channels
@@ -56,13 +59,24 @@ class KnowledgeBase:
         log.info("knowledge index loaded: %d chunks", added)
 
     async def start(self) -> None:
-        """Load the index and start indexing new messages in the background."""
+        """Load the index and start indexing new messages in the background; the sentence
+        model loads meanwhile, so the first question does not wait for it."""
         await self.load()
         self.indexer.start()
+        self._warming = asyncio.create_task(self._warm(), name="sentence-model")
+
+    async def _warm(self) -> None:
+        try:
+            await self.embedder.encode(["warm up"])
+        except Exception:  # said where it is used; the bot answers without it
+            log.exception("the sentence model failed to load")
 
     async def close(self) -> None:
         await self.indexer.stop()
-        await self.embedder.close()
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
+        if self._owns_embedder:
+            await self.embedder.close()
 
     async def search(self, query: str, where: Where, *, limit: int | None = None) -> list[Passage]:
         return await self.retriever.search(query, where, limit=limit or self.config.search_results)

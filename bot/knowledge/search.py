@@ -68,8 +68,8 @@ class Retriever:
         self, query: str, where: Where, *, limit: int = 5, candidates: int = CANDIDATES
     ) -> list[Passage]:
         """The best ``limit`` passages for ``query`` asked at ``where``, best first."""
-        if not query.strip():
-            return []
+        if not query.strip() or (not len(self._index) and not await self._store.count()):
+            return []  # nothing stored yet: no question needs embedding
         return await self.search_in(
             query, await self.readable(where), limit=limit, candidates=candidates
         )

@@ -12,14 +12,19 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import Config
+from bot.config import Config, KnowledgeConfig
+from bot.knowledge.documents import read_document_bytes
+from bot.knowledge.embedding import Embedder
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.plugins import discover_skills
 from bot.quality.cases import Case
 from bot.quality.scoring import Score, score
 from bot.testing import ChatHarness
+
+HISTORY_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a knowledge case's history
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ async def run_cases(
     seed: Callable[[int], None] | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
     config: Config | None = None,
+    embedder: Embedder | None = None,
 ) -> list[CaseResult]:
     """Every case's result, in order. ``seed`` seeds the model's sampling before each case
     (``torch.manual_seed``); ``on_result`` hears each result as it is scored. The skills
@@ -83,7 +89,10 @@ async def run_cases(
         cls(config.skill_config(name)) if config is not None else cls for name, cls in found.items()
     ]
     results = []
-    async with ChatHarness(skills, workdir, model=metered) as chat:
+    knowledge = config.knowledge if config is not None else KnowledgeConfig()
+    async with ChatHarness(
+        skills, workdir, model=metered, knowledge=knowledge, embedder=embedder
+    ) as chat:
         for case in cases:
             if seed is not None:
                 seed(zlib.crc32(case.id.encode()))
@@ -109,6 +118,24 @@ async def _drive(chat: ChatHarness, case: Case) -> tuple[str, str]:
         for turn in turns:
             answer = await chat.ask(turn["text"], channel=channel, author=turn["author"])
         return answer, turns[-1]["text"]
+    if case.group == "knowledge":
+        for said in spec.get("history", []):
+            at = HISTORY_START + timedelta(minutes=float(said.get("minute", 0)))
+            await chat.send(
+                said["text"], channel=channel, author=said["author"], addressed=False, at=at
+            )
+        assert chat.knowledge is not None
+        for document in spec.get("documents", []):
+            data = str(document["text"]).encode()
+            read = read_document_bytes(document["name"], data, max_bytes=len(data) + 1)
+            await chat.knowledge.add(
+                read,
+                source=f"quality:{case.id}:{document['name']}",
+                channels=[f"{chat.adapter.platform}:{channel}"],
+                added_by="quality",
+            )
+        await chat.index()
+        return await chat.ask(str(spec["ask"]), channel=channel), str(spec["ask"])
     if case.group == "summary":
         for said in spec["messages"]:
             await chat.send(said["text"], channel=channel, author=said["author"], addressed=False)

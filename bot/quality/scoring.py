@@ -132,6 +132,16 @@ def form_problem(
 
 async def score(group: str, spec: Mapping[str, Any], answer: str, asked: str = "") -> Score:
     """The score of ``answer`` to a case of ``group`` described by ``spec``."""
+    if group == "knowledge":
+        said, _, sources = answer.partition("\n\nSources:\n")
+        lost = missing_terms(said, spec["expect"])
+        groups = spec.get("any_of", [])
+        if groups and not any(not missing_terms(said, g) for g in groups):
+            lost.append(" or ".join("+".join(g) for g in groups))
+        unsourced = missing_terms(sources, spec["source"])
+        notes = [f"missing {', '.join(lost)}"] if lost else []
+        notes += [f"sources lack {', '.join(unsourced)}"] if unsourced else []
+        return _pass(not notes, "; ".join(notes))
     if group in ("qa", "memory"):
         lost = missing_terms(answer, spec.get("expect", []))
         groups = spec.get("any_of", [])

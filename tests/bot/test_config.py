@@ -79,7 +79,10 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
             "[router]\nprefix = '!'\n",
             "router.prefix: unknown key; allowed here: admins, channel_concurrency, channel_queue",
         ),
-        ("[routr]\nprefixes = ['!']\n", "routr: unknown key; allowed here: bot, desk, model"),
+        (
+            "[routr]\nprefixes = ['!']\n",
+            "routr: unknown key; allowed here: bot, desk, knowledge, model",
+        ),
         ("[skills.echo]\ntimes = 'x'\n", "skills.echo.times = 'x'"),
         ("[skills.nope]\na = 1\n", "skills.nope: unknown key; allowed here: echo, plain"),
         ("[skills.plain]\na = 1\n", "skills.plain.a: unknown key; this section takes no keys"),

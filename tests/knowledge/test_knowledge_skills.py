@@ -13,7 +13,7 @@ from bot.config import KnowledgeConfig, RouterConfig
 from bot.knowledge.embedding import Embedder
 from bot.llm.backend import ChatMessage
 from bot.messages import Attachment
-from bot.testing import ChatHarness, ScriptedBackend
+from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
 from skills.forget import ForgetSkill
 from skills.kb import KnowledgeSkill
 from skills.qa import AskSkill
@@ -160,3 +160,33 @@ async def test_a_bad_or_huge_attachment_is_refused_in_one_sentence_and_nothing_i
     )
     assert chat.knowledge is not None and await chat.knowledge.documents() == []
     assert await chat.knowledge.store.count() == 3  # the channel's three chunks, no more
+
+
+class LinkingAdapter(RecordingAdapter):
+    """A platform whose messages have links, as Discord's and Slack's do."""
+
+    async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str:
+        return f"https://chat.example/{channel}/{message_id}"
+
+
+async def test_a_source_on_a_platform_with_links_links_to_the_first_message(
+    tmp_path: Path, sentence_model: Embedder
+) -> None:
+    adapter = LinkingAdapter()
+    harness = ChatHarness(
+        SKILLS,
+        tmp_path,
+        model=answering("Staging moves to PostgreSQL 16 on Friday."),
+        adapter=adapter,
+        knowledge=KnowledgeConfig(),
+        embedder=sentence_model,
+    )
+    async with harness as chat:
+        await chat.send("staging goes to PostgreSQL 16 on Friday", channel="backend",
+                        author="bob", addressed=False, at=START)  # fmt: skip
+        first_id = adapter.timeline[-1].id
+        await chat.index()
+        answer = await chat.ask(STAGING, channel="backend")
+    assert answer.endswith(
+        f"Sources:\n1. #backend, bob, 30 Nov 2026 09:00 UTC: https://chat.example/backend/{first_id}"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.config import KnowledgeConfig
 from bot.knowledge.embedding import Embedder
 from bot.knowledge.passage import Where
 from bot.retention import RetentionJob
@@ -34,10 +35,11 @@ async def test_the_planted_decision_is_found_among_5000_other_messages(
     # The decision's passage names its channel, who spoke and the message to link to.
     (hit,) = [p for p in found if "PostgreSQL 16" in p.text]
     assert (hit.channel, hit.authors) == ("backend", "Ana, Bob")
-    assert hit.message_id is not None and hit.similarity > 0.4
+    threshold = KnowledgeConfig().min_similarity
+    assert hit.message_id is not None and hit.similarity > threshold
     # Small talk is no answer to a question nobody discussed.
     nothing = await base.search("what is the wifi password in the Berlin office?", BACKEND)
-    assert max(p.similarity for p in nothing) < 0.4
+    assert max(p.similarity for p in nothing) < threshold
     await base.close()
 
 
