@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.config import KnowledgeConfig
 from bot.knowledge.embedding import Embedder
 from bot.knowledge.passage import Where
+from bot.knowledge.search import fuse
 from bot.retention import RetentionJob
 from storage.conversations import ConversationStore
 from storage.database import Database
@@ -158,3 +161,10 @@ async def test_the_index_follows_changes_made_by_another_process(
     assert await ours.index.sync(ours.store) == (0, 1)
     await ours.close()
     await theirs.close()
+
+
+def test_fusion_ranks_what_both_lists_found_first_and_words_count_half() -> None:
+    scores = fuse(dense=[1, 2, 3], lexical=[3, 4])
+    assert max(scores, key=scores.__getitem__) == 3  # found by both
+    assert scores[1] > scores[4]  # the best by meaning beats the best by words alone
+    assert scores[4] == pytest.approx(0.5 / (60 + 2))
