@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Integer,
     and_,
-    bindparam,
     column,
     delete,
     func,
@@ -154,6 +154,17 @@ def _readable(scope: Readable) -> ColumnElement[bool]:
     if not scope.documents:
         return messages
     return or_(messages, chunks.document_id.in_(scope.documents))
+
+
+# What the in-process index needs of a chunk: its vector and whose it is.
+_VECTORS = select(
+    KnowledgeChunkRow.id,
+    KnowledgeChunkRow.document_id,
+    KnowledgeChunkRow.platform,
+    KnowledgeChunkRow.channel,
+    KnowledgeChunkRow.direct,
+    KnowledgeChunkRow.embedding,
+)
 
 
 def _chunk(row: Any) -> StoredChunk:
@@ -435,50 +446,24 @@ class KnowledgeStore:
     async def vectors(self, after_id: int = 0) -> list[tuple[int, str, bytes]]:
         """(id, owner, embedding) of the chunks past ``after_id``, by id, a page at a time."""
         chunks = KnowledgeChunkRow
-        query = (
-            select(
-                chunks.id,
-                chunks.document_id,
-                chunks.platform,
-                chunks.channel,
-                chunks.direct,
-                chunks.embedding,
-            )
-            .where(chunks.id > bindparam("after"))
-            .order_by(chunks.id)
-            .limit(PAGE)
-        )
-        async with self._database.reading() as session:
-            rows = (await session.execute(query, {"after": after_id})).all()
-        return [
-            (
-                row.id,
-                owner_key(row.document_id, row.platform, row.channel, row.direct),
-                row.embedding,
-            )
-            for row in rows
-        ]
+        where = chunks.id > after_id
+        return await self._vectors(_VECTORS.where(where).order_by(chunks.id).limit(PAGE))
 
     async def vectors_of(self, ids: Sequence[int]) -> list[tuple[int, str, bytes]]:
         """(id, owner, embedding) of these chunks, those that exist."""
         found: list[tuple[int, str, bytes]] = []
-        chunks = KnowledgeChunkRow
         for start in range(0, len(ids), 500):
-            query = select(
-                chunks.id,
-                chunks.document_id,
-                chunks.platform,
-                chunks.channel,
-                chunks.direct,
-                chunks.embedding,
-            ).where(chunks.id.in_(list(ids[start : start + 500])))
-            async with self._database.reading() as session:
-                rows = (await session.execute(query)).all()
-            found.extend(
-                (r.id, owner_key(r.document_id, r.platform, r.channel, r.direct), r.embedding)
-                for r in rows
-            )
+            part = list(ids[start : start + 500])
+            found.extend(await self._vectors(_VECTORS.where(KnowledgeChunkRow.id.in_(part))))
         return found
+
+    async def _vectors(self, query: Executable) -> list[tuple[int, str, bytes]]:
+        async with self._database.reading() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            (r.id, owner_key(r.document_id, r.platform, r.channel, r.direct), r.embedding)
+            for r in rows
+        ]
 
     async def chunk_ids(self) -> set[int]:
         async with self._database.reading() as session:
