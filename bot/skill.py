@@ -301,6 +301,11 @@ class Knowledge(Protocol):
         min_similarity``), at most ``max_passages``, best first; often none."""
         ...
 
+    async def quote(self, passage: Passage, question: str) -> str:
+        """The line of a passage (a message, or a document's sentence) that best answers
+        ``question``."""
+        ...
+
     async def source(self, passage: Passage) -> str:
         """One line naming where a passage comes from: a link where the platform has
         one, who said it and when, or a document's name and heading."""
@@ -331,6 +336,9 @@ class NoKnowledge:
 
     async def relevant(self, query: str) -> list[Passage]:
         return []
+
+    async def quote(self, passage: Passage, question: str) -> str:
+        return passage.text
 
     async def source(self, passage: Passage) -> str:
         return passage.heading

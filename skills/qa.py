@@ -6,9 +6,6 @@ starts the conversation afresh; ``prompt`` shows or sets the channel's system pr
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterable, AsyncIterator
-
 from pydantic import Field
 
 from bot.checks.arithmetic import calculation
@@ -18,13 +15,12 @@ from bot.skill import (
     ChatMessage,
     GenerationSettings,
     Passage,
-    PromptTemplates,
     Skill,
     SkillContext,
     label_speakers,
 )
+from skills.qa_notes import TEMPLATES, answered_from_notes, with_passages
 
-TEMPLATES = PromptTemplates.load(__package__, "qa.toml")
 MAX_PROMPT_CHARS = 2000
 
 
@@ -68,7 +64,7 @@ class AskSkill(Skill):
         params = config.params(ctx.model.default_params)
         shown: list[Passage] = []
         if config.use_knowledge:
-            system, shown = await _with_passages(ctx, system, asked, params.max_new_tokens)
+            asked, shown = await with_passages(ctx, system, asked, params.max_new_tokens)
         # Load no more history than could fit; the backend trims what is left over.
         room = ctx.model.context_window - params.max_new_tokens
         room -= ctx.model.count_tokens([system, asked])
@@ -81,64 +77,13 @@ class AskSkill(Skill):
             if ctx.model.count_tokens([recapped, asked]) <= budget:  # else it would crowd out
                 system = recapped
         messages = [system, *label_speakers([*history, asked])]
-        if config.check_facts and worth_checking(question):
+        if shown:  # the notes answer it: no need to ask again and compare
+            await ctx.reply_stream(answered_from_notes(ctx, messages, params, shown, question))
+        elif config.check_facts and worth_checking(question):
             settings = ConsistencySettings(samples=config.check_samples)
-            answer = checked_stream(ctx.model, messages, params, settings, question)
+            await ctx.reply_stream(checked_stream(ctx.model, messages, params, settings, question))
         else:
-            answer = ctx.model.stream(messages, params)
-        await ctx.reply_stream(_with_sources(ctx, answer, shown) if shown else answer)
-
-
-async def _with_passages(
-    ctx: SkillContext, system: ChatMessage, asked: ChatMessage, max_new_tokens: int
-) -> tuple[ChatMessage, list[Passage]]:
-    """The system prompt with the relevant passages that fit in half the room left
-    for the prompt (history gets the rest), and those passages."""
-    found = await ctx.knowledge.relevant(asked.content)
-    budget = (ctx.model.context_window - max_new_tokens) // 2
-    shown: list[Passage] = []
-    with_them = system
-    for passage in found:
-        lines = [_note(n, p) for n, p in enumerate([*shown, passage], start=1)]
-        notes = TEMPLATES.render("knowledge", passages="\n".join(lines))
-        candidate = ChatMessage("system", f"{system.content}\n\n{notes}")
-        if ctx.model.count_tokens([candidate, asked]) > budget:
-            break
-        shown.append(passage)
-        with_them = candidate
-    return with_them, shown
-
-
-def _note(number: int, passage: Passage) -> str:
-    where = passage.document or f"#{passage.channel}"
-    if passage.heading and passage.document:
-        where = f"{where}, {passage.heading}"
-    return f"[{number}] ({where}) {passage.text}"
-
-
-async def _with_sources(
-    ctx: SkillContext, answer: AsyncIterable[str], shown: list[Passage]
-) -> AsyncIterator[str]:
-    """The answer, then the sources of the passages it was shown that it draws on
-    (all of them when it shares no word with any)."""
-    said = []
-    async for chunk in answer:
-        said.append(chunk)
-        yield chunk
-    text = "".join(said)
-    used = [p for p in shown if _shares_words(text, p.text)] or shown
-    lines = [f"{n}. {await ctx.knowledge.source(p)}" for n, p in enumerate(used, start=1)]
-    yield "\n\nSources:\n" + "\n".join(lines)
-
-
-def _shares_words(answer: str, passage: str) -> bool:
-    """Whether the answer repeats a telling word of the passage (a number, or a word of
-    five letters or more)."""
-
-    def telling(text: str) -> set[str]:
-        return {w for w in re.findall(r"[^\W_]+", text.lower()) if w.isdigit() or len(w) >= 5}
-
-    return bool(telling(answer) & telling(passage))
+            await ctx.reply_stream(ctx.model.stream(messages, params))
 
 
 def _recap(history: list[ChatMessage], most: int) -> str:

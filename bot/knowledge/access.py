@@ -38,6 +38,9 @@ class ChannelKnowledge:
         found = await self.search(query, limit=config.max_passages)
         return [p for p in found if p.similarity >= config.min_similarity]
 
+    async def quote(self, passage: Passage, question: str) -> str:
+        return await self._base.quote(passage, question)
+
     async def source(self, passage: Passage) -> str:
         async def link(channel: str, message_id: str, thread: str | None) -> str | None:
             return await self._adapter.link(channel, message_id, thread=thread)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
+
+import numpy as np
 
 from bot.config import KnowledgeConfig
 from bot.knowledge.documents import ReadDocument, passages
@@ -20,6 +23,10 @@ from storage.database import Database
 from storage.knowledge import KnowledgeStore, NewChunk, Readable, StoredDocument
 
 log = logging.getLogger(__name__)
+
+# Lines this close (cosine) to the best one count as equally good: the latest wins.
+QUOTE_TIE = 0.05
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`“\"(])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,22 @@ class KnowledgeBase:
         return await self.retriever.search_in(
             query, Readable("", "", (), every), limit=limit or self.config.search_results
         )
+
+    async def quote(self, passage: Passage, question: str) -> str:
+        """The message (or, in a document, the sentence) of a passage closest in meaning
+        to ``question``: a statement rather than a question, and of lines about as close,
+        the latest (a correction comes after what it corrects)."""
+        if passage.from_messages:
+            lines = [line for line in passage.text.splitlines() if line.strip()]
+        else:
+            lines = [s for s in SENTENCE_END.split(" ".join(passage.text.split())) if s]
+        lines = [line for line in lines if not line.rstrip().endswith("?")] or lines
+        if len(lines) < 2:
+            return " ".join(lines[0].split()) if lines else passage.text
+        vectors = await self.embedder.encode([question, *lines])
+        closeness = vectors[1:] @ vectors[0]
+        near_best = np.flatnonzero(closeness >= closeness.max() - QUOTE_TIE)
+        return lines[int(near_best[-1])]
 
     # -- documents -------------------------------------------------------------------
 

@@ -56,9 +56,10 @@ async def chat(
         yield harness
 
 
-def system_prompt(model: ScriptedBackend) -> str:
+def question_prompt(model: ScriptedBackend) -> str:
+    """The question as the model was shown it (the notes go next to it)."""
     prompt: Sequence[ChatMessage] = model.prompts[-1]
-    return prompt[0].content
+    return prompt[-1].content
 
 
 async def test_ask_answers_from_the_channels_history_and_names_its_sources(
@@ -67,13 +68,24 @@ async def test_ask_answers_from_the_channels_history_and_names_its_sources(
     answer = await chat.ask(STAGING, channel="backend", author="maya")
     assert answer.startswith("Staging moves to PostgreSQL 16 on Friday.\n\nSources:\n1. #backend, ")
     assert "ana, bob" in answer  # who said it; the recording platform has no links
-    assert "PostgreSQL 16 on Friday" in system_prompt(chat.model)  # type: ignore[arg-type]
+    assert "PostgreSQL 16 on Friday" in question_prompt(chat.model)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("chat", [answering("Staging moves to MySQL 8 on Monday.")], indirect=True)
+async def test_an_answer_that_contradicts_the_notes_gives_way_to_what_was_said(
+    chat: ChatHarness,
+) -> None:
+    answer = await chat.ask(STAGING, channel="backend", author="maya")
+    assert answer.startswith(
+        "bob said in #backend (30 Nov): “yes, staging goes to PostgreSQL 16 on Friday”\n\n"
+        "Sources:\n1. #backend, ana, bob, 30 Nov 2026 10:00 UTC"
+    )
 
 
 async def test_another_channel_is_answered_without_that_history(chat: ChatHarness) -> None:
     answer = await chat.ask(STAGING, channel="frontend", author="maya")
     assert "Sources" not in answer
-    assert "PostgreSQL" not in system_prompt(chat.model)  # type: ignore[arg-type]
+    assert "PostgreSQL" not in question_prompt(chat.model)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -83,7 +95,7 @@ async def test_only_the_passages_shown_and_used_are_cited(chat: ChatHarness) -> 
     answer = await chat.ask(
         "which lunch place is closed, and what happens to staging?", channel="backend"
     )
-    prompt = system_prompt(chat.router.model)  # type: ignore[arg-type]
+    prompt = question_prompt(chat.router.model)  # type: ignore[arg-type]
     sources = answer.split("Sources:\n", 1)[1].splitlines()
     # Both passages were shown; the answer draws on one, and only that one is cited.
     assert "lunch place on Linden St" in prompt and "PostgreSQL 16" in prompt
