@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bot.knowledge.embedding import Embedder
 from bot.llm.transformers_backend import TransformersBackend
 from bot.quality.cases import load_cases
 from bot.quality.runner import run_cases
@@ -21,13 +22,20 @@ FAST = (
     "arith-kmh-to-mph",
     "qa-capital-japan",
     "qa-red-planet",
+    # Answers from the channel's history and from a document, with their sources.
+    "knowledge-oncall-owner",
+    "knowledge-doc-lost-laptop",
 )
 
 
-async def test_the_fast_cases_pass(tmp_path: Path, bundled_model: TransformersBackend) -> None:
+async def test_the_fast_cases_pass(
+    tmp_path: Path, bundled_model: TransformersBackend, sentence_model: Embedder
+) -> None:
     cases = [case for case in load_cases() if case.id in FAST]
     assert len(cases) == len(FAST)
-    results = await run_cases(cases, bundled_model, tmp_path, seed=torch.manual_seed)
+    results = await run_cases(
+        cases, bundled_model, tmp_path, seed=torch.manual_seed, embedder=sentence_model
+    )
     failed = [
         f"{r.case.id}: {r.score.note} ({r.answer[:80]!r})" for r in results if not r.score.passed
     ]
