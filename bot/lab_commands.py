@@ -250,7 +250,7 @@ def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
     names = [args.against, args.name] if args.against else [args.name]
     entries = [find_model(registry, name) for name in names]
     # Searched up front, so the sentence model is gone before a language model loads.
-    notes = asyncio.run(_retrieved_notes(config, chats, terminal)) if args.rag else None
+    shown = asyncio.run(_with_passages(config, chats, terminal)) if args.rag else None
     results = []
     with_passages = []
     for entry in entries:
@@ -267,7 +267,7 @@ def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
             model, tokenizer, chats, entry.name, max_new_tokens=args.max_new_tokens
         )
         results.append((entry, evaluation))
-        if notes is not None and entry is entries[0]:
+        if shown is not None and entry is entries[0]:
             print(f"evaluating {entry.name} with retrieved passages …", flush=True)
             with_passages.append(
                 evaluate(
@@ -276,7 +276,7 @@ def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
                     chats,
                     f"{entry.name}+rag",
                     max_new_tokens=args.max_new_tokens,
-                    notes=notes,
+                    shown=shown,
                 )
             )
     print(compare(*(evaluation for _, evaluation in results), *with_passages))
@@ -296,11 +296,11 @@ NO_DOCUMENTS = (
 )
 
 
-async def _retrieved_notes(config: Config, chats: Sequence[Chat], terminal: Any) -> list[str]:
-    """For each conversation, the notes `ask` would be shown for its last question:
-    the passages of every document in the knowledge base that match it well enough."""
+async def _with_passages(config: Config, chats: Sequence[Chat], terminal: Any) -> list[Chat]:
+    """Each conversation with its last question asked as `ask` asks it: after the
+    passages of the knowledge base's documents that match it well enough."""
     from bot.knowledge.base import KnowledgeBase
-    from bot.llm.passage_prompt import notes
+    from bot.llm.passage_prompt import with_passages
     from storage.database import Database
 
     database = Database(config.bot.database_url)
@@ -320,14 +320,13 @@ async def _retrieved_notes(config: Config, chats: Sequence[Chat], terminal: Any)
     finally:
         await base.close()
         await database.close()
-    shown = sum(len(passages) for passages in found)
     print(
-        f"retrieved {shown} passages (at most {settings.max_passages} a question, similarity "
-        f"≥ {settings.min_similarity}) for {sum(1 for p in found if p)} of {len(chats)} "
-        "conversations",
+        f"retrieved {sum(len(passages) for passages in found)} passages (at most "
+        f"{settings.max_passages} a question, similarity ≥ {settings.min_similarity}) for "
+        f"{sum(1 for passages in found if passages)} of {len(chats)} conversations",
         flush=True,
     )
-    return [notes(passages) for passages in found]
+    return [with_passages(chat, passages) for chat, passages in zip(chats, found, strict=True)]
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:

@@ -12,8 +12,9 @@ this module never decides how a model is loaded:
 - the task score: how many expected answers the model states when it answers
   the preceding turns greedily, by the rule in :mod:`bot.llm.answer_check`.
 
-Either can be given notes per conversation (retrieved passages, see
-:mod:`bot.llm.passage_prompt`): they go into its system message, as context.
+Both can be measured on the conversations as they are shown to the model with
+more context in them (retrieved passages before the question, say:
+:mod:`bot.llm.passage_prompt`), and are then still scored against the originals.
 
 Both are deterministic: no sampling, dropout off, the same batches every run.
 """
@@ -39,7 +40,6 @@ from bot.llm.assistant_tokens import (
 )
 from bot.llm.backend import ChatMessage
 from bot.llm.dataset import Chat, DatasetError, read_dataset
-from bot.llm.passage_prompt import with_notes
 
 BATCH_TOKENS = 2048  # padded tokens per forward pass
 BATCH_CHATS = 8
@@ -181,10 +181,15 @@ def _question(messages: Sequence[ChatMessage]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
-def _notes(chats: Sequence[Chat], notes: Sequence[str] | None) -> list[str]:
-    if notes is not None and len(notes) != len(chats):
-        raise ValueError(f"{len(notes)} notes for {len(chats)} conversations")
-    return list(notes) if notes is not None else [""] * len(chats)
+def _shown(chats: Sequence[Chat], shown: Sequence[Chat] | None) -> Sequence[Chat]:
+    """The chats as the model is shown them: ``shown``, each ending as its original does."""
+    if shown is None:
+        return chats
+    if len(shown) != len(chats) or any(
+        s.messages[-1] != c.messages[-1] for s, c in zip(shown, chats, strict=True)
+    ):
+        raise ValueError("each conversation shown must end as the one it stands for")
+    return shown
 
 
 def task_score(
@@ -193,36 +198,37 @@ def task_score(
     chats: Sequence[Chat],
     max_new_tokens: int = 48,
     *,
-    notes: Sequence[str] | None = None,
+    shown: Sequence[Chat] | None = None,
 ) -> TaskScore:
     """How many of the chats' final answers the model states, answering greedily.
 
     Each chat that ends with an assistant turn is a question: the model answers
     the turns before it (as the bot would prompt it) in at most
     ``max_new_tokens`` tokens, and is right when its answer states the expected
-    one (:func:`bot.llm.answer_check.states_expected`). ``notes`` (one per chat,
-    "" for none) are shown to the model but are not the question: a term the
-    answer repeats from them is still required.
+    one (:func:`bot.llm.answer_check.states_expected`). With ``shown`` (the same
+    chats with more context, one for each) the model answers those, but the
+    question is still the original's: a term the answer repeats from the added
+    context is required all the same.
     """
     import torch
     from transformers import GenerationConfig
 
     # Each question as it is shown, and as it is scored.
     scored = [
-        (with_notes(chat, note), chat)
-        for chat, note in zip(chats, _notes(chats, notes), strict=True)
+        (seen, chat)
+        for seen, chat in zip(_shown(chats, shown), chats, strict=True)
         if len(chat.messages) > 1 and chat.messages[-1].role == "assistant"
     ]
     prompts = [
         list(
             tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in shown.messages[:-1]],
+                [{"role": m.role, "content": m.content} for m in seen.messages[:-1]],
                 add_generation_prompt=True,
                 tokenize=True,
                 return_dict=False,
             )
         )
-        for shown, _ in scored
+        for seen, _ in scored
     ]
     pad = pad_id(tokenizer)
     eos = model.generation_config.eos_token_id
@@ -276,23 +282,35 @@ def evaluate(
     *,
     max_tokens: int = 512,
     max_new_tokens: int = 48,
-    notes: Sequence[str] | None = None,
+    shown: Sequence[Chat] | None = None,
 ) -> Evaluation:
     """Both scores of one model on ``chats``; ``name`` is how tables and records call it.
 
-    With ``notes`` (one per chat, "" for none) each chat is answered and scored with
-    its notes in the system message.
+    With ``shown`` (the same chats with more context, one for each) the model is
+    measured on those, and its answers scored against ``chats``.
     """
-    given = _notes(chats, notes)
-    shown = [with_notes(chat, note) for chat, note in zip(chats, given, strict=True)]
-    # The notes do not count against a conversation's ``max_tokens``: cut, it would
-    # lose answer tokens, and the loss would be over other tokens than without them.
-    room = max((len(tokenizer.encode(note, add_special_tokens=False)) for note in given), default=0)
+    seen = _shown(chats, shown)
+    # Added context does not count against a conversation's ``max_tokens``: cut, it
+    # would cost answer tokens, and the loss would be over other tokens than without.
+    room = 0
+    if shown is not None:
+        room = max(
+            (
+                _length(tokenizer, a) - _length(tokenizer, b)
+                for a, b in zip(seen, chats, strict=True)
+            ),
+            default=0,
+        )
     return Evaluation(
         name,
-        held_out_loss(model, tokenizer, shown, max_tokens + room),
-        task_score(model, tokenizer, chats, max_new_tokens, notes=notes),
+        held_out_loss(model, tokenizer, seen, max_tokens + max(room, 0)),
+        task_score(model, tokenizer, chats, max_new_tokens, shown=shown),
     )
+
+
+def _length(tokenizer: Any, chat: Chat) -> int:
+    messages = [{"role": m.role, "content": m.content} for m in chat.messages]
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
 def _signed(value: float, digits: int) -> str:
