@@ -30,7 +30,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.jobs import ScheduledJob
-from bot.knowledge.passage import Passage
+from bot.knowledge.agreement import agrees_with_any, telling_words
+from bot.knowledge.passage import Passage, Quote
 from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.context import label_speakers
 from bot.messages import NAME_PATTERN, Message
@@ -54,13 +55,16 @@ __all__ = [
     "Passage",
     "Privacy",
     "PromptTemplates",
+    "Quote",
     "Schedule",
     "ScheduledJob",
     "Skill",
     "SkillContext",
     "SkillInfo",
     "StoredDocument",
+    "agrees_with_any",
     "label_speakers",
+    "telling_words",
 ]
 
 
@@ -301,9 +305,9 @@ class Knowledge(Protocol):
         min_similarity``), at most ``max_passages``, best first; often none."""
         ...
 
-    async def quote(self, passage: Passage, question: str) -> str:
-        """The line of a passage (a message, or a document's sentence) that best answers
-        ``question``."""
+    async def quotes(self, passages: Sequence[Passage], question: str) -> list[Quote]:
+        """Each passage's line (a message, or a document's sentence) that best answers
+        ``question``, the closest first."""
         ...
 
     async def source(self, passage: Passage) -> str:
@@ -337,8 +341,8 @@ class NoKnowledge:
     async def relevant(self, query: str) -> list[Passage]:
         return []
 
-    async def quote(self, passage: Passage, question: str) -> str:
-        return passage.text
+    async def quotes(self, passages: Sequence[Passage], question: str) -> list[Quote]:
+        return [Quote(p, p.text, 0.0) for p in passages]
 
     async def source(self, passage: Passage) -> str:
         return passage.heading

@@ -2,20 +2,26 @@
 and the answer ends with its sources.
 
 A small model often answers past the notes it is shown. So the answer is
-checked before it is shown against the notes' line that best answers the
-question: it must repeat that line's numbers, or where it has none, one of its
-telling words (five letters or more), leaving out what the question says. An
-answer that does not is replaced by that line, quoted with who said it and
-when: the bot then says what the record says instead of guessing. The answer
+checked before it is shown against each note's line that best answers the
+question (:mod:`bot.knowledge.agreement`); an answer that agrees with none is
+replaced by the closest of those lines, quoted with who said it and when: the
+bot then says what the record says instead of guessing. The answer
 is held until it is complete (answers from notes are short).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
 
-from bot.skill import ChatMessage, GenerationParams, Passage, PromptTemplates, SkillContext
+from bot.skill import (
+    ChatMessage,
+    GenerationParams,
+    Passage,
+    PromptTemplates,
+    SkillContext,
+    agrees_with_any,
+    telling_words,
+)
 
 TEMPLATES = PromptTemplates.load(__package__, "qa.toml")
 
@@ -31,7 +37,8 @@ async def with_passages(
     shown: list[Passage] = []
     with_them = asked
     for passage in found:
-        lines = [_note(n, p) for n, p in enumerate([*shown, passage], start=1)]
+        # The best passage last, next to the question: a small model reads it best there.
+        lines = [_note(n, p) for n, p in enumerate(reversed([*shown, passage]), start=1)]
         text = TEMPLATES.render("knowledge", passages="\n".join(lines), question=asked.content)
         candidate = ChatMessage("user", text, name=asked.name)
         if ctx.model.count_tokens([system, candidate]) > budget:
@@ -42,10 +49,10 @@ async def with_passages(
 
 
 def _note(number: int, passage: Passage) -> str:
-    where = passage.document or f"#{passage.channel}"
-    if passage.heading and passage.document:
-        where = f"{where}, {passage.heading}"
-    return f"[{number}] ({where}) {passage.text}"
+    """A passage as the model sees it, labelled with where it is from: a channel, or a
+    document's heading (its file name invites answers about the file)."""
+    where = f"#{passage.channel}" if passage.from_messages else passage.heading.split(" > ")[-1]
+    return f"[{number}] ({where}) {passage.text}" if where else f"[{number}] {passage.text}"
 
 
 async def answered_from_notes(
@@ -58,12 +65,13 @@ async def answered_from_notes(
     """The model's answer if it agrees with the best line of the notes, else that line
     quoted; then the sources it draws on."""
     answer = "".join([piece async for piece in ctx.model.stream(messages, params)]).strip()
-    best = shown[0]
-    line = await ctx.knowledge.quote(best, question)
-    if not agrees(answer, line, question):
-        answer = _quoted(best, line)
+    quotes = await ctx.knowledge.quotes(shown, question)
+    fallback = quotes[0] if quotes else None
+    if fallback is not None and not agrees_with_any(answer, [fallback.line], question):
+        answer = _quoted(fallback.passage, fallback.line)
     used = [p for p in shown if telling_words(answer, question) & telling_words(p.text, question)]
-    sources = [f"{n}. {await ctx.knowledge.source(p)}" for n, p in enumerate(used or [best], 1)]
+    best = [fallback.passage] if fallback is not None else shown[:1]
+    sources = [f"{n}. {await ctx.knowledge.source(p)}" for n, p in enumerate(used or best, 1)]
     yield answer + "\n\nSources:\n" + "\n".join(sources)
 
 
@@ -75,23 +83,3 @@ def _quoted(passage: Passage, line: str) -> str:
     if not said:
         return f"In #{passage.channel} ({when}): “{line}”"
     return f"{author} said in #{passage.channel} ({when}): “{said}”"
-
-
-def agrees(answer: str, line: str, question: str) -> bool:
-    """Whether ``answer`` says what ``line`` says: its numbers, where it has any the
-    question does not, else at least one of its telling words."""
-    numbers = {w for w in telling_words(line, question) if w.isdigit()}
-    said = telling_words(answer, question)
-    if numbers:
-        return bool(numbers & said)
-    return bool(said & telling_words(line, question))
-
-
-def telling_words(text: str, question: str = "") -> set[str]:
-    """The words of ``text`` that carry a fact (numbers, words of five letters or more),
-    except those the question already says."""
-
-    def words(of: str) -> set[str]:
-        return {w for w in re.findall(r"[^\W_]+", of.lower()) if w.isdigit() or len(w) >= 5}
-
-    return words(text) - words(question)

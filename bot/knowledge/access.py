@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from bot.adapter import Adapter
 from bot.errors import ConfabError, NotAllowed, SkillError
 from bot.knowledge.base import KnowledgeBase
 from bot.knowledge.documents import kind_of, read_document_bytes
-from bot.knowledge.passage import Passage, Where
+from bot.knowledge.passage import Passage, Quote, Where
 from bot.knowledge.sources import source_of
 from bot.messages import Message
 from storage.knowledge import StoredDocument
@@ -38,8 +39,8 @@ class ChannelKnowledge:
         found = await self.search(query, limit=config.max_passages)
         return [p for p in found if p.similarity >= config.min_similarity]
 
-    async def quote(self, passage: Passage, question: str) -> str:
-        return await self._base.quote(passage, question)
+    async def quotes(self, passages: Sequence[Passage], question: str) -> list[Quote]:
+        return await self._base.quotes(passages, question)
 
     async def source(self, passage: Passage) -> str:
         async def link(channel: str, message_id: str, thread: str | None) -> str | None:

@@ -16,7 +16,7 @@ from bot.config import KnowledgeConfig
 from bot.knowledge.documents import ReadDocument, passages
 from bot.knowledge.embedding import DIMENSIONS, Embedder
 from bot.knowledge.indexer import Indexer
-from bot.knowledge.passage import Passage, Where
+from bot.knowledge.passage import Passage, Quote, Where
 from bot.knowledge.search import Retriever
 from bot.knowledge.vectors import VectorIndex, encode
 from storage.database import Database
@@ -95,21 +95,25 @@ class KnowledgeBase:
             query, Readable("", "", (), every), limit=limit or self.config.search_results
         )
 
-    async def quote(self, passage: Passage, question: str) -> str:
-        """The message (or, in a document, the sentence) of a passage closest in meaning
-        to ``question``: a statement rather than a question, and of lines about as close,
-        the latest (a correction comes after what it corrects)."""
-        if passage.from_messages:
-            lines = [line for line in passage.text.splitlines() if line.strip()]
-        else:
-            lines = [s for s in SENTENCE_END.split(" ".join(passage.text.split())) if s]
-        lines = [line for line in lines if not line.rstrip().endswith("?")] or lines
-        if len(lines) < 2:
-            return " ".join(lines[0].split()) if lines else passage.text
-        vectors = await self.embedder.encode([question, *lines])
+    async def quotes(self, passages: Sequence[Passage], question: str) -> list[Quote]:
+        """Each passage's line closest in meaning to ``question`` (a statement rather
+        than a question; of lines about as close, the latest, as a correction comes after
+        what it corrects), closest first."""
+        lines = [_lines(p) for p in passages]
+        flat = [line for each in lines for line in each]
+        if not flat:
+            return []
+        vectors = await self.embedder.encode([question, *flat])
         closeness = vectors[1:] @ vectors[0]
-        near_best = np.flatnonzero(closeness >= closeness.max() - QUOTE_TIE)
-        return lines[int(near_best[-1])]
+        quotes, start = [], 0
+        for passage, own in zip(passages, lines, strict=True):
+            if own:
+                scores = closeness[start : start + len(own)]
+                near_best = np.flatnonzero(scores >= scores.max() - QUOTE_TIE)
+                pick = int(near_best[-1])
+                quotes.append(Quote(passage, own[pick], float(scores[pick])))
+            start += len(own)
+        return sorted(quotes, key=lambda q: -q.closeness)
 
     # -- documents -------------------------------------------------------------------
 
@@ -164,3 +168,12 @@ class KnowledgeBase:
 
     async def documents(self) -> list[StoredDocument]:
         return await self.store.documents()
+
+
+def _lines(passage: Passage) -> list[str]:
+    """What a passage can be quoted by: its messages, or a document's sentences."""
+    if passage.from_messages:
+        lines = [" ".join(line.split()) for line in passage.text.splitlines() if line.strip()]
+    else:
+        lines = [s for s in SENTENCE_END.split(" ".join(passage.text.split())) if s]
+    return [line for line in lines if not line.endswith("?")] or lines

@@ -35,3 +35,13 @@ class Where:
 
     platform: str
     channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The line of a passage (a message, or a document's sentence) that best answers a
+    question, and how close it is to it (cosine)."""
+
+    passage: Passage
+    line: str
+    closeness: float
