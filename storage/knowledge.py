@@ -10,6 +10,7 @@ builds them a new chunk without the deleted words (:func:`drop_chunks_of_turns`)
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +38,15 @@ from storage.tables import ConversationRow, KnowledgeChunkRow, KnowledgeDocument
 
 # SQLite's FTS5 table (migration 0007), outside the models.
 FTS = table("knowledge_fts", column("rowid", Integer))
-PAGE = 5000  # vectors read per query while loading the in-process index
+PAGE = 5000
+# Full-text search leaves out words in more than this share of the chunks (at
+# least COMMON_MIN of them), keeping the KEPT_RAREST rarest words of a query
+# and searching MOST_WORDS at most; word counts are remembered for WORD_COUNTS_S.
+COMMON_SHARE = 0.02
+COMMON_MIN = 50
+KEPT_RAREST = 2
+MOST_WORDS = 4  # and at most this many, the rarest
+WORD_COUNTS_S = 60.0  # vectors read per query while loading the in-process index
 # Words too common to say anything about which passage answers.
 _STOPWORDS = (
     "a an and are as at be but by can did do does for from had has have how i if in is it its "
@@ -237,6 +246,10 @@ class KnowledgeStore:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        # How many chunks hold a word, remembered a while (see lexical()).
+        self._word_counts: dict[str, int] = {}
+        self._total = 0
+        self._counted_at = -WORD_COUNTS_S
 
     @property
     def dialect(self) -> str:
@@ -481,8 +494,13 @@ class KnowledgeStore:
         return {row.id: _chunk(row) for row in rows}
 
     async def lexical(self, query: str, scope: Readable, limit: int) -> list[int]:
-        """Chunk ids that ``scope`` may read, best full-text match first (any word)."""
-        words = search_words(query)
+        """Chunk ids that ``scope`` may read, best full-text match first (any word).
+
+        Words found in more than :data:`COMMON_SHARE` of all chunks are left out (the
+        two rarest words are always kept): they say little about which chunk answers,
+        and ranking every chunk that has one is what makes a search slow.
+        """
+        words = await self._telling(search_words(query))
         if not words:
             return []
         readable = _readable(scope)
@@ -506,6 +524,39 @@ class KnowledgeStore:
             values = {"match": " | ".join(words)}
         async with self._database.reading() as session:
             return list((await session.scalars(statement, values)).all())
+
+    async def _telling(self, words: list[str]) -> list[str]:
+        if len(words) <= KEPT_RAREST:
+            return words
+        now = time.monotonic()
+        if now - self._counted_at > WORD_COUNTS_S:
+            self._word_counts.clear()
+            self._total = await self.count()
+            self._counted_at = now
+        unknown = [w for w in words if w not in self._word_counts]
+        if unknown:
+            self._word_counts.update(await self._chunks_with(unknown))
+        common = max(COMMON_MIN, COMMON_SHARE * self._total)
+        rarest = sorted(words, key=lambda w: self._word_counts[w])
+        return [
+            w for n, w in enumerate(rarest) if n < KEPT_RAREST or self._word_counts[w] <= common
+        ]
+
+    async def _chunks_with(self, words: list[str]) -> dict[str, int]:
+        """How many chunks hold each word (one statement for all of them)."""
+        if self.dialect == "sqlite":
+            each = "(SELECT count(*) FROM knowledge_fts WHERE knowledge_fts MATCH :w{n})"
+            values = {f"w{n}": f'"{w}"' for n, w in enumerate(words)}
+        else:
+            each = (
+                "(SELECT count(*) FROM knowledge_chunks "
+                "WHERE search_vector @@ to_tsquery('english', :w{n}))"
+            )
+            values = {f"w{n}": w for n, w in enumerate(words)}
+        statement = text("SELECT " + ", ".join(each.format(n=n) for n in range(len(words))))
+        async with self._database.reading() as session:
+            row = (await session.execute(statement, values)).one()
+        return dict(zip(words, (int(c) for c in row), strict=True))
 
     async def count(self) -> int:
         async with self._database.reading() as session:

@@ -156,6 +156,7 @@ class KnowledgeBase:
             "added_by": added_by[:255],
         }
         stored, ids, replaced = await self.store.put_document(values, chunks)
+        self.retriever.documents_changed()
         self.index.remove(replaced)
         if ids:
             self.index.add(ids, [f"d:{stored.id}"] * len(ids), vectors)
@@ -163,6 +164,7 @@ class KnowledgeBase:
 
     async def remove(self, name_or_source: str) -> list[StoredDocument]:
         removed, chunk_ids = await self.store.remove_documents(name_or_source)
+        self.retriever.documents_changed()
         self.index.remove(chunk_ids)
         return removed
 

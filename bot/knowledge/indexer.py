@@ -13,7 +13,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from itertools import groupby
 
 import numpy as np
 
@@ -65,7 +64,11 @@ class Indexer:
             return IndexRound(0, 0)
         chunks: list[NewChunk] = []
         replacing: list[int] = []
-        for _, group in groupby(pending, key=lambda t: t.conversation_id):
+        # By conversation, in order: channels active at once interleave their turns.
+        conversations: dict[int, list[PendingTurn]] = {}
+        for turn in pending:
+            conversations.setdefault(turn.conversation_id, []).append(turn)
+        for group in conversations.values():
             worth = [turn for turn in group if worth_indexing(turn)]
             if not worth:
                 continue

@@ -11,6 +11,8 @@ passage's, whichever list found it.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +28,7 @@ CANDIDATES = 50
 # 0 to 0.1); counted anyway, a noise match plus a word match would outrank a
 # strong match by meaning alone.
 DENSE_FLOOR = 0.1
+SCOPES_S = 5.0  # how long the documents' scopes are read once for every search
 # Words count half as much as meaning: on bench/retrieval.py's labelled set,
 # meaning alone finds 38 of 39 answers and words alone 30; among 2,000 chunks of
 # random words from the same vocabulary, equal weights found 35, half weight 37.
@@ -62,6 +65,8 @@ class Retriever:
             (name.partition(":")[0], name.partition(":")[2]) for name in shared_channels
         )
         self.mode = mode  # "hybrid", "dense" or "lexical" (the last two for measuring)
+        self._scopes: dict[int, tuple[str, ...] | None] | None = None
+        self._scopes_at = 0.0
 
     async def readable(self, where: Where) -> Readable:
         """What a question asked here may be answered from."""
@@ -69,12 +74,25 @@ class Retriever:
         documents = tuple(
             sorted(
                 doc_id
-                for doc_id, channels in (await self._store.document_channels()).items()
+                for doc_id, channels in (await self._document_scopes()).items()
                 if channels is None or here in channels
             )
         )
         shared = tuple(s for s in self._shared if s != (where.platform, where.channel))
         return Readable(where.platform, where.channel, shared, documents)
+
+    async def _document_scopes(self) -> dict[int, tuple[str, ...] | None]:
+        """Every document's channels, read again after :data:`SCOPES_S` (or
+        :meth:`documents_changed`). A document removed meanwhile is never shown all
+        the same: its chunks are gone from the table that every search reads back."""
+        now = time.monotonic()
+        if self._scopes is None or now - self._scopes_at > SCOPES_S:
+            self._scopes = await self._store.document_channels()
+            self._scopes_at = now
+        return self._scopes
+
+    def documents_changed(self) -> None:
+        self._scopes = None
 
     async def search(
         self, query: str, where: Where, *, limit: int = 5, candidates: int = CANDIDATES
@@ -90,14 +108,22 @@ class Retriever:
         self, query: str, scope: Readable, *, limit: int = 5, candidates: int = CANDIDATES
     ) -> list[Passage]:
         """:meth:`search` within an explicit scope."""
-        vector = (await self._embedder.encode([query]))[0]
-        dense: list[int] = []
-        lexical: list[int] = []
-        if self.mode in ("hybrid", "dense"):
-            nearest = await self._index.nearest_async(vector, _owners(scope), candidates)
-            dense = [chunk_id for chunk_id, similarity in nearest if similarity >= DENSE_FLOOR]
-        if self.mode in ("hybrid", "lexical"):
-            lexical = await self._store.lexical(query, scope, candidates)
+        # The database searches the words while the question is embedded (two threads).
+        words = (
+            asyncio.ensure_future(self._store.lexical(query, scope, candidates))
+            if self.mode in ("hybrid", "lexical")
+            else None
+        )
+        try:
+            vector = (await self._embedder.encode([query]))[0]
+            dense: list[int] = []
+            if self.mode in ("hybrid", "dense"):
+                nearest = await self._index.nearest_async(vector, _owners(scope), candidates)
+                dense = [i for i, similarity in nearest if similarity >= DENSE_FLOOR]
+            lexical = await words if words is not None else []
+        finally:
+            if words is not None and not words.done():
+                words.cancel()
         scores = fuse(dense, lexical)
         ranked = sorted(scores, key=lambda i: -scores[i])[: limit * 2]
         # Read back from the table: what was deleted or is out of scope is never shown.
