@@ -152,6 +152,8 @@ class App:
         )
         # The default chosen with `confab model use` is loaded instead of the config's.
         self.model = await self.models.start(await served.default(), preloaded=self.model)
+        if self.knowledge is not None:
+            self.knowledge.warm()
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )

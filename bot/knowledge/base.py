@@ -66,11 +66,17 @@ class KnowledgeBase:
         log.info("knowledge index loaded: %d chunks", added)
 
     async def start(self) -> None:
-        """Load the index and start indexing new messages in the background; the sentence
-        model loads meanwhile, so the first question does not wait for it."""
+        """Load the index and start indexing new messages in the background."""
         await self.load()
         self.indexer.start()
-        self._warming = asyncio.create_task(self._warm(), name="sentence-model")
+
+    def warm(self) -> None:
+        """Load the sentence model in the background, so the first question does not
+        wait for it (the app calls it once the language model is loaded). Only when
+        there is something to search: otherwise it would take the CPU from the first
+        answers for nothing, and it loads when the first messages are indexed."""
+        if self._warming is None and len(self.index):
+            self._warming = asyncio.create_task(self._warm(), name="sentence-model")
 
     async def _warm(self) -> None:
         try:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bot.errors import ConfabError
+from bot.llm.loading import LOADING
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class Embedder:
         return result
 
     def _model(self) -> tuple[Any, Any]:
-        with self._lock:
+        with self._lock, LOADING:
             if self._loaded is None:
                 import torch
                 import transformers

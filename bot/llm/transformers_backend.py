@@ -21,6 +21,7 @@ from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from bot.llm.compute import pick_model
 from bot.llm.context import fit_messages
 from bot.llm.engine import BatchEngine, worker_thread
+from bot.llm.loading import LOADING
 from bot.llm.packaged import ensure_assembled
 from bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
@@ -79,6 +80,10 @@ class TransformersBackend(ModelBackend):
         self._model = self._tokenizer = None
 
     def _load(self) -> None:
+        with LOADING:
+            self._load_now()
+
+    def _load_now(self) -> None:
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
