@@ -558,6 +558,16 @@ class KnowledgeStore:
             row = (await session.execute(statement, values)).one()
         return dict(zip(words, (int(c) for c in row), strict=True))
 
+    async def pgvector_available(self) -> bool:
+        """Whether this PostgreSQL server offers the pgvector extension (never on SQLite)."""
+        if self.dialect != "postgresql":
+            return False
+        async with self._database.reading() as session:
+            found = await session.scalar(
+                text("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
+            )
+        return bool(found)
+
     async def count(self) -> int:
         async with self._database.reading() as session:
             found = await session.scalar(select(func.count()).select_from(KnowledgeChunkRow))

@@ -64,6 +64,9 @@ class KnowledgeBase:
         """Read every stored vector into the in-process index."""
         added = await self.index.load(self.store)
         log.info("knowledge index loaded: %d chunks", added)
+        if await self.store.pgvector_available():
+            # Detected, not used: no machine this was built on had it to test against.
+            log.info("pgvector is installed on this server; vectors are searched in-process")
 
     async def start(self) -> None:
         """Load the index and start indexing new messages in the background."""

@@ -168,3 +168,11 @@ def test_fusion_ranks_what_both_lists_found_first_and_words_count_half() -> None
     assert max(scores, key=scores.__getitem__) == 3  # found by both
     assert scores[1] > scores[4]  # the best by meaning beats the best by words alone
     assert scores[4] == pytest.approx(0.5 / (60 + 2))
+
+
+async def test_pgvector_is_looked_for_only_on_postgresql(
+    database: Database, sentence_model: Embedder
+) -> None:
+    base = knowledge(database, sentence_model)
+    # These machines' PostgreSQL has no pgvector; SQLite never has it.
+    assert await base.store.pgvector_available() is False
