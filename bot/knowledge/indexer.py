@@ -137,7 +137,10 @@ class Indexer:
             self._task = None
 
     async def _loop(self) -> None:
-        backlog = await self._store.pending_count()
+        try:
+            backlog = await self._store.pending_count()
+        except StorageUnavailable:  # said by the first round below
+            backlog = 0
         if backlog:
             log.info("knowledge: %d stored messages to index", backlog)
         while True:
