@@ -12,6 +12,7 @@ from bot.knowledge.documents import kind_of, read_document_bytes
 from bot.knowledge.passage import Passage, Quote, Where
 from bot.knowledge.sources import source_of
 from bot.messages import Message
+from storage.errors import StorageUnavailable
 from storage.knowledge import StoredDocument
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,16 @@ class ChannelKnowledge:
 
     async def relevant(self, query: str) -> list[Passage]:
         config = self._base.config
-        found = await self.search(query, limit=config.max_passages)
+        try:
+            found = await self.search(query, limit=config.max_passages)
+        except StorageUnavailable:
+            raise  # the router says the database is away
+        except Exception as error:  # the question is still answered, without passages
+            log.warning(
+                "knowledge search for message %s in %s/%s failed, answering without it: %r",
+                self._message.id, self._message.platform, self._message.channel, error,
+            )  # fmt: skip
+            return []
         return [p for p in found if p.similarity >= config.min_similarity]
 
     async def quotes(self, passages: Sequence[Passage], question: str) -> list[Quote]:

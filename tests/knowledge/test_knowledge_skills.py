@@ -202,3 +202,17 @@ async def test_a_source_on_a_platform_with_links_links_to_the_first_message(
     assert answer.endswith(
         f"Sources:\n1. #backend, bob, 30 Nov 2026 09:00 UTC: https://chat.example/backend/{first_id}"
     )
+
+
+async def test_a_failing_search_leaves_the_question_answered_without_notes(
+    chat: ChatHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_args: object, **_kwargs: object) -> list[object]:
+        raise RuntimeError("the sentence model went away")
+
+    assert chat.knowledge is not None
+    monkeypatch.setattr(chat.knowledge, "search", broken)
+    answer = await chat.ask(STAGING, channel="backend")
+    assert answer == "Staging moves to PostgreSQL 16 on Friday."  # no notes, no sources
+    (warning,) = [r for r in caplog.records if "knowledge search" in r.getMessage()]
+    assert "answering without it" in warning.getMessage() and warning.exc_info is None
