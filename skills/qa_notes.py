@@ -38,7 +38,7 @@ async def with_passages(
     with_them = asked
     for passage in found:
         # The best passage last, next to the question: a small model reads it best there.
-        lines = [_note(n, p) for n, p in enumerate(reversed([*shown, passage]), start=1)]
+        lines = [p.as_note(n) for n, p in enumerate(reversed([*shown, passage]), start=1)]
         text = TEMPLATES.render("knowledge", passages="\n".join(lines), question=asked.content)
         candidate = ChatMessage("user", text, name=asked.name)
         if ctx.model.count_tokens([system, candidate]) > budget:
@@ -46,13 +46,6 @@ async def with_passages(
         shown.append(passage)
         with_them = candidate
     return with_them, shown
-
-
-def _note(number: int, passage: Passage) -> str:
-    """A passage as the model sees it, labelled with where it is from: a channel, or a
-    document's heading (its file name invites answers about the file)."""
-    where = f"#{passage.channel}" if passage.from_messages else passage.heading.split(" > ")[-1]
-    return f"[{number}] ({where}) {passage.text}" if where else f"[{number}] {passage.text}"
 
 
 async def answered_from_notes(

@@ -28,6 +28,13 @@ class Passage:
     def from_messages(self) -> bool:
         return self.document is None
 
+    def as_note(self, number: int) -> str:
+        """The passage as a model is shown it (``ask``, ``confab model eval --rag``):
+        numbered, labelled with its channel or its document's section (a file name
+        invites answers about the file)."""
+        where = f"#{self.channel}" if self.from_messages else self.heading.split(" > ")[-1]
+        return f"[{number}] ({where}) {self.text}" if where else f"[{number}] {self.text}"
+
 
 @dataclass(frozen=True, slots=True)
 class Where:

@@ -26,12 +26,6 @@ QUESTION_WITH_NOTES = Template(
 )
 
 
-def note(number: int, passage: Passage) -> str:
-    """One passage as a numbered line, labelled with its section (or where it is from)."""
-    where = passage.heading.rpartition(" > ")[2] or passage.document or f"#{passage.channel}"
-    return f"[{number}] ({where}) {passage.text}"
-
-
 def with_passages(chat: Chat, passages: Sequence[Passage]) -> Chat:
     """``chat`` with its last question asked after ``passages`` (given best first, shown
     best last); unchanged when there are none."""
@@ -42,7 +36,7 @@ def with_passages(chat: Chat, passages: Sequence[Passage]) -> Chat:
     if not passages or asked is None:
         return chat
     nearest_last = list(reversed(passages))
-    lines = "\n".join(note(number, p) for number, p in enumerate(nearest_last, start=1))
+    lines = "\n".join(p.as_note(number) for number, p in enumerate(nearest_last, start=1))
     question = chat.messages[asked]
     text = QUESTION_WITH_NOTES.substitute(passages=lines, question=question.content)
     messages = list(chat.messages)
