@@ -1,12 +1,11 @@
 """Retrieved passages as a model is shown them: the retrieval arm of ``confab model eval``.
 
 The wording is that of ``ask`` (the ``knowledge`` template of skills/qa.toml,
-in place of the question); ``bot`` may not import ``skills``, so it is repeated
-here and the two should change together. Two choices differ from ``ask``'s, as
-measured with the bundled model on the Tarnwick held-out set: a passage is
-labelled with its own heading only (a file name in the label, such as
-``configuration.md``, was given as the answer), and the best passage comes
-last, next to the question (a small model reads what is nearest it).
+in place of the question); ``bot`` may not import ``skills``, so the template
+is repeated here and the two should change together. Each passage is shown by
+:meth:`Passage.as_note`, as in ``ask``, the best one last, next to the question
+(measured with the bundled model on the Tarnwick held-out set: a small model
+reads what is nearest it, and a file name in the label was given as the answer).
 """
 
 from __future__ import annotations
