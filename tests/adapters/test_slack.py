@@ -299,6 +299,18 @@ async def test_a_slash_command_is_acknowledged_then_answered_in_the_channel(
     assert bot.shown("C1") == ["pong"]
 
 
+async def test_a_command_whose_text_says_payload_is_answered(tmp_path, monkeypatch) -> None:
+    """bolt reads any form containing the word "payload" as an interactivity payload."""
+    async with slack(tmp_path, monkeypatch, ["A payload is the data carried."]) as bot:
+        body = slash_command("/ask", "what is a payload?", "U1", "C1", "https://h.example/1", "T-9")
+        status, _ = await bot.post(body)
+        await bot.answered("C1")
+        (question, _answer) = await bot.chat.store.recent(ConversationKey("slack", "C1", None))
+    assert status == 200
+    assert bot.shown("C1") == ["A payload is the data carried."]
+    assert question.text == "/ask what is a payload?"
+
+
 async def test_private_answers_reach_only_the_asker(tmp_path, monkeypatch) -> None:
     async with slack(tmp_path, monkeypatch, ["Just for you."]) as bot:
         hook = bot.api.hooks_url + "2"
