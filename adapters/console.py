@@ -211,6 +211,7 @@ class ConsoleAdapter(Adapter):
             id=f"console-{datetime.now().timestamp():.6f}",
             command=command,
             args=args,
+            command_prefix="/" if command else "",
         )
 
     def _switch_user(self, name: str) -> None:

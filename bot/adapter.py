@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from bot.errors import ConfabError, Unsupported
 from bot.messages import Attachment, Message, SentMessage
+from bot.pacing import WriteWindow
 from bot.skill import SkillInfo
 
 MessageHandler = Callable[[Message, "Adapter"], Awaitable[None]]
@@ -130,12 +131,25 @@ class Adapter(ABC):
 
         ``reply_to`` is the id of the incoming message being answered, for
         platforms that answer in a particular way (a Discord interaction's
-        response, a reply reference); others ignore it.
+        response, a reply reference); others ignore it. Raises
+        :class:`~bot.errors.CannotPost` where the bot may not post, and
+        :class:`~bot.errors.RateLimited` as :meth:`edit` does.
         """
 
     @abstractmethod
     async def edit(self, sent: SentMessage, text: str) -> None:
-        """Replace the text of a message this adapter sent."""
+        """Replace the text of a message this adapter sent.
+
+        Raises :class:`~bot.errors.RateLimited` when the platform keeps refusing
+        for its rate limit, :class:`~bot.errors.CannotPost` when the channel no
+        longer takes the bot's messages.
+        """
+
+    def write_window(self, channel: str, *, thread: str | None, edit: bool) -> WriteWindow | None:
+        """The window a send (or, with ``edit``, an edit) to this place counts against,
+        shared by every answer there: the platform's per-channel or per-workspace
+        rate limit. None where only each answer's ``limits.min_edit_interval_s`` applies."""
+        return None
 
     @abstractmethod
     async def history(

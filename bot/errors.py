@@ -66,6 +66,20 @@ class AdapterError(ConfabError):
     """A platform adapter was asked for something it cannot do."""
 
 
+class CannotPost(AdapterError):
+    """The platform will not take messages from the bot in that channel: it was never
+    invited, was removed, or the channel is gone. Nothing more can be said there."""
+
+
+class RateLimited(AdapterError):
+    """The platform refused a write for its rate limit, after the SDK's own retries;
+    ``retry_after_s`` is how long it asked to wait."""
+
+    def __init__(self, retry_after_s: float, log_message: str) -> None:
+        super().__init__("The platform is slowing me down; please try again shortly.", log_message)
+        self.retry_after_s = retry_after_s
+
+
 class MessageTooLong(AdapterError):
     """A text longer than the adapter's declared limit was sent directly."""
 

@@ -95,7 +95,10 @@ class Message:
     files that came with the message. ``command`` and ``args`` are filled in by
     an adapter for native slash commands, and by the router for prefixed
     commands such as ``!ask``; ``text`` then still starts with the command as
-    typed (``/ask what?``).
+    typed (``/ask what?``). ``command_prefix`` is how commands are typed where a
+    native command came from (``/``, or ``/confab `` for Slack's umbrella command),
+    so answers name commands the way the person can type them; empty, the
+    router's own prefix (``!``) is meant.
 
     Every text field holds text that can be stored and sent as it is: a message
     is made with :func:`clean_text` applied to each, whichever adapter makes it.
@@ -112,6 +115,7 @@ class Message:
     id: str | None = None
     command: str | None = None
     args: str = ""
+    command_prefix: str = ""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     attachments: tuple[Attachment, ...] = ()
 

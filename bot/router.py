@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from bot.adapter import Adapter
 from bot.channel import AdapterHistory, StoredChannelControls
 from bot.config import RouterConfig
-from bot.errors import ConfabError
+from bot.errors import CannotPost, ConfabError
 from bot.knowledge.access import ChannelKnowledge
 from bot.knowledge.base import KnowledgeBase
 from bot.limits import ChannelSlots, UserRateLimit
@@ -169,6 +169,8 @@ class Router:
         """
         try:
             await self._route(message, adapter)
+        except CannotPost as error:
+            _log_cannot_post(message, error)
         except AlreadyProcessed:
             # A replay after a reconnect, or a platform's retry: answered already,
             # by this process or another one.
@@ -214,7 +216,7 @@ class Router:
                     message,
                     adapter,
                     f"I don't know the command `{message.command}`. "
-                    f"Try `{self.config.prefixes[0]}help` for the list.",
+                    f"Try `{self._prefix(message)}help` for the list.",
                 )
                 return
             args = message.args
@@ -235,9 +237,7 @@ class Router:
                 denied,
                 message.channel,
             )
-            typed = message.text.lstrip()[:1]  # "/" for a slash command, else the prefix
-            prefix = typed if message.command and typed and not typed.isalnum() else ""
-            command = f"{prefix or self.config.prefixes[0]}{skill.name} {denied}".strip()
+            command = f"{self._prefix(message)}{skill.name} {denied}".strip()
             await self._store_question(message)  # kept, and a replay is not answered twice
             await self._reply_text(message, adapter, f"Only an admin can run `{command}`.")
             return
@@ -338,7 +338,7 @@ class Router:
             model=await self._model_for(message, skill),
             memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
-            prefix=self.config.prefixes[0],
+            prefix=self._prefix(message),
             bot_name=self.bot_name,
             privacy=StoredPrivacy(self.store, message, admin=admin),
             history=AdapterHistory(adapter, message, self.config.prefixes, self._is_command),
@@ -361,6 +361,9 @@ class Router:
         )
         try:
             await skill.run(context)
+        except CannotPost as error:
+            _log_cannot_post(message, error)  # and no error reply: it could not go there either
+            return
         except ConfabError as error:
             log.warning("skill %s could not answer message %s: %s", skill.name, message.id, error)
             await self._reply_text(message, adapter, error.user_message)
@@ -408,6 +411,10 @@ class Router:
         stored.add_done_callback(_log_unstored)
         return stored
 
+    def _prefix(self, message: Message) -> str:
+        """How the asker types a command: as they just did (a slash command), or ``!``."""
+        return message.command_prefix or self.config.prefixes[0]
+
     def _is_command(self, name: str) -> bool:
         return self.skills.find(name) is not None
 
@@ -431,6 +438,8 @@ class Router:
         """A short answer outside any skill (errors, rejections); failures are only logged."""
         try:
             await _reply_stream(adapter, message).send_text(text)
+        except CannotPost as error:
+            _log_cannot_post(message, error)
         except Exception:
             log.exception("could not send a reply in %s/%s", message.platform, message.channel)
 
@@ -448,6 +457,17 @@ class Router:
         except Exception:  # a model that is not loaded must not stop a turn being stored
             log.debug("token count unavailable", exc_info=True)
             return 0
+
+
+def _log_cannot_post(message: Message, error: CannotPost) -> None:
+    log.warning(
+        "message %s from %s in %s/%s left unanswered: %s",
+        message.id,
+        message.author.id,
+        message.platform,
+        message.channel,
+        error,
+    )
 
 
 def _log_unstored(stored: asyncio.Future[StoredTurn]) -> None:

@@ -355,6 +355,7 @@ class ChatHarness:
             id=f"in-{self._run}-{next(self._message_ids)}",
             command=command,
             args=text if command else "",
+            command_prefix="/" if command else "",
             attachments=tuple(attachments),
         )
         if at is not None:

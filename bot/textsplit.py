@@ -128,3 +128,15 @@ def split_message(text: str, limit: int) -> Split:
         if len(head) + len(closer) <= limit:
             return Split(head + closer, opener + rest, closer, opener)
         budget = limit - len(closer)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut at a word end with "…" when it is
+    longer, so what is left reads whole (a description with a length cap, say)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace() and " " in head:
+        head = head.rsplit(" ", 1)[0]  # not in the middle of a word
+    return head.rstrip(" ,;:-–—(") + "…"

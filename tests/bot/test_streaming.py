@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from bot.adapter import Capabilities, Limits
+from bot.errors import RateLimited
+from bot.messages import SentMessage
+from bot.pacing import Rate, WriteWindow
 from bot.streaming import EMPTY_REPLY, ReplyStream
 from bot.testing import RecordingAdapter
 from bot.textsplit import open_fence, split_message
@@ -135,3 +141,85 @@ async def test_a_platform_without_edits_gets_whole_messages_only() -> None:
     await ReplyStream(adapter, "c").consume(chunks_of(text))
     assert all(len(p.versions) == 1 for p in adapter.posted)
     assert "".join(p.text for p in adapter.posted) == text
+
+
+class RefusingEdits(RecordingAdapter):
+    """A platform that answers the first ``refusals`` edits with a rate limit, and
+    shares one write window among every answer (as a channel or workspace does)."""
+
+    def __init__(self, refusals: int, window: WriteWindow | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.refusals = refusals
+        self.window = window
+        self.writes: list[float] = []  # when each send or edit reached the platform
+
+    def write_window(self, channel: str, *, thread: str | None, edit: bool) -> WriteWindow | None:
+        return self.window
+
+    async def send(self, channel: str, text: str, **where: Any) -> SentMessage:
+        self.writes.append(time.monotonic())
+        return await super().send(channel, text, **where)
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        self.writes.append(time.monotonic())
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise RateLimited(0.05, "429 on chat.update")
+        await super().edit(sent, text)
+
+
+async def test_refused_edits_mid_answer_are_skipped_and_the_answer_arrives_whole() -> None:
+    adapter = RefusingEdits(refusals=5, limits=Limits(min_edit_interval_s=0.01))
+    text = "word " * 200
+    await ReplyStream(adapter, "c").consume(slowly(chunks_of(text), 0.002))
+    assert [p.text for p in adapter.posted] == [text]  # one message, edited to the end
+
+
+async def test_edits_that_keep_failing_go_on_in_a_new_message_and_lose_nothing() -> None:
+    adapter = RefusingEdits(refusals=10**6, limits=Limits(min_edit_interval_s=0.01))
+    opening = "Here is the loop:\n```python\nx = 0\n"
+    rest = "x = 1\n" * 40 + "```\nThat is all."
+
+    async def pieces() -> AsyncIterator[str]:
+        yield opening  # shown at once, in a code block still open
+        async for chunk in chunks_of(rest):
+            yield chunk
+
+    received = await ReplyStream(adapter, "c").consume(pieces())
+    assert received == opening + rest
+    # The first message keeps what it showed; the rest follows, its code block reopened.
+    assert [p.text for p in adapter.posted] == [opening, "```python\n" + rest]
+
+
+async def test_answers_sharing_a_place_keep_its_rate_together() -> None:
+    """Six answers streaming at once into one place make at most its rate of writes,
+    and each is shown whole."""
+    window = WriteWindow(Rate(writes=5, per_s=0.5))
+    adapter = RefusingEdits(refusals=0, window=window, limits=Limits(min_edit_interval_s=0.05))
+    texts = [f"answer {n}: " + "word " * 60 for n in range(6)]
+    await asyncio.gather(
+        *(ReplyStream(adapter, "c").consume(slowly(chunks_of(t), 0.01)) for t in texts)
+    )
+    assert sorted(p.text for p in adapter.posted) == sorted(texts)
+    times = sorted(adapter.writes)
+    busiest = max(sum(1 for t in times if start <= t < start + 0.5 - 0.02) for start in times)
+    assert busiest <= 5
+    assert len(times) >= 12  # every answer was sent and finished by an edit at least
+
+
+async def slowly(chunks: AsyncIterator[str], pause_s: float) -> AsyncIterator[str]:
+    async for chunk in chunks:
+        await asyncio.sleep(pause_s)
+        yield chunk
+
+
+def test_a_write_window_allows_its_rate_in_any_span_and_queues_the_rest() -> None:
+    now = [100.0]
+    window = WriteWindow(Rate(writes=2, per_s=1.0), clock=lambda: now[0])
+    assert window.take_now() and window.take_now()
+    assert not window.take_now()  # a third within the second
+    assert window.wait_s() == pytest.approx(1.0)
+    now[0] += 0.5
+    assert not window.take_now() and window.wait_s() == pytest.approx(0.5)
+    now[0] += 0.5
+    assert window.take_now()  # the first write left the window
