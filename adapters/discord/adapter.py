@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,15 +16,16 @@ from typing import Any
 import aiohttp
 import discord
 import yarl
-from discord import app_commands
 from discord.ext import commands
 
+from adapters.discord.commands import slash_command
 from adapters.discord.config import DiscordConfig
 from adapters.discord.incoming import PLATFORM, MessageReader, is_direct, place
 from adapters.downloads import fetch_attachment
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.errors import AdapterError, MessageTooLong
+from bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
 from bot.messages import Attachment, Message, SentMessage
+from bot.pacing import Rate, WriteWindow, WriteWindows
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,27 @@ INTERACTION_LIFETIME = timedelta(minutes=15) - timedelta(seconds=30)
 NO_MENTIONS = discord.AllowedMentions.none()
 CONTINUED = "(This answer took long: it continues below.)"
 CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)  # not joins, pins ...
+# Discord lets a bot write 5 messages (posts and edits) per 5 s in one channel.
+CHANNEL_WRITES = Rate(writes=5, per_s=5.0)
+# Refusals that mean the bot may not write in a channel at all (not a hiccup).
+NO_ENTRY_CODES = {10003: "unknown channel", 50001: "missing access", 50013: "missing permissions"}
 INTENT_HELP = (
     "Discord refused the message content intent. In the developer portal "
     "(https://discord.com/developers/applications), open this application, go to Bot, "
     "and turn on 'Message Content Intent' under Privileged Gateway Intents."
 )
+# Gateway close codes after which reconnecting cannot help; what each means.
+FATAL_CLOSES = {
+    4004: "Discord closed the connection: the bot token in {token_env} was revoked or reset "
+    "(close code 4004); put the new token there and restart",
+    4010: "Discord closed the connection: invalid shard (close code 4010)",
+    4011: "Discord closed the connection: this bot is in too many servers for one connection "
+    "and needs sharding, which Confab does not do (close code 4011)",
+    4012: "Discord closed the connection: invalid gateway API version (close code 4012); "
+    "check discord.gateway_url",
+    4013: "Discord closed the connection: invalid intents (close code 4013)",
+    4014: INTENT_HELP + " (close code 4014)",
+}
 
 
 @dataclass
@@ -132,14 +150,17 @@ class DiscordAdapter(Adapter):
         intents.message_content = True
         self.client = _Client(self._sync_commands, intents=intents)
         self.client.add_listener(self._on_message, "on_message")
+        self.client.add_listener(self._on_ready, "on_ready")
         self._handler: MessageHandler | None = None
         self._answers: dict[str, _Answer] = {}
         self._edits = _Edits()
         self._channels = _RecentChannels()
+        self._windows = WriteWindows(CHANNEL_WRITES)
+        self._stopping = asyncio.Event()
         commands = {name for info in context.skills for name in (info.name, *info.aliases)}
         self._reader = MessageReader(config, self.client, commands)
         for info in context.skills:
-            self.client.tree.add_command(self._slash_command(info.name, info.help, info.usage))
+            self.client.tree.add_command(slash_command(info, self._on_command))
 
     # -- connection --------------------------------------------------------------
 
@@ -161,7 +182,8 @@ class DiscordAdapter(Adapter):
         if self.config.gateway_url:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
         delay = START_RETRY_FIRST_S
-        while True:
+        attempt = 1
+        while not self._stopping.is_set():
             try:
                 async with self.client:
                     await self.client.start(token, reconnect=True)
@@ -173,16 +195,53 @@ class DiscordAdapter(Adapter):
                     "Discord is not configured.",
                     f"Discord refused the bot token in {self.config.token_env}",
                 ) from None
-            except (OSError, aiohttp.ClientError, discord.GatewayNotFound) as error:
+            except discord.ConnectionClosed as error:
+                if error.code not in FATAL_CLOSES:
+                    raise
+                reason = FATAL_CLOSES[error.code].format(token_env=self.config.token_env)
+                raise AdapterError("Discord is not configured.", reason) from None
+            except (
+                OSError,
+                aiohttp.ClientError,
+                discord.GatewayNotFound,
+                discord.DiscordServerError,
+            ) as error:
                 # Once connected, discord.py reconnects by itself; before, it is ours to do.
                 wait = delay * random.uniform(0.5, 1.5)
-                log.warning("cannot reach Discord (%s); trying again in %.0f s", error, wait)
-                self.client.clear()
-                await asyncio.sleep(wait)
+                log.warning(
+                    "cannot reach Discord (attempt %d: %s); trying again in %.0f s",
+                    attempt,
+                    _reason(error),
+                    wait,
+                )
+                self._reopen()
+                await self._pause(wait)
                 delay = min(delay * 2, START_RETRY_MAX_S)
+                attempt += 1
+
+    def _reopen(self) -> None:
+        """Make the closed client ready for another start. Leaving ``async with`` closed
+        its HTTP session, and with it the connector the next session would reuse."""
+        self.client.clear()
+        self.client.http.connector = discord.utils.MISSING
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait between attempts to connect; a stop ends the wait."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def stop(self) -> None:
+        self._stopping.set()
         await self.client.close()
+
+    async def _on_ready(self) -> None:
+        user = self.client.user
+        log.info(
+            "Discord: connected as %s (id %s) in %d servers",
+            user,
+            getattr(user, "id", "?"),
+            len(self.client.guilds),
+        )
 
     async def _sync_commands(self) -> None:
         if not self.config.sync_commands:
@@ -236,17 +295,6 @@ class DiscordAdapter(Adapter):
             if self._answers.get(key) is answer:
                 del self._answers[key]
 
-    def _slash_command(
-        self, name: str, help: str, usage: str
-    ) -> app_commands.Command[Any, ..., None]:
-        adapter = self
-
-        @app_commands.describe(text=(usage or "what to ask")[:100])
-        async def callback(interaction: discord.Interaction, text: str = "") -> None:
-            await adapter._on_command(interaction, name, text)
-
-        return app_commands.Command(name=name, description=help[:100], callback=callback)
-
     async def _on_command(self, interaction: discord.Interaction, name: str, text: str) -> None:
         answer = _Answer(title=text, interaction=interaction)
         try:
@@ -271,6 +319,7 @@ class DiscordAdapter(Adapter):
             id=f"interaction-{interaction.id}",
             command=name,
             args=text.strip(),
+            command_prefix="/",
             created_at=interaction.created_at,
         )
         self._answers[message.id or ""] = answer
@@ -288,6 +337,15 @@ class DiscordAdapter(Adapter):
         self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
     ) -> SentMessage:
         _check_length(text)
+        with _writing(thread or channel):
+            return await self._send(channel, text, thread=thread, reply_to=reply_to)
+
+    def write_window(self, channel: str, *, thread: str | None, edit: bool) -> WriteWindow:
+        return self._windows.of(thread or channel)  # posts and edits alike
+
+    async def _send(
+        self, channel: str, text: str, *, thread: str | None, reply_to: str | None
+    ) -> SentMessage:
         answer = self._answers.get(reply_to or "")
         # An interaction that was never acknowledged takes no follow-ups: the channel does.
         if (
@@ -336,6 +394,10 @@ class DiscordAdapter(Adapter):
 
     async def edit(self, sent: SentMessage, text: str) -> None:
         _check_length(text)
+        with _writing(sent.thread or sent.channel):
+            await self._edit(sent, text)
+
+    async def _edit(self, sent: SentMessage, text: str) -> None:
         moved = self._edits.moved.get(sent.id)
         if moved is not None:
             await moved.edit(content=text, allowed_mentions=NO_MENTIONS)
@@ -447,6 +509,39 @@ class DiscordAdapter(Adapter):
                 log.warning("could not open a thread for an answer in %s: %s", target.id, error)
                 answer.thread_refused = True
         return answer.thread or target
+
+
+@contextlib.contextmanager
+def _writing(where: str) -> Iterator[None]:
+    """Discord's refusals of a write, as Confab's: a rate limit that outlasted
+    discord.py's own retries, or a channel the bot may not write in."""
+    try:
+        yield
+    except discord.HTTPException as error:
+        if error.status == 429:
+            wait = _float(error.response.headers.get("Retry-After"), 1.0)
+            raise RateLimited(
+                wait, f"Discord rate-limits writes in {where}: {error.text}"
+            ) from None
+        if error.code in NO_ENTRY_CODES:
+            raise CannotPost(
+                "I can't post there.",
+                f"Discord refuses the bot's messages in channel {where}: "
+                f"{NO_ENTRY_CODES[error.code]} (code {error.code})",
+            ) from None
+        raise
+
+
+def _float(value: object, default: float) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return default
+
+
+def _reason(error: BaseException) -> str:
+    """An error in a few words, for a log line: its message, or its type's name."""
+    return str(error) or type(error).__name__
 
 
 def _snowflake(ident: str) -> bool:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -24,8 +27,9 @@ from adapters.slack.incoming import PLATFORM, Names, is_direct, mentions, messag
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.permalinks import Permalinks
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.errors import AdapterError, MessageTooLong
+from bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
 from bot.messages import Attachment, Author, Message, SentMessage, parse_command
+from bot.pacing import Rate, WriteWindow, WriteWindows
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,14 @@ HISTORY_PAGE = 200  # conversations.history allows up to 1,000; Slack advises 20
 HISTORY_MAX = 5000  # messages read at most for one history request
 RATE_LIMIT_RETRIES = 3
 NOT_A_MEMBER = ("not_in_channel", "channel_not_found")
+# Refusals after which nothing more can be posted in that channel.
+NO_ENTRY = (*NOT_A_MEMBER, "is_archived", "restricted_action", "team_access_not_granted")
+# Slack's published limits: chat.update is Tier 3 (50 a minute per workspace), kept
+# smooth rather than in bursts; chat.postMessage about one a second per channel.
+WORKSPACE_EDITS = Rate(writes=5, per_s=6.0)
+CHANNEL_POSTS = Rate(writes=3, per_s=3.0)
+START_RETRY_FIRST_S = 2.0  # backoff of attempts to reach Slack at start, doubled up to
+START_RETRY_MAX_S = 120.0
 CLOSE_TIMEOUT_S = 5.0
 RESPONSE_URL_MAX_CHARS = 39_000  # Slack cuts a message's text at 40,000
 # Message events that are people talking (not joins, edits, deletions ...).
@@ -73,6 +85,8 @@ class SlackAdapter(Adapter):
         self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._command_answers: dict[str, _CommandAnswer] = {}
         self._stopped = asyncio.Event()
+        self._edits = WriteWindows(WORKSPACE_EDITS)
+        self._posts = WriteWindows(CHANNEL_POSTS)
         self.app: AsyncApp | None = None
         self.client: AsyncWebClient | None = None
         self._names: Names | None = None
@@ -80,6 +94,7 @@ class SlackAdapter(Adapter):
         self._permalinks: Permalinks | None = None
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
+        self._team = self._user = "?"  # for the log line saying the bot is up
 
     # -- building and running ----------------------------------------------------
 
@@ -97,7 +112,9 @@ class SlackAdapter(Adapter):
             client=client,
             # Socket Mode needs no signing secret; bolt wants a value all the same.
             signing_secret=secret or "unused-in-socket-mode",
-            request_verification_enabled=self.config.mode == "http",
+            # HTTP mode checks each request's signature on its raw bytes before bolt
+            # sees it (adapters.slack.http_events); Socket Mode has none.
+            request_verification_enabled=False,
             process_before_response=False,
         )
         app.event("app_mention")(self._on_mention)
@@ -121,20 +138,29 @@ class SlackAdapter(Adapter):
     async def run(self, handler: MessageHandler) -> None:
         self.bind(handler)
         app = self.app or self.build_app()
-        await self._who_am_i()
+        if not await self._reach_slack():
+            return  # stopped before Slack could be reached
         if self.config.mode == "http":
             await self._serve_http(app)
         else:
             await self._serve_socket_mode(app)
 
     async def _serve_http(self, app: AsyncApp) -> None:
-        runner = web.AppRunner(app.web_app(path=EVENTS_PATH, port=self.config.port))
+        from adapters.slack.http_events import events_app
+
+        secret = os.environ[self.config.signing_secret_env].strip()  # as build_app reads it
+        runner = web.AppRunner(events_app(app, signing_secret=secret, path=EVENTS_PATH))
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.host, self.config.port)
             await site.start()
             log.info(
-                "Slack events at http://%s:%d%s", self.config.host, self.config.port, EVENTS_PATH
+                "Slack: serving team %s as @%s, HTTP mode, events at http://%s:%d%s",
+                self._team,
+                self._user,
+                self.config.host,
+                self.config.port,
+                EVENTS_PATH,
             )
             await self._stopped.wait()
         finally:
@@ -153,7 +179,7 @@ class SlackAdapter(Adapter):
             await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if connecting.done():
                 connecting.result()  # raises what stopped the connection
-                log.info("Slack Socket Mode connected")
+                log.info("Slack: connected to team %s as @%s, Socket Mode", self._team, self._user)
                 await stopping
         finally:
             for task in (connecting, stopping):
@@ -166,11 +192,36 @@ class SlackAdapter(Adapter):
     async def stop(self) -> None:
         self._stopped.set()
 
+    async def _reach_slack(self) -> bool:
+        """Who the bot is (``auth.test``), trying again with backoff while Slack cannot
+        be reached; False when a stop came first. A refused token raises at once."""
+        delay, attempt = START_RETRY_FIRST_S, 1
+        while not self._stopped.is_set():
+            try:
+                await self._who_am_i()
+                return True
+            except (OSError, aiohttp.ClientError, TimeoutError) as error:
+                wait = delay * random.uniform(0.5, 1.5)
+                log.warning(
+                    "cannot reach Slack (attempt %d: %s); trying again in %.0f s",
+                    attempt,
+                    str(error) or type(error).__name__,
+                    wait,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), wait)
+                delay, attempt = min(delay * 2, START_RETRY_MAX_S), attempt + 1
+        return False
+
     async def _who_am_i(self) -> None:
         assert self.client is not None
         try:
             identity = await self.client.auth_test()
         except SlackApiError as error:
+            if error.response.status_code >= 500:  # Slack is having trouble: try again
+                raise aiohttp.ClientError(
+                    f"auth.test answered {error.response.status_code}"
+                ) from None
             raise AdapterError(
                 "Slack is not configured.",
                 f"Slack refused the bot token in {self.config.bot_token_env}: "
@@ -178,6 +229,8 @@ class SlackAdapter(Adapter):
             ) from None
         self.bot_user_id = identity.get("user_id")
         self.bot_id = identity.get("bot_id")
+        self._team = f"{identity.get('team') or '?'} ({identity.get('team_id') or '?'})"
+        self._user = str(identity.get("user") or self.bot_user_id)
 
     def _secret(self, variable: str, what: str) -> str:
         value = os.environ.get(variable, "").strip()
@@ -269,6 +322,7 @@ class SlackAdapter(Adapter):
             id=ident,
             command=name,
             args=text,
+            command_prefix=self._typed_prefix(),
         )
         answer = self._command_answers[ident] = _CommandAnswer(
             command.get("response_url", ""), private, collecting=private
@@ -279,6 +333,12 @@ class SlackAdapter(Adapter):
             del self._command_answers[ident]
             if answer.collecting:
                 await self._respond(answer)
+
+    def _typed_prefix(self) -> str:
+        """How this workspace types a skill's command: ``/ask``, or ``/confab ask``."""
+        if self.config.command_style == "umbrella":
+            return f"/{self.config.command_name} "
+        return "/"
 
     def _author(self, user: str, name: str, is_bot: bool = False) -> Author:
         return Author(user, name, is_bot, admin=user in self.config.admin_user_ids)
@@ -293,19 +353,20 @@ class SlackAdapter(Adapter):
         if command is not None and command.collecting:
             return self._collect(command, channel, text)
         try:
-            response = await self._client().chat_postMessage(
-                channel=channel,
-                thread_ts=thread,
-                text=to_mrkdwn(text),
-                mrkdwn=True,
-                parse="none",
-                link_names=False,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as error:
-            reason = error.response.get("error")
-            if command is None or not command.response_url or reason not in NOT_A_MEMBER:
+            with _writing(channel, answering_command=command is not None):
+                response = await self._client().chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread,
+                    text=to_mrkdwn(text),
+                    mrkdwn=True,
+                    parse="none",
+                    link_names=False,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackApiError:
+            # Only a command's answer gets here: it has its response_url still.
+            if command is None or not command.response_url:
                 raise
             log.info("not a member of %s; answering the command through its response_url", channel)
             command.collecting = True
@@ -325,9 +386,18 @@ class SlackAdapter(Adapter):
             if sent.id in command.texts:
                 command.texts[sent.id] = text
                 return
-        await self._client().chat_update(
-            channel=sent.channel, ts=sent.id, text=to_mrkdwn(text), parse="none", link_names=False
-        )
+        with _writing(sent.channel):
+            await self._client().chat_update(
+                channel=sent.channel,
+                ts=sent.id,
+                text=to_mrkdwn(text),
+                parse="none",
+                link_names=False,
+            )
+
+    def write_window(self, channel: str, *, thread: str | None, edit: bool) -> WriteWindow:
+        # One bot token is one workspace: its edits share one window.
+        return self._edits.of("workspace") if edit else self._posts.of(channel)
 
     @staticmethod
     def _collect(command: _CommandAnswer, channel: str, text: str) -> SentMessage:
@@ -451,3 +521,29 @@ class SlackAdapter(Adapter):
         self._client()
         assert self._permalinks is not None
         return await self._permalinks.of(channel, message_id)
+
+
+@contextlib.contextmanager
+def _writing(channel: str, *, answering_command: bool = False) -> Iterator[None]:
+    """Slack's refusals of a write, as Confab's: a rate limit that outlasted
+    slack_sdk's own retries, or a channel the bot cannot post in. A command's
+    answer keeps the refusal (it can go through the command's response_url)."""
+    try:
+        yield
+    except SlackApiError as error:
+        reason = error.response.get("error")
+        if error.response.status_code == 429 or reason == "ratelimited":
+            wait = _seconds(error.response.headers.get("Retry-After"), 1.0)
+            raise RateLimited(wait, f"Slack rate-limits writes in {channel}") from None
+        if reason in NO_ENTRY and not (answering_command and reason in NOT_A_MEMBER):
+            raise CannotPost(
+                "I can't post there.", f"Slack refuses the bot's messages in {channel}: {reason}"
+            ) from None
+        raise
+
+
+def _seconds(value: object, default: float) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return default

@@ -334,11 +334,11 @@ async def test_starting_retries_while_discord_cannot_be_reached(
         if len(attempts) < 3:
             raise OSError("network is unreachable")
 
-    async def sleep(seconds: float) -> None:
+    async def pause(seconds: float) -> None:
         waits.append(seconds)
 
     monkeypatch.setattr(adapter.client, "start", start)
-    monkeypatch.setattr("adapters.discord.adapter.asyncio.sleep", sleep)
+    monkeypatch.setattr(adapter, "_pause", pause)
     await adapter.run(noop_handler)
     assert attempts == ["token"] * 3
     assert len(waits) == 2 and 1 <= waits[0] <= 3 and 2 <= waits[1] <= 6  # backoff, jittered

@@ -26,6 +26,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter
 
 from adapters.discord import DiscordAdapter, DiscordConfig
 from adapters.discord.adapter import CONTINUED
+from adapters.discord.commands import option_of
 from bot.adapter import AdapterContext
 from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
 from skills.forget import ForgetSkill
@@ -58,7 +59,11 @@ def age_of(snowflake: int | str) -> timedelta:
 
 def slash(command: str, text: str | None, *, ident: int, user_id: int = USER_ID, roles=()) -> dict:
     """The gateway's INTERACTION_CREATE ``d`` for ``/<command> text:<text>`` in a guild."""
-    options = [] if text is None else [{"name": "text", "type": 3, "value": text}]
+    # The option is named as the skill's usage names it ("question" for ask).
+    usages = {skill.name: skill.usage for skill in (AskSkill, ForgetSkill, PingSkill)}
+    option = option_of(usages.get(command, "<text>"), command)
+    name = option.name if option is not None else "text"
+    options = [] if text is None else [{"name": name, "type": 3, "value": text}]
     return {
         "id": str(ident),
         "application_id": str(APP_ID),
@@ -363,10 +368,11 @@ async def test_slash_commands_are_synced_at_start(tmp_path, fake, guilds, route)
 
         (put,) = fake.requests
         assert put.method == "PUT" and put.url.endswith(route)
-        assert sorted(command["name"] for command in put.json) == ["ask", "ping"]
-        for command in put.json:
-            (option,) = command["options"]
-            assert (option["name"], option["type"], option["required"]) == ("text", 3, False)
+        commands = {command["name"]: command for command in put.json}
+        assert sorted(commands) == ["ask", "ping"]
+        (question,) = commands["ask"]["options"]  # what ask takes, and it needs it
+        assert (question["name"], question["type"], question["required"]) == ("question", 3, True)
+        assert commands["ping"]["options"] == []  # ping takes nothing
 
 
 async def test_one_guild_refusing_commands_does_not_stop_the_others(tmp_path, fake):

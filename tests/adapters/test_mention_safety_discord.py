@@ -49,6 +49,7 @@ class QuoteSkill(Skill):
 
     name = "quote"
     help = "Refuse to quote."
+    usage = "<text>"
 
     async def run(self, ctx: SkillContext) -> None:
         raise SkillError(f"I can't quote {ctx.args}.")

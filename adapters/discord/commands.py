@@ -1,0 +1,85 @@
+"""Discord slash commands made from the skills' declarations: one per skill, with an
+option only where the skill takes words, and descriptions that read whole."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.skill import SkillInfo
+from bot.textsplit import shorten
+
+DESCRIPTION_CHARS = 100  # Discord's limit for a command's or an option's description
+OPTION = "text"  # the callback's parameter; shown under the name the usage gives it
+_ONE_WORD = re.compile(r"^[<\[]([a-z][a-z0-9_-]{0,31})[>\]]$")  # "<question>", "[command]"
+
+OnCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """The one string option of a skill that takes words."""
+
+    name: str
+    description: str
+    required: bool
+
+
+def option_of(usage: str, command: str) -> Option | None:
+    """The option for a skill's ``usage``: none when it takes nothing, required unless
+    the whole usage is optional (``[...]``), named for the word when there is one."""
+    usage = " ".join(usage.split())
+    if not usage:
+        return None
+    one_word = _ONE_WORD.match(usage)
+    name = one_word[1] if one_word else OPTION
+    fits = len(usage) <= DESCRIPTION_CHARS
+    description = usage if fits else _alternatives(usage, command)
+    return Option(name, description, required=not usage.startswith("["))
+
+
+def _alternatives(usage: str, command: str) -> str:
+    """A usage too long to show, said as the words it starts with: ``add, list, remove
+    or timezone; /help schedule shows how``."""
+    words: list[str] = []
+    for part in usage.split(" | "):
+        first = re.split(r"[\s|]", part.strip(), maxsplit=1)[0].strip("[]<>\"'")
+        if first and first not in words:
+            words.append(first)
+    tail = f"; /help {command} shows how"
+    said = ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else "".join(words)
+    return shorten(said, DESCRIPTION_CHARS - len(tail)) + tail
+
+
+def slash_command(info: SkillInfo, on_command: OnCommand) -> app_commands.Command[Any, ..., None]:
+    """The slash command for one skill; ``on_command(interaction, name, words)`` runs it."""
+    name = info.name
+    option = option_of(info.usage, name)
+    callback: Callable[..., Awaitable[None]]
+    if option is None:
+
+        async def callback(interaction: discord.Interaction) -> None:
+            await on_command(interaction, name, "")
+
+    elif option.required:
+
+        async def callback(interaction: discord.Interaction, text: str) -> None:
+            await on_command(interaction, name, text)
+
+    else:
+
+        async def callback(interaction: discord.Interaction, text: str = "") -> None:
+            await on_command(interaction, name, text)
+
+    if option is not None:
+        callback = app_commands.describe(text=option.description)(callback)
+        if option.name != OPTION:
+            callback = app_commands.rename(text=option.name)(callback)
+    return app_commands.Command(
+        name=name, description=shorten(info.help, DESCRIPTION_CHARS) or name, callback=callback
+    )
