@@ -8,6 +8,7 @@ is written once in :mod:`bot.streaming` on top of :meth:`Adapter.send` and
 
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ class ChannelLog(Protocol):
     ) -> list[Message]: ...
 
 
+class EmptyChannelLog:
+    """A channel log with nothing in it: for adapters tested, or used by a CLI tool,
+    without storage."""
+
+    async def messages(self, platform: str, channel: str, **_: object) -> list[Message]:
+        return []
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterContext:
     """What the app hands an adapter when it builds one; ``skills`` are the installed
@@ -99,6 +108,22 @@ class AdapterContext:
     bot_name: str
     channel_log: ChannelLog
     skills: Sequence[SkillInfo] = ()
+
+
+class AdapterTool(ABC):
+    """A command an adapter adds to the CLI as ``confab <platform> <name>``: set-up help
+    that needs the platform's own knowledge (Slack's app manifest, say)."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+
+    @abstractmethod
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's options."""
+
+    @abstractmethod
+    def run(self, args: argparse.Namespace, context: AdapterContext) -> int:
+        """Do it, printing to stdout; the exit status. Raise ``ConfabError`` to refuse."""
 
 
 class Adapter(ABC):
@@ -112,6 +137,7 @@ class Adapter(ABC):
     config_model: ClassVar[type[BaseModel]]
     capabilities: ClassVar[Capabilities] = Capabilities()
     limits: ClassVar[Limits] = Limits()
+    tools: ClassVar[tuple[type[AdapterTool], ...]] = ()  # ``confab <platform> …`` commands
 
     def __init__(self, context: AdapterContext) -> None:
         self.context = context

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.adapter import Adapter, AdapterContext, EmptyChannelLog
 from bot.config import Config, build_config_model, check_plugins, load_config
 from bot.errors import ConfabError
 from bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
@@ -20,12 +21,13 @@ from bot.lab_commands import LAB_COMMANDS, add_lab_commands, run_lab_command
 from bot.logs import configure_logging, status
 from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
 from bot.redaction import SecretRedactor, configured_secrets, redact_logging
+from bot.skill import SkillInfo
 from storage.errors import StorageError
 
 log = logging.getLogger("confab")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="TOML file (default: ./config.toml)")
     parser = argparse.ArgumentParser(prog="confab", description="Confab chat bot service.")
@@ -51,15 +53,22 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     add_lab_commands(commands, common)
     add_kb_commands(commands, common)
+    for platform, adapter in (adapters.adapters if adapters else {}).items():
+        if not adapter.tools:
+            continue
+        group = commands.add_parser(platform, help=f"{platform} set-up tools")
+        tools = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for tool in adapter.tools:
+            tool().add_arguments(tools.add_parser(tool.name, parents=[common], help=tool.help))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    adapters = discover_adapters()  # their tools are commands: `confab slack manifest`
+    args = _parser(adapters).parse_args(argv)
     redactor: SecretRedactor | None = None
     try:
         skills = discover_skills()
-        adapters = discover_adapters()
         schema = build_config_model(
             {name: cls.config_model for name, cls in adapters.adapters.items()},
             {name: cls.config_model for name, cls in skills.skills.items()},
@@ -81,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_kb_command(config, args, terminal)
         if args.command in LAB_COMMANDS:
             return run_lab_command(config, args, terminal)
+        if args.command in adapters.adapters:
+            return _run_tool(config, skills, adapters.adapters[args.command], args)
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:
@@ -95,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Through the log, so the traceback is redacted like any other record.
         log.exception("confab stopped on an unexpected error")
         return 1
+
+
+def _run_tool(
+    config: Config, skills: SkillCatalog, adapter: type[Adapter], args: argparse.Namespace
+) -> int:
+    tool = next(tool for tool in adapter.tools if tool.name == args.action)
+    infos = [SkillInfo.of(skill) for skill in skills.skills.values()]
+    section = config.section(adapter.platform)
+    return tool().run(args, AdapterContext(section, config.bot.name, EmptyChannelLog(), infos))
 
 
 def _terminal() -> Any:

@@ -33,6 +33,7 @@ from bot.adapter import (
     AttachmentTooLarge,
     AttachmentUnavailable,
     Capabilities,
+    EmptyChannelLog,
     Limits,
     MessageHandler,
     check_declared_size,
@@ -243,13 +244,6 @@ class RecordingAdapter(Adapter):
             and (since is None or m.created_at >= since)
         ]
         return found[-limit:]
-
-
-class EmptyChannelLog:
-    """A channel log with nothing in it, for adapters tested without storage."""
-
-    async def messages(self, platform: str, channel: str, **_: Any) -> list[Message]:
-        return []
 
 
 class ChatHarness:

@@ -21,11 +21,12 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack.config import SlackConfig
+from adapters.slack.config import EVENTS_PATH, PRIVATE_FLAG, SlackConfig
 from adapters.slack.files import SlackFiles, attachments
 from adapters.slack.incoming import PLATFORM, Names, is_direct, mentions, message_id, sent_at
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.permalinks import Permalinks
+from adapters.slack.tools import ManifestTool
 from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
 from bot.messages import Attachment, Author, Message, SentMessage, parse_command
@@ -33,8 +34,6 @@ from bot.pacing import Rate, WriteWindow, WriteWindows
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/slack/events"
-PRIVATE_FLAG = "--private"
 THREADS_KEPT = 5000  # threads the bot took part in, whose messages are addressed to it
 HISTORY_PAGE = 200  # conversations.history allows up to 1,000; Slack advises 200
 HISTORY_MAX = 5000  # messages read at most for one history request
@@ -73,6 +72,7 @@ class SlackAdapter(Adapter):
     config_model = SlackConfig
     capabilities = Capabilities(edit=True, threads=True, history=True, typing=False, downloads=True)
     limits = Limits(max_message_chars=3000, min_edit_interval_s=1.2)
+    tools = (ManifestTool,)
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__(context)

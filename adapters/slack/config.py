@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SLACK_API = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"  # where HTTP mode takes Slack's events and commands
+PRIVATE_FLAG = "--private"  # a slash command's word for an answer only the asker sees
 
 
 class SlackConfig(BaseModel):
