@@ -66,8 +66,9 @@ class BotConfig(Section):
     # Scheduled jobs run in a channel's own timezone (its settings) or this one.
     timezone: str = "UTC"
     # At a stop (SIGTERM, Ctrl-C), answers under way get this long to finish; the
-    # rest are cut short with a "restarting" notice, at most 2 s later.
-    shutdown_grace_s: float = Field(8.0, ge=0, le=600)
+    # rest are cut short with a "restarting" notice, at most 1.5 s later, and the
+    # process is gone about 1 s after that.
+    shutdown_grace_s: float = Field(6.0, ge=0, le=600)
 
     @field_validator("timezone")
     @classmethod

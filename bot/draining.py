@@ -38,8 +38,8 @@ from bot.textsplit import open_fence
 log = logging.getLogger(__name__)
 
 RESTARTING = "I'm restarting — please ask again in a minute."
-SHUTDOWN_GRACE_S = 8.0  # with CUT_S, every answer under way ends within 10 s of a stop
-CUT_S = 2.0  # after the grace: a cut answer's last write and its notice
+SHUTDOWN_GRACE_S = 6.0  # with CUT_S and closing, the process is gone within 9 s of a stop
+CUT_S = 1.5  # after the grace: a cut answer's last write and its notice
 EDIT_ROOM_S = 0.5  # what an edit may take; a paced edit that would not leave it is a send
 
 
