@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/storage_ops.py
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/platforms.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
