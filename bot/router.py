@@ -322,8 +322,9 @@ class Router:
                 await stream.consume(stored_before_shown_whole())
             finally:
                 # A stream that broke off, or was cancelled at shutdown: what the
-                # person saw is queued for storage at once, in its place.
-                if not stored and stream.received.strip():
+                # person saw is queued for storage at once, in its place (nothing,
+                # when not even its first message could be posted).
+                if not stored and stream.sent and stream.received.strip():
                     self._remember_answer(key, skill.name, stream, question)
             return stream.received
 

@@ -111,6 +111,24 @@ class _RecentChannels:
         return self._by_id.get(ident)
 
 
+class _ReconnectInOneLine(logging.Filter):
+    """discord.py logs each attempt to reconnect a lost gateway with a traceback of
+    the network error; the error's name and words say all an operator needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg == "Attempting a reconnect in %.2fs":
+            error = record.exc_info[1]
+            record.msg = f"Discord connection lost ({type(error).__name__}: {error}); {record.msg}"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _reconnects_in_one_line() -> None:
+    client_log = logging.getLogger("discord.client")
+    if not any(isinstance(known, _ReconnectInOneLine) for known in client_log.filters):
+        client_log.addFilter(_ReconnectInOneLine())
+
+
 class _Client(commands.Bot):
     """discord.py's bot, minus its own command processing: Confab's router runs commands."""
 
@@ -148,6 +166,7 @@ class DiscordAdapter(Adapter):
         self.limits = Limits(MAX_MESSAGE_CHARS, config.edit_interval_s)  # type: ignore[misc]
         intents = discord.Intents.default()
         intents.message_content = True
+        _reconnects_in_one_line()
         self.client = _Client(self._sync_commands, intents=intents)
         self.client.add_listener(self._on_message, "on_message")
         self.client.add_listener(self._on_ready, "on_ready")
