@@ -91,7 +91,9 @@ async def slack_pacing(folder: Path) -> tuple[int, float, int]:
             started = time.monotonic()
             async with aiohttp.ClientSession() as session:
                 for n in range(6):
-                    event = app_mention(f"C{n}", f"<@{BOT_USER_ID}> story {n}", "U1")
+                    event = app_mention(
+                        f"<@{BOT_USER_ID}> story {n}", "U1", f"C{n}", f"1700000001.{n:06d}"
+                    )
                     body = json_body(event_callback(event, f"Ev{n}"))
                     headers = {"Content-Type": "application/json", **sign(body, secret)}
                     url = f"http://127.0.0.1:{port}/slack/events"

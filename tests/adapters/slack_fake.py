@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ Json = dict[str, Any]
 
 @dataclass(frozen=True)
 class SlackCall:
-    """One Web API request as the fake received it: `params` merges query and body."""
+    """One Web API request as the fake received it: `params` merges query and body;
+    `at` is when it arrived (`time.monotonic`), `status` the HTTP status answered."""
 
     method: str
     params: dict[str, Any]
     token: str | None
+    at: float = field(default_factory=time.monotonic, compare=False)
+    status: int = field(default=200, compare=False)
 
 
 @dataclass
@@ -171,16 +175,17 @@ class FakeSlack:
         status: int = 200,
         error: str | None = None,
         retry_after: int | None = None,
+        times: int = 1,
     ) -> None:
-        """Make the next call to `method` fail once: HTTP 429 with Retry-After when
-        `status=429`, otherwise `{"ok": false, "error": error}`."""
+        """Make the next `times` calls to `method` fail: HTTP 429 with Retry-After
+        when `status=429`, otherwise `{"ok": false, "error": error}`."""
         if status == 429:
             failure = _Failure(
                 429, error or "ratelimited", 1 if retry_after is None else retry_after
             )
         else:
             failure = _Failure(status, error or "internal_error", retry_after)
-        self._failures.setdefault(method, []).append(failure)
+        self._failures.setdefault(method, []).extend([failure] * times)
 
     def thread(self, channel: str, thread_ts: str) -> list[StoredMessage]:
         """The thread's parent then its replies, oldest first."""
@@ -254,15 +259,16 @@ class FakeSlack:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             token = header.removeprefix("Bearer ")
-        self.calls.append(SlackCall(method, params, token))
-
+        arrived = time.monotonic()
         if failures := self._failures.get(method):
             failure = failures.pop(0)
+            self.calls.append(SlackCall(method, params, token, arrived, failure.status))
             headers = (
                 {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
             )
             body = {"ok": False, "error": failure.error}
             return web.json_response(body, status=failure.status, headers=headers)
+        self.calls.append(SlackCall(method, params, token, arrived))
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
         answer = self._routes().get(method)
@@ -391,12 +397,12 @@ def _page(messages: list[StoredMessage], params: Json) -> Json:
 
 
 @asynccontextmanager
-async def running_fake_slack() -> AsyncIterator[FakeSlack]:
-    """Serve a fresh `FakeSlack` on a free loopback port for the duration of the block."""
+async def running_fake_slack(port: int = 0) -> AsyncIterator[FakeSlack]:
+    """Serve a fresh `FakeSlack` on loopback (on `port`, or a free one) for the block."""
     fake = FakeSlack()
     runner = web.AppRunner(fake.build_app())
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     fake.port = runner.addresses[0][1]
     try:

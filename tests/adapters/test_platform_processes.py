@@ -98,7 +98,10 @@ async def test_slack_unreachable_at_start_is_retried_then_answered(tmp_path: Pat
             async with running_fake_slack(api_port) as slack:
                 await bot.wait_for_line("Slack: serving team", within_s=30)
                 body = json_body(
-                    event_callback(app_mention("C1", f"<@{BOT_USER_ID}> there?", "U1"), "Ev1")
+                    event_callback(
+                        app_mention(f"<@{BOT_USER_ID}> there?", "U1", "C1", "1700000001.000100"),
+                        "Ev1",
+                    )
                 )
                 await _post(f"http://127.0.0.1:{events_port}/slack/events", body)
                 await until(lambda: _shown(slack, "C1") == ["Here now."])
