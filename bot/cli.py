@@ -57,6 +57,7 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
         if not adapter.tools:
             continue
         group = commands.add_parser(platform, help=f"{platform} set-up tools")
+        group.set_defaults(tool_of=platform)
         tools = group.add_subparsers(dest="action", required=True, metavar="ACTION")
         for tool in adapter.tools:
             tool().add_arguments(tools.add_parser(tool.name, parents=[common], help=tool.help))
@@ -90,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_kb_command(config, args, terminal)
         if args.command in LAB_COMMANDS:
             return run_lab_command(config, args, terminal)
-        if args.command in adapters.adapters:
-            return _run_tool(config, skills, adapters.adapters[args.command], args)
+        if getattr(args, "tool_of", None):  # `confab slack manifest`, not `confab console`
+            return _run_tool(config, skills, adapters.adapters[args.tool_of], args)
         enabled = ["console"] if args.command == "console" else None
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:

@@ -79,6 +79,15 @@ class RateLimited(AdapterError):
         super().__init__("The platform is slowing me down; please try again shortly.", log_message)
         self.retry_after_s = retry_after_s
 
+    @classmethod
+    def after(cls, retry_after: object, log_message: str) -> RateLimited:
+        """From a ``Retry-After`` header's value; 1 s when it is missing or not a number."""
+        try:
+            seconds = float(str(retry_after))
+        except ValueError:
+            seconds = 1.0
+        return cls(seconds, log_message)
+
 
 class MessageTooLong(AdapterError):
     """A text longer than the adapter's declared limit was sent directly."""

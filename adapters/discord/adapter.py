@@ -538,9 +538,9 @@ def _writing(where: str) -> Iterator[None]:
         yield
     except discord.HTTPException as error:
         if error.status == 429:
-            wait = _float(error.response.headers.get("Retry-After"), 1.0)
-            raise RateLimited(
-                wait, f"Discord rate-limits writes in {where}: {error.text}"
+            raise RateLimited.after(
+                error.response.headers.get("Retry-After"),
+                f"Discord rate-limits writes in {where}: {error.text}",
             ) from None
         if error.code in NO_ENTRY_CODES:
             raise CannotPost(
@@ -549,13 +549,6 @@ def _writing(where: str) -> Iterator[None]:
                 f"{NO_ENTRY_CODES[error.code]} (code {error.code})",
             ) from None
         raise
-
-
-def _float(value: object, default: float) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        return default
 
 
 def _reason(error: BaseException) -> str:

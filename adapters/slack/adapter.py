@@ -533,17 +533,11 @@ def _writing(channel: str, *, answering_command: bool = False) -> Iterator[None]
     except SlackApiError as error:
         reason = error.response.get("error")
         if error.response.status_code == 429 or reason == "ratelimited":
-            wait = _seconds(error.response.headers.get("Retry-After"), 1.0)
-            raise RateLimited(wait, f"Slack rate-limits writes in {channel}") from None
+            raise RateLimited.after(
+                error.response.headers.get("Retry-After"), f"Slack rate-limits writes in {channel}"
+            ) from None
         if reason in NO_ENTRY and not (answering_command and reason in NOT_A_MEMBER):
             raise CannotPost(
                 "I can't post there.", f"Slack refuses the bot's messages in {channel}: {reason}"
             ) from None
         raise
-
-
-def _seconds(value: object, default: float) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        return default
