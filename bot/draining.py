@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.adapter import Adapter, MessageHandler
-from bot.messages import Message, SentMessage
+from bot.messages import Attachment, Message, SentMessage
+from bot.pacing import WriteWindow
 from bot.streaming import ReplyStream
 from bot.textsplit import open_fence
 
@@ -277,3 +278,12 @@ class _Shown(Adapter):
         limit: int = 100,
     ) -> list[Message]:
         return await self.adapter.history(channel, thread=thread, since=since, limit=limit)
+
+    def write_window(self, channel: str, *, thread: str | None, edit: bool) -> WriteWindow | None:
+        return self.adapter.write_window(channel, thread=thread, edit=edit)
+
+    async def download(self, attachment: Attachment, *, max_bytes: int) -> bytes:
+        return await self.adapter.download(attachment, max_bytes=max_bytes)
+
+    async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str | None:
+        return await self.adapter.link(channel, message_id, thread=thread)

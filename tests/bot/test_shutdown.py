@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -21,7 +22,8 @@ from bot.adapter import AdapterContext, Limits, MessageHandler
 from bot.app import App
 from bot.draining import RESTARTING, InFlight
 from bot.llm.backend import ChatMessage, GenerationParams
-from bot.messages import Author, Message, SentMessage
+from bot.messages import Attachment, Author, Message, SentMessage
+from bot.pacing import Rate, WriteWindow
 from bot.plugins import discover_adapters, discover_skills
 from bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
 from skills.qa import AskSkill
@@ -389,3 +391,34 @@ async def test_confab_run_finishes_the_answer_under_way_on_sigterm(tmp_path: Pat
     message = Message("console", "dm", Author("you", "you"), "")
     user, bot = await stored_turns(db_url, message)
     assert (user.text, bot.text) == ("tell me something", whole)
+
+
+async def test_an_answer_sees_the_platforms_write_window_links_and_files() -> None:
+    """Every answer in ``confab run`` reaches the platform through InFlight's view of
+    it: the shared write window, message links and attachments must pass through."""
+    window = WriteWindow(Rate(writes=5, per_s=5.0))
+
+    class Platform(RecordingAdapter):
+        def write_window(
+            self, channel: str, *, thread: str | None, edit: bool
+        ) -> WriteWindow | None:
+            return window
+
+        async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str:
+            return f"https://chat.example/{channel}/{message_id}"
+
+    platform = Platform()
+    platform.files["https://files.example/a.txt"] = b"notes"
+    seen: list[object] = []
+
+    async def handler(message: Message, adapter: Any) -> None:
+        seen.append(adapter.write_window("c", thread=None, edit=True))
+        seen.append(await adapter.link("c", "42"))
+        seen.append(
+            await adapter.download(
+                Attachment("a.txt", 5, "https://files.example/a.txt"), max_bytes=100
+            )
+        )
+
+    await InFlight(handler).handle(Message("test", "c", Author("u", "u"), "hi"), platform)
+    assert seen == [window, "https://chat.example/c/42", b"notes"]
