@@ -155,27 +155,14 @@ class ReplyStream:
     async def _edit_if_free(self, text: str) -> None:
         """An edit in the middle of a message: skipped when the place's rate is used up
         or the edit is refused (the next one shows this text too)."""
-        assert self._current is not None
         window = self._adapter.write_window(self._channel, thread=self._thread, edit=True)
-        if window is not None and not window.take_now():
-            return
-        try:
-            await self._adapter.edit(self._current, text)
-        except RateLimited as error:
-            self._held_until = self._clock() + min(error.retry_after_s, LONGEST_WAIT_S)
-            log.info("edits of %s wait %.1f s: %s", self._current.id, error.retry_after_s, error)
-            return
-        except (CannotPost, MessageTooLong):
-            raise
-        except Exception as error:  # the next edit tries again
-            log.warning("could not edit %s in %s: %r", self._current.id, self._channel, error)
-            return
-        self._shown_now(text)
+        if window is None or window.take_now():
+            await self._try_edit(text)
 
     async def _last_edit(self, text: str) -> None:
         """The edit that completes a message; if the platform keeps refusing it, the
         rest of the text goes on in a new message instead."""
-        assert self._current is not None and self._interval is not None
+        assert self._interval is not None
         wait = self._interval - (self._clock() - self._last_update)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -186,19 +173,30 @@ class ReplyStream:
                 await asyncio.sleep(held)
             if window is not None:
                 await window.take()
-            try:
-                await self._adapter.edit(self._current, text)
-            except RateLimited as error:
-                self._held_until = self._clock() + min(error.retry_after_s, LONGEST_WAIT_S)
-                continue
-            except (CannotPost, MessageTooLong):
-                raise
-            except Exception as error:
-                log.warning("could not edit %s in %s: %r", self._current.id, self._channel, error)
-                break
-            self._shown_now(text)
-            return
+            outcome = await self._try_edit(text)
+            if outcome:
+                return
+            if outcome is None:
+                break  # refused for another reason than the rate: trying again won't help
         await self._continue_in_new_message()
+
+    async def _try_edit(self, text: str) -> bool | None:
+        """Edit the current message to ``text``. True when it shows; False when the
+        platform asked to wait (no edits until then); None when it failed otherwise."""
+        assert self._current is not None
+        try:
+            await self._adapter.edit(self._current, text)
+        except RateLimited as error:
+            self._held_until = self._clock() + min(error.retry_after_s, LONGEST_WAIT_S)
+            log.info("edits of %s wait %.1f s: %s", self._current.id, error.retry_after_s, error)
+            return False
+        except (CannotPost, MessageTooLong):
+            raise
+        except Exception as error:
+            log.warning("could not edit %s in %s: %r", self._current.id, self._channel, error)
+            return None
+        self._shown_now(text)
+        return True
 
     async def _continue_in_new_message(self) -> None:
         assert self._current is not None
