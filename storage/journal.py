@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -70,6 +71,17 @@ _Settled = tuple["_Operation[Any]", Any, BaseException | None]
 SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: it aborted one of two
+# transactions that waited on each other's rows (processes batching writes to
+# the same conversations in different orders).
+CONFLICT_STATES = ("40P01", "40001")
+
+
+def is_conflict(error: BaseException) -> bool:
+    """The database aborted this transaction to break a lock cycle: nothing was written."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in CONFLICT_STATES
+
+
 def is_transient(error: BaseException) -> bool:
     """A failure of the connection or a lock wait, worth trying again later."""
     if isinstance(error, exc.DBAPIError):
@@ -113,6 +125,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._outage_since: float | None = None
+        self._conflict_since = 0.0
         self._connection: Connection | None = None  # the worker's own
         self._stop_requested = False
         self._closed = False
@@ -222,6 +235,17 @@ class Journal:
                 with self._transaction(writes) as connection:
                     results = [operation.run(connection, facts) for operation in group]
             except Exception as error:
+                if is_conflict(error):
+                    if len(group) > 1:
+                        # One operation per transaction holds one contested row at
+                        # a time, so it cannot close a cycle again.
+                        log.info("a storage batch met a lock conflict; running it op by op")
+                        for operation in group:
+                            self._run([operation])
+                        return
+                    group = self._wait_out(group, error, attempt, conflict=True)
+                    attempt += 1
+                    continue
                 if is_transient(error):
                     # What queued meanwhile waits its turn here, in order, so each
                     # operation fails at its own deadline, not at the others'.
@@ -279,29 +303,46 @@ class Journal:
                 loop.call_soon_threadsafe(_resolve, settled)
 
     def _wait_out(
-        self, group: list[_Operation[Any]], error: BaseException, attempt: int
+        self,
+        group: list[_Operation[Any]],
+        error: BaseException,
+        attempt: int,
+        *,
+        conflict: bool = False,
     ) -> list[_Operation[Any]]:
-        """Fail the operations past their deadline; sleep before the others' next try."""
+        """Fail the operations past their deadline; sleep before the others' next try.
+
+        A lock conflict is no outage: the server answered, so nothing is announced,
+        and the pause is jittered so that the two sides do not meet again in step."""
         now = time.monotonic()
-        if self._outage_since is None:
-            self._outage_since = now
+        if conflict:
+            since = now if attempt == 0 else self._conflict_since
+            self._conflict_since = since
+        elif self._outage_since is None:
+            self._outage_since = since = now
             log.warning("the database is unreachable (%s); retrying", _first_line(error))
+        else:
+            since = self._outage_since
         waiting = []
         for operation in group:
             if self._stop_requested:  # closing: a short last chance
-                operation.deadline = min(operation.deadline, self._outage_since + STOP_RETRY_S)
+                operation.deadline = min(operation.deadline, since + STOP_RETRY_S)
             if now >= operation.deadline:
                 log.error(
-                    "gave up on a storage %s after %.1f s without the database",
+                    "gave up on a storage %s after %.1f s %s",
                     "write" if operation.writes else "read",
-                    now - self._outage_since,
+                    now - since,
+                    "of lock conflicts" if conflict else "without the database",
                 )
                 self._settled.append((operation, None, StorageUnavailable(_first_line(error))))
             else:
                 waiting.append(operation)
         self._settle_all()
         if waiting:
-            time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], _left(waiting, now)))
+            pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            if conflict:
+                pause *= random.uniform(0.5, 1.5)
+            time.sleep(min(pause, _left(waiting, now)))
         return waiting
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+
+import pytest
+from sqlalchemy import text
 
 from storage.conversations import ConversationKey, ConversationStore
 from storage.database import Database
@@ -79,6 +84,67 @@ async def test_writers_on_separate_connections_lose_nothing(db_url: str) -> None
             for turn in await store.recent(ConversationKey("test", f"channel-{channel}"), limit=500)
         ]
         assert sorted(stored) == sorted(f"{n}:{i}" for n in range(40) for i in range(3))
+    finally:
+        for database in databases:
+            await database.close()
+
+
+async def test_a_deadlock_between_two_batches_writes_both_and_is_no_outage(
+    postgresql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two processes' batches take the same two rows in opposite orders: PostgreSQL
+    aborts one. Its writes are run again, one per transaction, and land; the log
+    does not call it the database being unreachable."""
+    databases = [Database(postgresql_url), Database(postgresql_url)]
+    await databases[0].upgrade()
+    both_hold_one = threading.Barrier(2, timeout=10)
+    waited: list[str] = []
+
+    def insert(key: str, *, then_wait: bool):  # type: ignore[no-untyped-def]
+        def run(connection, _facts):  # type: ignore[no-untyped-def]
+            connection.execute(
+                text(
+                    "INSERT INTO skill_state(skill, scope, key, value, updated_at) "
+                    "VALUES ('t', 's', :key, '1', now()) ON CONFLICT DO NOTHING"
+                ),
+                {"key": key},
+            )
+            if then_wait and key not in waited:  # the first time only
+                waited.append(key)
+                both_hold_one.wait()  # each transaction now holds its first row
+            return key
+
+        return run
+
+    gates = [threading.Event(), threading.Event()]
+    try:
+        held = [
+            database.journal.submit(lambda _c, _f, gate=gate: gate.wait(10), writes=False)
+            for database, gate in zip(databases, gates, strict=True)
+        ]
+        batches = [
+            [
+                databases[0].journal.submit(insert("a", then_wait=True), writes=True),
+                databases[0].journal.submit(insert("b", then_wait=False), writes=True),
+            ],
+            [
+                databases[1].journal.submit(insert("b", then_wait=True), writes=True),
+                databases[1].journal.submit(insert("a", then_wait=False), writes=True),
+            ],
+        ]
+        with caplog.at_level(logging.INFO, logger="storage.journal"):
+            for gate in gates:
+                gate.set()
+            await asyncio.gather(*held)
+            written = await asyncio.gather(*batches[0], *batches[1])
+
+            def stored(connection, _facts):  # type: ignore[no-untyped-def]
+                return sorted(connection.execute(text("SELECT key FROM skill_state")).scalars())
+
+            assert await databases[0].journal.submit(stored, writes=False) == ["a", "b"]
+        assert written == ["a", "b", "b", "a"]
+        assert "lock conflict" in caplog.text  # the deadlock did happen
+        assert "unreachable" not in caplog.text
     finally:
         for database in databases:
             await database.close()
