@@ -42,7 +42,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage adapters
+	@# mypy does not follow the editable install's import hook: it reads the tree
+	@# through links laid out as the installed `confab` package.
+	rm -rf build/lint && mkdir -p build/lint/confab
+	for d in bot adapters skills storage; do ln -s ../../../$$d build/lint/confab/$$d; done
+	for f in confab/*.py; do ln -s ../../../$$f build/lint/confab/; done
+	MYPYPATH=build/lint $(BIN)/mypy -p confab -p confab.bot -p confab.storage -p confab.adapters
 
 # Answer quality per skill of the default model; QUALITY_ARGS adds models
 # (e.g. QUALITY_ARGS="--model bundled --model qwen2.5-coder-0.5b").

@@ -26,10 +26,10 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.errors import Unsupported
-from bot.messages import Author, Message, SentMessage
-from bot.textsplit import FENCE_LINE
+from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from confab.bot.errors import Unsupported
+from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.textsplit import FENCE_LINE
 
 DM_CHANNEL = "dm"
 SHOWN_KEPT = 100  # messages whose text is kept for later edits

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 import aiohttp
 import yarl
 
-from bot.adapter import AttachmentTooLarge, AttachmentUnavailable, check_declared_size
-from bot.messages import Attachment
+from confab.bot.adapter import AttachmentTooLarge, AttachmentUnavailable, check_declared_size
+from confab.bot.messages import Attachment
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.app import model_resolver
-from bot.config import load_config
-from bot.llm.backend import ModelBackend
-from bot.messages import SentMessage
-from bot.testing import ChatHarness, RecordingAdapter
-from skills.code import CodeConfig, CodeSkill
-from skills.qa import AskConfig, AskSkill
+from confab.bot.app import model_resolver
+from confab.bot.config import load_config
+from confab.bot.llm.backend import ModelBackend
+from confab.bot.messages import SentMessage
+from confab.bot.testing import ChatHarness, RecordingAdapter
+from confab.skills.code import CodeConfig, CodeSkill
+from confab.skills.qa import AskConfig, AskSkill
 
 REQUESTS = {
     "fact": ("Who wrote the novel Pride and Prejudice?", "check_facts"),

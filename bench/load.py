@@ -37,7 +37,7 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bot.config import RouterConfig
+from confab.bot.config import RouterConfig
 
 # The load scenario and its checks live with the tests, which run a smaller one.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -3,7 +3,7 @@
 Designs, each measured in its own process on the same weights and dtype:
   naive    one ``model.generate`` after another (the console slice's way)
   manager  transformers' continuous-batching manager (``init_continuous_batching``)
-  engine   Confab's :class:`bot.llm.engine.BatchEngine`
+  engine   Confab's :class:`confab.bot.llm.engine.BatchEngine`
 
 For each concurrency (requests of mixed prompt lengths, greedy, ``--new-tokens``
 each) and arrival pattern (``burst``: all at once; ``staggered``: spread over
@@ -91,9 +91,9 @@ def arrival_offsets(count: int, pattern: str, spread: float) -> list[float]:
 def load(dtype: str, attention: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bot.config import ModelConfig
-    from bot.llm.compute import pick_model
-    from bot.llm.weights import loadable_folder, resolve_model_path
+    from confab.bot.config import ModelConfig
+    from confab.bot.llm.compute import pick_model
+    from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
     cache = ModelConfig().cache_dir
     folder = loadable_folder(resolve_model_path(MODEL_PATH), cache, print)
@@ -195,9 +195,9 @@ def run_manager(model: Any, tokenizer: Any, batch: list[list[int]], offsets: lis
 
 def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
     """Confab's engine, through its request API so token counts are exact."""
-    from bot.config import ModelConfig
-    from bot.llm.backend import GenerationParams
-    from bot.llm.engine import BatchEngine, Finished, Request
+    from confab.bot.config import ModelConfig
+    from confab.bot.llm.backend import GenerationParams
+    from confab.bot.llm.engine import BatchEngine, Finished, Request
 
     limits = ModelConfig()  # the shipped defaults, unless --max-batch-size says otherwise
     engine = BatchEngine(
@@ -250,7 +250,7 @@ def worker(args: argparse.Namespace) -> None:
     # own thread, so its model is loaded on a thread that then ends (an idle
     # OpenMP team of a live thread would slow the manager's).
     if args.worker == "engine":
-        from bot.llm.engine import worker_thread
+        from confab.bot.llm.engine import worker_thread
 
         ENGINE_THREAD = worker_thread()
         model, tokenizer = ENGINE_THREAD.submit(load, args.dtype, args.attention).result()

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bot.app import model_resolver
-from bot.config import build_config_model, load_config
-from bot.plugins import discover_skills
-from bot.quality.cases import GROUPS, SKILL_OF, load_cases
-from bot.quality.runner import CaseResult, run_cases
+from confab.bot.app import model_resolver
+from confab.bot.config import build_config_model, load_config
+from confab.bot.plugins import discover_skills
+from confab.bot.quality.cases import GROUPS, SKILL_OF, load_cases
+from confab.bot.quality.runner import CaseResult, run_cases
 
 
 def main() -> None:

@@ -42,15 +42,15 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.config import KnowledgeConfig
-from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.embedding import DIMENSIONS, Embedder
-from bot.knowledge.labelled import LabelledHistory, LabelledMessage, load, plant
-from bot.knowledge.passage import Where
-from bot.knowledge.vectors import encode
-from storage.conversations import ConversationStore
-from storage.database import Database
-from storage.tables import KnowledgeChunkRow
+from confab.bot.config import KnowledgeConfig
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.knowledge.embedding import DIMENSIONS, Embedder
+from confab.bot.knowledge.labelled import LabelledHistory, LabelledMessage, load, plant
+from confab.bot.knowledge.passage import Where
+from confab.bot.knowledge.vectors import encode
+from confab.storage.conversations import ConversationStore
+from confab.storage.database import Database
+from confab.storage.tables import KnowledgeChunkRow
 
 PG = os.environ.get("CONFAB_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5)

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.config import RouterConfig
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.ping import PingSkill
-from skills.qa import AskSkill
+from confab.bot.config import RouterConfig
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
 
 
 async def sequential(chat: ChatHarness, count: int) -> float:

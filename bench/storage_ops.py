@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from storage.conversations import ConversationKey, _append
-from storage.database import Database
-from storage.sql import utcnow
+from confab.storage.conversations import ConversationKey, _append
+from confab.storage.database import Database
+from confab.storage.sql import utcnow
 
 KEY = ConversationKey("bench", "c")
 

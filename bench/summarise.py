@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.config import ModelConfig
-from bot.llm.transformers_backend import TransformersBackend
-from bot.testing import ChatHarness
-from skills.summarise import SummariseConfig, SummariseSkill
+from confab.bot.config import ModelConfig
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.bot.testing import ChatHarness
+from confab.skills.summarise import SummariseConfig, SummariseSkill
 
 PEOPLE = ("ada", "bob", "cy", "dee")
 TOPICS = ("the release", "the flaky test", "the database migration", "lunch", "the demo")

@@ -1,3 +1,2 @@
-"""Confab: a chat bot service with pluggable skills and a shared language model."""
-
-__version__ = "0.1.0"
+"""Confab's core: config, messages, the router, the skill API, ReplyStream, the models
+(``confab.bot.llm``), the app's lifecycle and the CLI. Internal: plugins import ``confab``."""

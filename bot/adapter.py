@@ -1,8 +1,8 @@
 """What a platform adapter provides: a few primitives and an honest declaration of limits.
 
-Adapters turn platform events into :class:`~bot.messages.Message` objects and
+Adapters turn platform events into :class:`~confab.bot.messages.Message` objects and
 hand them to the router; everything else (streaming, splitting, edit pacing)
-is written once in :mod:`bot.streaming` on top of :meth:`Adapter.send` and
+is written once in :mod:`confab.bot.streaming` on top of :meth:`Adapter.send` and
 :meth:`Adapter.edit`.
 """
 
@@ -17,10 +17,10 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from bot.errors import ConfabError, Unsupported
-from bot.messages import Attachment, Message, SentMessage
-from bot.pacing import WriteWindow
-from bot.skill import SkillInfo
+from confab.bot.errors import ConfabError, Unsupported
+from confab.bot.messages import Attachment, Message, SentMessage
+from confab.bot.pacing import WriteWindow
+from confab.bot.skill import SkillInfo
 
 MessageHandler = Callable[[Message, "Adapter"], Awaitable[None]]
 
@@ -158,16 +158,16 @@ class Adapter(ABC):
         ``reply_to`` is the id of the incoming message being answered, for
         platforms that answer in a particular way (a Discord interaction's
         response, a reply reference); others ignore it. Raises
-        :class:`~bot.errors.CannotPost` where the bot may not post, and
-        :class:`~bot.errors.RateLimited` as :meth:`edit` does.
+        :class:`~confab.bot.errors.CannotPost` where the bot may not post, and
+        :class:`~confab.bot.errors.RateLimited` as :meth:`edit` does.
         """
 
     @abstractmethod
     async def edit(self, sent: SentMessage, text: str) -> None:
         """Replace the text of a message this adapter sent.
 
-        Raises :class:`~bot.errors.RateLimited` when the platform keeps refusing
-        for its rate limit, :class:`~bot.errors.CannotPost` when the channel no
+        Raises :class:`~confab.bot.errors.RateLimited` when the platform keeps refusing
+        for its rate limit, :class:`~confab.bot.errors.CannotPost` when the channel no
         longer takes the bot's messages.
         """
 

@@ -6,28 +6,28 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from bot.adapter import Adapter, AdapterContext
-from bot.channel_log import StoredChannelLog
-from bot.config import Config, check_plugins
-from bot.draining import InFlight
-from bot.errors import ConfabError, ConfigError
-from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
-from bot.llm.backend import ModelBackend
-from bot.llm.packaged import PACKAGED, installed
-from bot.llm.pool import ModelPool, Resolve
-from bot.llm.registry import ModelRegistry
-from bot.llm.weights import Progress
-from bot.plugins import AdapterCatalog, SkillCatalog
-from bot.retention import RetentionJob
-from bot.router import Router
-from bot.scheduler import JobScheduler
-from bot.skillset import SkillSet
-from storage.channels import ChannelSettingsStore
-from storage.conversations import ConversationStore
-from storage.database import Database
-from storage.events import EventLog
-from storage.served_models import ServedModels
+from confab.bot.adapter import Adapter, AdapterContext
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.config import Config, check_plugins
+from confab.bot.draining import InFlight
+from confab.bot.errors import ConfabError, ConfigError
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
+from confab.bot.llm.backend import ModelBackend
+from confab.bot.llm.packaged import PACKAGED, installed
+from confab.bot.llm.pool import ModelPool, Resolve
+from confab.bot.llm.registry import ModelRegistry
+from confab.bot.llm.weights import Progress
+from confab.bot.plugins import AdapterCatalog, SkillCatalog
+from confab.bot.retention import RetentionJob
+from confab.bot.router import Router
+from confab.bot.scheduler import JobScheduler
+from confab.bot.skillset import SkillSet
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.conversations import ConversationStore
+from confab.storage.database import Database
+from confab.storage.events import EventLog
+from confab.storage.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,10 @@ AdapterFactory = Callable[[AdapterContext], Adapter]
 def build_backend(config: Config, progress: Progress | None = None) -> ModelBackend:
     """The model backend named by ``model.backend``."""
     if config.model.backend == "openai":
-        from bot.llm.openai_backend import OpenAIBackend
+        from confab.bot.llm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(config.model)
-    from bot.llm.transformers_backend import TransformersBackend
+    from confab.bot.llm.transformers_backend import TransformersBackend
 
     return TransformersBackend(config.model, progress)
 
@@ -57,7 +57,7 @@ def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
         settings = config.model.model_copy(
             update={"backend": "transformers", "path": str(entry.path)}
         )
-        from bot.llm.transformers_backend import TransformersBackend
+        from confab.bot.llm.transformers_backend import TransformersBackend
 
         return entry.key, lambda: TransformersBackend(settings, progress)
 
@@ -79,7 +79,7 @@ class App:
     A stop (:meth:`request_stop`, a SIGTERM or Ctrl-C in ``confab run``) drains
     first: answers under way get ``shutdown_grace_s`` to finish and are then cut
     short with a notice, new messages are asked to come back (see
-    :mod:`bot.draining`); only then are the adapters, the model and the database
+    :mod:`confab.bot.draining`); only then are the adapters, the model and the database
     closed.
     """
 

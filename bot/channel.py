@@ -6,16 +6,17 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from bot.adapter import Adapter
-from bot.errors import NotAllowed, SkillError, Unsupported
-from bot.messages import Message, parse_command
-from storage.channels import ChannelSettings, ChannelSettingsStore
+from confab.bot.adapter import Adapter
+from confab.bot.errors import NotAllowed, SkillError, Unsupported
+from confab.bot.messages import Message, parse_command
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.records import ChannelSettings
 
 log = logging.getLogger(__name__)
 
 
 class AdapterHistory:
-    """Implements :class:`bot.skill.ChannelHistory` through the adapter's history primitive."""
+    """Implements :class:`confab.bot.skill.ChannelHistory` on the adapter's history primitive."""
 
     def __init__(
         self,
@@ -50,7 +51,7 @@ class AdapterHistory:
 
 
 class StoredChannelControls:
-    """Implements :class:`bot.skill.ChannelControls` over the channel settings store."""
+    """Implements :class:`confab.bot.skill.ChannelControls` over the channel settings store."""
 
     def __init__(self, store: ChannelSettingsStore, message: Message, *, admin: bool) -> None:
         self._store = store

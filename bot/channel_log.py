@@ -1,4 +1,4 @@
-"""Stored channel messages as :class:`~bot.messages.Message` objects.
+"""Stored channel messages as :class:`~confab.bot.messages.Message` objects.
 
 The console has no platform history, so its history (and later summaries)
 come from what the router stored.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.messages import Author, Message, args_after_command
-from storage.conversations import ConversationKey, ConversationStore
+from confab.bot.messages import Author, Message, args_after_command
+from confab.storage.conversations import ConversationKey, ConversationStore
 
 
 class StoredChannelLog:
-    """Implements :class:`bot.adapter.ChannelLog` over the conversation store."""
+    """Implements :class:`confab.bot.adapter.ChannelLog` over the conversation store."""
 
     def __init__(self, store: ConversationStore) -> None:
         self._store = store

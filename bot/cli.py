@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.adapter import Adapter, AdapterContext, EmptyChannelLog
-from bot.config import Config, build_config_model, check_plugins, load_config
-from bot.errors import ConfabError
-from bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
-from bot.lab_commands import LAB_COMMANDS, add_lab_commands, run_lab_command
-from bot.logs import configure_logging, status
-from bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
-from bot.redaction import SecretRedactor, configured_secrets, redact_logging
-from bot.skill import SkillInfo
-from storage.errors import StorageError
+from confab.bot.adapter import Adapter, AdapterContext, EmptyChannelLog
+from confab.bot.config import Config, build_config_model, check_plugins, load_config
+from confab.bot.errors import ConfabError
+from confab.bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
+from confab.bot.lab_commands import LAB_COMMANDS, add_lab_commands, run_lab_command
+from confab.bot.logs import configure_logging, status
+from confab.bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
+from confab.bot.redaction import SecretRedactor, configured_secrets, redact_logging
+from confab.bot.skill import SkillInfo
+from confab.storage.errors import StorageError
 
 log = logging.getLogger("confab")
 
@@ -134,8 +134,8 @@ async def _run(
     enabled: list[str] | None,
     terminal: Any,
 ) -> int:
-    from bot.app import App
-    from bot.llm.weights import conversion_folder, is_converted, resolve_model_path
+    from confab.bot.app import App
+    from confab.bot.llm.weights import conversion_folder, is_converted, resolve_model_path
 
     app = App(config, skills=skills, adapters=adapters, enabled=enabled)
     loop = asyncio.get_running_loop()
@@ -160,8 +160,8 @@ async def _run(
 
 
 async def _db(config: Config, action: str, revision: str | None) -> int:
-    from storage import migrate
-    from storage.database import Database, masked_url
+    from confab.storage import migrate
+    from confab.storage.database import Database, masked_url
 
     database = Database(config.bot.database_url)
     try:
@@ -177,8 +177,8 @@ async def _db(config: Config, action: str, revision: str | None) -> int:
 
 
 async def _db_export(config: Config, platform: str, user: str) -> dict[str, Any]:
-    from storage.database import Database
-    from storage.export import export_user
+    from confab.storage.database import Database
+    from confab.storage.export import export_user
 
     database = Database(config.bot.database_url)
     try:
@@ -211,7 +211,7 @@ def _write_export(data: dict[str, Any], out: str | None) -> int:
 
 def render_config(config: Config) -> str:
     """The effective settings as TOML, secrets masked, env-named secrets marked set or unset."""
-    from storage.database import masked_url
+    from confab.storage.database import masked_url
 
     data = config.model_dump(mode="json")
     data["bot"]["database_url"] = masked_url(config.bot.database_url)

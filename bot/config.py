@@ -32,8 +32,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from bot.errors import ConfigError
-from bot.llm.backend import GenerationParams
+from confab.bot.errors import ConfigError
+from confab.bot.llm.backend import GenerationParams
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.adapter import Adapter, MessageHandler
-from bot.messages import Attachment, Message, SentMessage
-from bot.pacing import WriteWindow
-from bot.streaming import ReplyStream
-from bot.textsplit import open_fence
+from confab.bot.adapter import Adapter, MessageHandler
+from confab.bot.messages import Attachment, Message, SentMessage
+from confab.bot.pacing import WriteWindow
+from confab.bot.streaming import ReplyStream
+from confab.bot.textsplit import open_fence
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``confab data …`` and ``confab model …``: the model lab's commands.
 
 Preparing a dataset, fine-tuning a LoRA adapter on it, and scoring models; the
-work itself is in :mod:`bot.llm` (``dataset``, ``finetune``, ``evaluate``).
+work itself is in :mod:`confab.bot.llm` (``dataset``, ``finetune``, ``evaluate``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.config import Config
-from bot.errors import ConfabError
-from bot.llm.registry import ModelRegistry, RegistryError
-from bot.logs import status
-from bot.model_commands import add_registry_commands, find_model, run_registry_command
+from confab.bot.config import Config
+from confab.bot.errors import ConfabError
+from confab.bot.llm.registry import ModelRegistry, RegistryError
+from confab.bot.logs import status
+from confab.bot.model_commands import add_registry_commands, find_model, run_registry_command
 
 if TYPE_CHECKING:
-    from bot.llm.dataset import Chat
+    from confab.bot.llm.dataset import Chat
 
 log = logging.getLogger("confab")
 T = TypeVar("T")
@@ -160,9 +160,9 @@ def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> 
 
 
 async def _data_export(config: Config, out: Path, skills: list[str] | None) -> int:
-    from bot.llm.training_export import chats_of, write_chats
-    from storage.database import Database
-    from storage.training import display_names, opted_in_exchanges
+    from confab.bot.llm.training_export import chats_of, write_chats
+    from confab.storage.database import Database
+    from confab.storage.training import display_names, opted_in_exchanges
 
     database = Database(config.bot.database_url)
     try:
@@ -189,7 +189,13 @@ async def _data_export(config: Config, out: Path, skills: list[str] | None) -> i
 
 
 def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from bot.llm.dataset import listing, prepare, read_dataset, reject_invalid, write_prepared
+    from confab.bot.llm.dataset import (
+        listing,
+        prepare,
+        read_dataset,
+        reject_invalid,
+        write_prepared,
+    )
 
     source = Path(args.file)
     parsed = read_dataset(source)
@@ -218,9 +224,9 @@ def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> in
 def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., int], int]:
     """Counts a whole conversation in the configured model's chat format, and the
     context window those counts must fit."""
-    from bot.llm.adapter_folder import adapter_base, base_source, is_adapter
-    from bot.llm.backend import ChatMessage
-    from bot.llm.weights import load_tokenizer, resolve_model_path
+    from confab.bot.llm.adapter_folder import adapter_base, base_source, is_adapter
+    from confab.bot.llm.backend import ChatMessage
+    from confab.bot.llm.weights import load_tokenizer, resolve_model_path
 
     configured = Path(config.model.path).expanduser()
     if config.model.path and is_adapter(configured):  # a fine-tuned model: its base's tokenizer
@@ -238,10 +244,10 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
 
 
 def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from bot.llm.adapter_folder import load_model
-    from bot.llm.eval_store import record
-    from bot.llm.evaluate import EvaluationError, compare, evaluate, read_chats
-    from bot.llm.finetune import FinetuneError
+    from confab.bot.llm.adapter_folder import load_model
+    from confab.bot.llm.eval_store import record
+    from confab.bot.llm.evaluate import EvaluationError, compare, evaluate, read_chats
+    from confab.bot.llm.finetune import FinetuneError
 
     registry = ModelRegistry.from_config(config)
     data = Path(args.data)
@@ -299,9 +305,9 @@ NO_DOCUMENTS = (
 async def _with_passages(config: Config, chats: Sequence[Chat], terminal: Any) -> list[Chat]:
     """Each conversation with its last question asked as `ask` asks it: after the
     passages of the knowledge base's documents that match it well enough."""
-    from bot.knowledge.base import KnowledgeBase
-    from bot.llm.passage_prompt import with_passages
-    from storage.database import Database
+    from confab.bot.knowledge.base import KnowledgeBase
+    from confab.bot.llm.passage_prompt import with_passages
+    from confab.storage.database import Database
 
     database = Database(config.bot.database_url)
     base = KnowledgeBase(database, config.knowledge)
@@ -330,8 +336,8 @@ async def _with_passages(config: Config, chats: Sequence[Chat], terminal: Any) -
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from bot.finetune_display import progress_display
-    from bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
+    from confab.bot.finetune_display import progress_display
+    from confab.bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
 
     registry = ModelRegistry.from_config(config)
     base = find_model(registry, args.base)

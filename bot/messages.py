@@ -69,7 +69,7 @@ class Attachment:
 
     ``size`` is the size the platform declares, in bytes; ``url`` is where the
     platform serves it (it may need the bot's credentials, or may expire): read the
-    bytes through :meth:`bot.adapter.Adapter.download`, never by fetching ``url``.
+    bytes through :meth:`confab.bot.adapter.Adapter.download`, never by fetching ``url``.
     ``id`` is the platform's id of the file and ``content_type`` its MIME type,
     each ``""`` when the platform gave none.
     """

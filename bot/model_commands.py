@@ -1,9 +1,9 @@
 """``confab model list | show NAME | use NAME [--channel C]``: the model registry
 on the command line, and which model answers where.
 
-``use`` stores the choice in the database (``storage.served_models``); a running
+``use`` stores the choice in the database (``confab.storage.served_models``); a running
 bot picks it up within seconds and loads the model at the first message that
-needs it (see :mod:`bot.llm.pool`).
+needs it (see :mod:`confab.bot.llm.pool`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.config import Config
-from bot.errors import ConfabError
-from bot.llm.model_facts import ModelFacts, model_facts
-from bot.llm.packaged import PACKAGED
-from bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
-from storage.database import Database
-from storage.served_models import ServedModels
+from confab.bot.config import Config
+from confab.bot.errors import ConfabError
+from confab.bot.llm.model_facts import ModelFacts, model_facts
+from confab.bot.llm.packaged import PACKAGED
+from confab.bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
+from confab.storage.database import Database
+from confab.storage.served_models import ServedModels
 
 KIND_NAMES = {
     "bundled": "bundled GGUF",

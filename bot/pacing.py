@@ -3,8 +3,8 @@
 A platform's rate limits count writes per channel (Discord) or per workspace
 (Slack's ``chat.update``), not per answer: six answers streaming into one
 channel, each keeping its own edit interval, still break the channel's limit.
-An adapter hands :class:`~bot.streaming.ReplyStream` the :class:`WriteWindow`
-that a write counts against (:meth:`bot.adapter.Adapter.write_window`); the
+An adapter hands :class:`~confab.bot.streaming.ReplyStream` the :class:`WriteWindow`
+that a write counts against (:meth:`confab.bot.adapter.Adapter.write_window`); the
 stream skips an edit in the middle of an answer while the window is full (the
 next edit shows the text anyway) and waits its turn for the writes that must
 happen: a new message, and the last edit of a message.

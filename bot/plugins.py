@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from bot.adapter import Adapter
-from bot.skill import Skill
+from confab.bot.adapter import Adapter
+from confab.bot.skill import Skill
 
 log = logging.getLogger(__name__)
 

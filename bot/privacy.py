@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from bot.errors import NotAllowed
-from bot.messages import Message
-from storage.conversations import ConversationStore, Forgotten
+from confab.bot.errors import NotAllowed
+from confab.bot.messages import Message
+from confab.storage.conversations import ConversationStore
+from confab.storage.records import Forgotten
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def is_admin(admins: Sequence[str], message: Message) -> bool:
 
 
 class StoredPrivacy:
-    """Implements :class:`bot.skill.Privacy` for one message over the conversation store."""
+    """Implements :class:`confab.bot.skill.Privacy` for one message over the conversation store."""
 
     def __init__(self, store: ConversationStore, message: Message, *, admin: bool) -> None:
         self._store = store

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from storage.conversations import ConversationStore
-from storage.events import EventLog
+from confab.storage.conversations import ConversationStore
+from confab.storage.events import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -15,24 +15,24 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.adapter import Adapter
-from bot.channel import AdapterHistory, StoredChannelControls
-from bot.config import RouterConfig
-from bot.errors import CannotPost, ConfabError
-from bot.knowledge.access import ChannelKnowledge
-from bot.knowledge.base import KnowledgeBase
-from bot.limits import ChannelSlots, UserRateLimit
-from bot.llm.backend import ChatMessage, ModelBackend
-from bot.messages import Message, args_after_command, parse_command
-from bot.privacy import StoredPrivacy, is_admin
-from bot.scheduler import JobScheduler
-from bot.scheduling import ChannelSchedule
-from bot.skill import ConversationMemory, NoKnowledge, Skill, SkillContext
-from bot.skillset import SkillSet
-from bot.streaming import ReplyStream
-from storage.channels import ChannelSettingsStore
-from storage.conversations import ConversationKey, ConversationStore, StoredTurn
-from storage.errors import AlreadyProcessed, StorageUnavailable
+from confab.bot.adapter import Adapter
+from confab.bot.channel import AdapterHistory, StoredChannelControls
+from confab.bot.config import RouterConfig
+from confab.bot.errors import CannotPost, ConfabError
+from confab.bot.knowledge.access import ChannelKnowledge
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.limits import ChannelSlots, UserRateLimit
+from confab.bot.llm.backend import ChatMessage, ModelBackend
+from confab.bot.messages import Message, args_after_command, parse_command
+from confab.bot.privacy import StoredPrivacy, is_admin
+from confab.bot.scheduler import JobScheduler
+from confab.bot.scheduling import ChannelSchedule
+from confab.bot.skill import ConversationMemory, NoKnowledge, Skill, SkillContext
+from confab.bot.skillset import SkillSet
+from confab.bot.streaming import ReplyStream
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn
+from confab.storage.errors import AlreadyProcessed, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

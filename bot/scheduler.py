@@ -28,13 +28,13 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine, create_engine
 
-from bot.adapter import Adapter
-from bot.config import SchedulerConfig
-from bot.jobs import JobSpec, ScheduledJob
-from bot.messages import Author, Message
-from bot.streaming import ReplyStream
-from storage.database import SQLITE_BUSY_TIMEOUT_MS, expand_url
-from storage.events import EventLog
+from confab.bot.adapter import Adapter
+from confab.bot.config import SchedulerConfig
+from confab.bot.jobs import JobSpec, ScheduledJob
+from confab.bot.messages import Author, Message
+from confab.bot.streaming import ReplyStream
+from confab.storage.database import SQLITE_BUSY_TIMEOUT_MS, expand_url
+from confab.storage.events import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.errors import ConfabError
+from confab.bot.errors import ConfabError
 
 RECURRING_FORMS = (
     'a quoted crontab such as "0 9 * * 1-5", "daily 09:00", "weekly mon 09:00" '

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bot.errors import NotAllowed, SkillError
-from bot.jobs import JobSpec, ScheduledJob
-from bot.messages import Message
-from bot.scheduler import JobScheduler
-from bot.schedules import parse_once, parse_recurring, zone_named
-from storage.channels import ChannelSettingsStore
+from confab.bot.errors import NotAllowed, SkillError
+from confab.bot.jobs import JobSpec, ScheduledJob
+from confab.bot.messages import Message
+from confab.bot.scheduler import JobScheduler
+from confab.bot.schedules import parse_once, parse_recurring, zone_named
+from confab.storage.channels import ChannelSettingsStore
 
 NO_SCHEDULER = "Scheduled jobs are not available here."
 
 
 class ChannelSchedule:
-    """Implements :class:`bot.skill.Schedule` for one message's channel.
+    """Implements :class:`confab.bot.skill.Schedule` for one message's channel.
 
     Adding and removing write APScheduler's synchronous job store, so they run on a
     worker thread: on the event loop they would wait for the SQLite lock held by one

@@ -29,16 +29,14 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.jobs import ScheduledJob
-from bot.knowledge.agreement import agrees_with_any, telling_words
-from bot.knowledge.passage import Passage, Quote
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.llm.context import label_speakers
-from bot.messages import NAME_PATTERN, Message
-from bot.prompts import PromptTemplates
-from storage.channels import ChannelSettings
-from storage.conversations import Forgotten
-from storage.knowledge import StoredDocument
+from confab.bot.jobs import ScheduledJob
+from confab.bot.knowledge.agreement import agrees_with_any, telling_words
+from confab.bot.knowledge.passage import Passage, Quote
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.context import label_speakers
+from confab.bot.messages import NAME_PATTERN, Message
+from confab.bot.prompts import PromptTemplates
+from confab.storage.records import ChannelSettings, Forgotten, StoredDocument
 
 __all__ = [
     "ChannelControls",
@@ -208,14 +206,14 @@ class ChannelHistory(Protocol):
         """The newest ``limit`` messages (since ``since`` if given), oldest first.
 
         Messages that ran a command (``!ask ...``) have ``command`` set; the
-        bot's own have ``from_self``. Raises :class:`bot.errors.Unsupported`
+        bot's own have ``from_self``. Raises :class:`confab.bot.errors.Unsupported`
         where the platform keeps no history.
         """
         ...
 
 
 class Schedule(Protocol):
-    """Scheduled jobs of the current channel. Errors are :class:`bot.errors.ConfabError`
+    """Scheduled jobs of the current channel. Errors are :class:`confab.bot.errors.ConfabError`
     with a sentence for the user (a bad schedule lists the forms that work)."""
 
     async def add(self, text: str) -> ScheduledJob:
@@ -249,22 +247,22 @@ class ChannelControls(Protocol):
     async def set_timezone(self, name: str | None) -> ChannelSettings:
         """Set the channel's timezone (an IANA name); None restores ``bot.timezone``.
 
-        Raises :class:`bot.errors.NotAllowed` unless the author is an admin, and
-        :class:`bot.errors.SkillError` for a name that is not a timezone.
+        Raises :class:`confab.bot.errors.NotAllowed` unless the author is an admin, and
+        :class:`confab.bot.errors.SkillError` for a name that is not a timezone.
         """
         ...
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
         """Set the channel's own system prompt (``ask`` answers with it); None clears it.
 
-        Raises :class:`bot.errors.NotAllowed` unless the author is an admin.
+        Raises :class:`confab.bot.errors.NotAllowed` unless the author is an admin.
         """
         ...
 
     async def set_training_optin(self, optin: bool) -> ChannelSettings:
         """Let this channel's conversations be exported for fine-tuning, or stop it.
 
-        Raises :class:`bot.errors.NotAllowed` unless the author is an admin.
+        Raises :class:`confab.bot.errors.NotAllowed` unless the author is an admin.
         """
         ...
 
@@ -273,7 +271,7 @@ class Privacy(Protocol):
     """What the author of the message being answered may have the bot forget.
 
     Each call deletes at once and says how much went. ``forget_channel``
-    raises :class:`bot.errors.NotAllowed` unless the author is an admin
+    raises :class:`confab.bot.errors.NotAllowed` unless the author is an admin
     (``router.admins``), whichever skill calls it.
     """
 
@@ -318,7 +316,7 @@ class Knowledge(Protocol):
     async def add_attachment(self, *, everywhere: bool = False) -> list[str]:
         """Add the files attached to this message (admins only), for this channel or
         everywhere; one line per file saying what happened. Raises
-        :class:`bot.errors.NotAllowed` for others."""
+        :class:`confab.bot.errors.NotAllowed` for others."""
         ...
 
     async def documents(self) -> list[StoredDocument]:
@@ -348,7 +346,7 @@ class NoKnowledge:
         return passage.heading
 
     async def add_attachment(self, *, everywhere: bool = False) -> list[str]:
-        from bot.errors import SkillError
+        from confab.bot.errors import SkillError
 
         raise SkillError("The knowledge base is switched off here.")
 

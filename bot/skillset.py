@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from bot.skill import Skill, SkillInfo
+from confab.bot.skill import Skill, SkillInfo
 
 log = logging.getLogger(__name__)
 

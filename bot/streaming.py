@@ -4,12 +4,12 @@ Written once for every adapter: the first message goes out as soon as there is
 text, later text arrives by edits no faster than the adapter's
 ``min_edit_interval_s``, and text past ``max_message_chars`` continues in a new
 message, cut at a paragraph or line end with code fences closed and reopened.
-Text goes out (and into ``received``) as :func:`~bot.messages.clean_text` makes
+Text goes out (and into ``received``) as :func:`~confab.bot.messages.clean_text` makes
 it: a model can write a NUL character, which no platform or database takes.
 A piece of the text that is only whitespace is never sent on its own.
 
 Every answer on a platform shares that platform's rate limits: a write counts
-against the adapter's :meth:`~bot.adapter.Adapter.write_window` for its place.
+against the adapter's :meth:`~confab.bot.adapter.Adapter.write_window` for its place.
 An edit in the middle of an answer is skipped while that window is full or the
 platform asked to wait (``RateLimited``), since the next edit shows the same text;
 a new message and the last edit of a message wait their turn. When the last edit
@@ -26,10 +26,10 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TypeVar
 
-from bot.adapter import Adapter
-from bot.errors import CannotPost, MessageTooLong, RateLimited
-from bot.messages import SentMessage, clean_text
-from bot.textsplit import open_fence, split_message
+from confab.bot.adapter import Adapter
+from confab.bot.errors import CannotPost, MessageTooLong, RateLimited
+from confab.bot.messages import SentMessage, clean_text
+from confab.bot.textsplit import open_fence, split_message
 
 log = logging.getLogger(__name__)
 

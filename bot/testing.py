@@ -2,7 +2,7 @@
 
 A skill's test in five lines::
 
-    from bot.testing import ChatHarness, ScriptedBackend
+    from confab.bot.testing import ChatHarness, ScriptedBackend
 
     async def test_echo(tmp_path):
         async with ChatHarness([Echo], tmp_path, model=ScriptedBackend()) as chat:
@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.adapter import (
+from confab.bot.adapter import (
     Adapter,
     AdapterContext,
     AttachmentTooLarge,
@@ -38,21 +38,21 @@ from bot.adapter import (
     MessageHandler,
     check_declared_size,
 )
-from bot.config import KnowledgeConfig, RouterConfig, SchedulerConfig
-from bot.errors import MessageTooLong, ModelError, Unsupported
-from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.embedding import Embedder
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.llm.context import fit_messages
-from bot.messages import Attachment, Author, Message, SentMessage
-from bot.router import Router
-from bot.scheduler import JobScheduler
-from bot.skill import Skill
-from bot.skillset import SkillSet
-from storage.channels import ChannelSettingsStore
-from storage.conversations import ConversationStore
-from storage.database import Database
-from storage.events import EventLog
+from confab.bot.config import KnowledgeConfig, RouterConfig, SchedulerConfig
+from confab.bot.errors import MessageTooLong, ModelError, Unsupported
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.context import fit_messages
+from confab.bot.messages import Attachment, Author, Message, SentMessage
+from confab.bot.router import Router
+from confab.bot.scheduler import JobScheduler
+from confab.bot.skill import Skill
+from confab.bot.skillset import SkillSet
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.conversations import ConversationStore
+from confab.storage.database import Database
+from confab.storage.events import EventLog
 
 Script = Callable[[Sequence[ChatMessage]], str]
 

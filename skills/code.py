@@ -3,7 +3,7 @@
 ``explain`` and ``review`` stream the model's answer. ``fix`` and ``write``
 answer with code, so the whole answer is generated first, its code fences
 tagged with the language. Python is checked before anything is shown: several
-candidates are run against tests in a sandbox (:mod:`skills.code_checks`) and
+candidates are run against tests in a sandbox (:mod:`confab.skills.code_checks`) and
 the first that passes is shown; with ``run_checks = false``, or when no
 candidate parses, it is checked with :func:`ast.parse` only (asking the model
 once more with the error).
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from bot.checks.sandbox import SandboxLimits
-from bot.skill import (
+from confab.bot.checks.sandbox import SandboxLimits
+from confab.bot.skill import (
     ChatMessage,
     GenerationParams,
     GenerationSettings,
@@ -30,7 +30,7 @@ from bot.skill import (
     Skill,
     SkillContext,
 )
-from skills.code_checks import (
+from confab.skills.code_checks import (
     best_candidate,
     generate,
     given_tests,

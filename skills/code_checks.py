@@ -20,8 +20,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bot.checks.sandbox import CheckReport, SandboxLimits, run_checks
-from bot.skill import ChatMessage, GenerationParams, ModelBackend, PromptTemplates
+from confab.bot.checks.sandbox import CheckReport, SandboxLimits, run_checks
+from confab.bot.skill import ChatMessage, GenerationParams, ModelBackend, PromptTemplates
 
 log = logging.getLogger(__name__)
 

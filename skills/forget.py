@@ -7,7 +7,7 @@ history, its threads included, and only an admin (``router.admins``) may ask.
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 
 def _messages(number: int) -> str:

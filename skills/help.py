@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext, SkillInfo
+from confab.bot.skill import Skill, SkillContext, SkillInfo
 
 
 def _usage_line(prefix: str, info: SkillInfo) -> str:

@@ -3,7 +3,7 @@ a file attached to the message (``kb add``, ``kb add everywhere``) and remove on
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 USAGE = (
     "`{p}kb` lists the documents I answer from here; admins: `{p}kb add` with a file "

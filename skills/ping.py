@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 
 class PingSkill(Skill):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bot.checks.arithmetic import calculation
-from bot.checks.consistency import ConsistencySettings, checked_stream, worth_checking
-from bot.checks.units import conversion
-from bot.skill import (
+from confab.bot.checks.arithmetic import calculation
+from confab.bot.checks.consistency import ConsistencySettings, checked_stream, worth_checking
+from confab.bot.checks.units import conversion
+from confab.bot.skill import (
     ChatMessage,
     GenerationSettings,
     Passage,
@@ -19,7 +19,7 @@ from bot.skill import (
     SkillContext,
     label_speakers,
 )
-from skills.qa_notes import TEMPLATES, answered_from_notes, with_passages
+from confab.skills.qa_notes import TEMPLATES, answered_from_notes, with_passages
 
 MAX_PROMPT_CHARS = 2000
 

@@ -3,7 +3,7 @@ and the answer ends with its sources.
 
 A small model often answers past the notes it is shown. So the answer is
 checked before it is shown against each note's line that best answers the
-question (:mod:`bot.knowledge.agreement`); an answer that agrees with none is
+question (:mod:`confab.bot.knowledge.agreement`); an answer that agrees with none is
 replaced by the closest of those lines, quoted with who said it and when: the
 bot then says what the record says instead of guessing. The answer
 is held until it is complete (answers from notes are short).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from bot.skill import (
+from confab.bot.skill import (
     ChatMessage,
     GenerationParams,
     Passage,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.skill import ScheduledJob, Skill, SkillContext
+from confab.bot.skill import ScheduledJob, Skill, SkillContext
 
 
 def _when(job: ScheduledJob, zone: ZoneInfo) -> str:

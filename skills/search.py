@@ -3,7 +3,7 @@ with their sources, straight from the knowledge base (no model)."""
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 MAX_QUERY_CHARS = 500
 QUOTE_CHARS = 240

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from bot.errors import SkillError
-from bot.skill import (
+from confab.bot.errors import SkillError
+from confab.bot.skill import (
     ChatMessage,
     GenerationParams,
     GenerationSettings,
@@ -29,7 +29,7 @@ from bot.skill import (
     Skill,
     SkillContext,
 )
-from skills.summary_facts import KeyFact, key_facts, missing_facts
+from confab.skills.summary_facts import KeyFact, key_facts, missing_facts
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ reads only the channels where an admin said ``!train optin``.
 
 from __future__ import annotations
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 
 class TrainSkill(Skill):

@@ -16,7 +16,7 @@ from typing import Literal, cast
 
 from pydantic import Field
 
-from bot.skill import (
+from confab.bot.skill import (
     ChatMessage,
     GenerationParams,
     GenerationSettings,

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Select, select
 
-from storage.database import Database
-from storage.sql import upsert, utcnow
-from storage.tables import ChannelSettingsRow
+from confab.storage.database import Database
+from confab.storage.records import ChannelSettings
+from confab.storage.sql import upsert, utcnow
+from confab.storage.tables import ChannelSettingsRow
 
 
 class _Keep(Enum):
@@ -26,18 +26,6 @@ KEEP = _Keep.KEEP
 
 FRESH_S = 5.0  # how long settings read are trusted without reading again
 KEEP_AT_MOST = 10_000  # channels whose settings are kept
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSettings:
-    """A channel's overrides; ``None`` means the default (every skill, the skill's own
-    prompt, UTC)."""
-
-    system_prompt: str | None = None
-    enabled_skills: tuple[str, ...] | None = None
-    timezone: str | None = None
-    training_optin: bool = False  # its conversations may be exported for fine-tuning
-    model: str | None = None  # the registry name or path of the model that answers here
 
 
 def _settings(row: ChannelSettingsRow | None) -> ChannelSettings:

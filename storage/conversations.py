@@ -34,14 +34,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
-from storage.database import Database
-from storage.errors import AlreadyProcessed
-from storage.events import event_mark, event_values
-from storage.journal import RETRYING, Facts
-from storage.knowledge import drop_chunks_of_turns
-from storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
-from storage.tables import ConversationRow, TurnRow
-from storage.users import user_upsert, user_values
+from confab.storage.database import Database
+from confab.storage.errors import AlreadyProcessed
+from confab.storage.events import event_mark, event_values
+from confab.storage.journal import RETRYING, Facts
+from confab.storage.knowledge import drop_chunks_of_turns
+from confab.storage.records import Forgotten
+from confab.storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
+from confab.storage.tables import ConversationRow, TurnRow
+from confab.storage.users import user_upsert, user_values
 
 RETENTION_BATCH = 1000  # rows per transaction, so a large clean-up never holds the lock long
 
@@ -72,14 +73,6 @@ class StoredTurn:
     platform_message_id: str | None = None
     reply_to_id: int | None = None
     reply_to_author_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Forgotten:
-    """What a deletion removed: people's turns, and the bot's replies."""
-
-    messages: int
-    replies: int
 
 
 def stored_turn(row: Any) -> StoredTurn:
@@ -320,7 +313,7 @@ def _conversation_upsert(dialect: str) -> Executable:
     return upsert_for(dialect, ConversationRow.__table__).on_conflict_do_nothing()
 
 
-# -- on the journal's thread (see storage.journal) --------------------------------
+# -- on the journal's thread (see confab.storage.journal) --------------------------------
 
 
 def _conversation(connection: Connection, facts: Facts, key: ConversationKey) -> int:

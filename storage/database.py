@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.errors import StorageError, StorageUnavailable
-from storage.journal import Journal, is_transient
+from confab.storage.errors import StorageError, StorageUnavailable
+from confab.storage.journal import Journal, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Database:
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
-        from storage.migrate import upgrade
+        from confab.storage.migrate import upgrade
 
         await upgrade(self.engine)
 

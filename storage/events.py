@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import CursorResult, Executable, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.database import Database
-from storage.sql import dialect_of, in_utc, upsert_for, utcnow
-from storage.tables import ProcessedEventRow
+from confab.storage.database import Database
+from confab.storage.sql import dialect_of, in_utc, upsert_for, utcnow
+from confab.storage.tables import ProcessedEventRow
 
 
 async def mark_event(session: AsyncSession, platform: str, event_id: str) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from storage import migrate
-from storage.conversations import ConversationStore
-from storage.database import Database
-from storage.skill_state import SkillStateStore, user_scope
-from storage.users import UserStore
+from confab.storage import migrate
+from confab.storage.conversations import ConversationStore
+from confab.storage.database import Database
+from confab.storage.skill_state import SkillStateStore, user_scope
+from confab.storage.users import UserStore
 
 FORMAT = "confab-user-export/1"
 

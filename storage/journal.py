@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import create_engine, exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from storage.errors import StorageUnavailable
+from confab.storage.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.database import Database
-from storage.sql import aware, utcnow
-from storage.tables import ConversationRow, KnowledgeChunkRow, KnowledgeDocumentRow, TurnRow
+from confab.storage.database import Database
+from confab.storage.records import StoredDocument
+from confab.storage.sql import aware, utcnow
+from confab.storage.tables import ConversationRow, KnowledgeChunkRow, KnowledgeDocumentRow, TurnRow
 
 # SQLite's FTS5 table (migration 0007), outside the models.
 FTS = table("knowledge_fts", column("rowid", Integer))
@@ -110,21 +111,6 @@ class StoredChunk:
     started_at: datetime
     ended_at: datetime
     embedding: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDocument:
-    id: int
-    source: str
-    name: str
-    kind: str
-    title: str
-    sha256: str
-    size: int
-    channels: tuple[str, ...] | None
-    added_by: str
-    added_at: datetime
-    chunks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

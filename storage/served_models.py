@@ -1,5 +1,5 @@
 """Which model answers where: a default for every channel and per-channel overrides
-(a channel without one follows the default: :class:`bot.llm.pool.ModelPool` applies that).
+(a channel without one follows the default: :class:`confab.bot.llm.pool.ModelPool` applies that).
 
 Both hold a model's registry name (or a path) as ``confab model use`` wrote it;
 nothing set means the model of the config file. The router asks for every
@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 from sqlalchemy import delete, select
 
-from storage.channels import ChannelSettingsStore, model_overrides
-from storage.database import Database
-from storage.sql import upsert, utcnow
-from storage.tables import BotSettingRow
+from confab.storage.channels import ChannelSettingsStore, model_overrides
+from confab.storage.database import Database
+from confab.storage.sql import upsert, utcnow
+from confab.storage.tables import BotSettingRow
 
 DEFAULT_MODEL = "default_model"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import CursorResult, delete, select
 
-from storage.database import Database
-from storage.sql import JSONValue, upsert, utcnow
-from storage.tables import SkillStateRow
+from confab.storage.database import Database
+from confab.storage.sql import JSONValue, upsert, utcnow
+from confab.storage.tables import SkillStateRow
 
 GLOBAL_SCOPE = "global"
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from storage.channels import opted_in_channels
-from storage.conversations import ConversationKey, StoredTurn, stored_turn
-from storage.database import Database
-from storage.tables import ConversationRow, TurnRow, UserRow
+from confab.storage.channels import opted_in_channels
+from confab.storage.conversations import ConversationKey, StoredTurn, stored_turn
+from confab.storage.database import Database
+from confab.storage.tables import ConversationRow, TurnRow, UserRow
 
 
 @dataclass(frozen=True, slots=True)

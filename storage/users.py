@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Executable, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.database import Database
-from storage.sql import JSONValue, aware, dialect_of, upsert, upsert_for, utcnow
-from storage.tables import UserRow
+from confab.storage.database import Database
+from confab.storage.sql import JSONValue, aware, dialect_of, upsert, upsert_for, utcnow
+from confab.storage.tables import UserRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 import torch
 
-from bot.config import ModelConfig
-from bot.knowledge.embedding import Embedder
-from bot.llm.packaged import QWEN_CODER_05, QWEN_CODER_15, PackagedModel, installed
-from bot.llm.transformers_backend import TransformersBackend
+from confab.bot.config import ModelConfig
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.packaged import QWEN_CODER_05, QWEN_CODER_15, PackagedModel, installed
+from confab.bot.llm.transformers_backend import TransformersBackend
 
 
 @pytest.fixture(autouse=True)
@@ -34,15 +34,15 @@ def _as_on_a_bare_machine(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     installed, as CI does. And scripted models answer a question once, so the
     self-consistency check, which asks four times, runs only in tests marked
     ``fact_checks`` (its own)."""
-    monkeypatch.setattr("bot.app.installed", lambda model: False)
+    monkeypatch.setattr("confab.bot.app.installed", lambda model: False)
     real = installed
 
     def test_parts_only(model: PackagedModel) -> bool:  # the registry lists no Qwen here
         return model not in (QWEN_CODER_05, QWEN_CODER_15) and real(model)
 
-    monkeypatch.setattr("bot.llm.registry.installed", test_parts_only)
+    monkeypatch.setattr("confab.bot.llm.registry.installed", test_parts_only)
     if request.node.get_closest_marker("fact_checks") is None:
-        monkeypatch.setattr("skills.qa.worth_checking", lambda question: False)
+        monkeypatch.setattr("confab.skills.qa.worth_checking", lambda question: False)
 
 
 class SharedEmbedder(Embedder):
@@ -63,7 +63,7 @@ def sentence_model() -> Iterator[Embedder]:
 def _one_sentence_model(sentence_model: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every in-process bot uses the run's one sentence model (it loads in seconds,
     but a suite starts many bots)."""
-    monkeypatch.setattr("bot.app.Embedder", lambda folder=None: sentence_model)
+    monkeypatch.setattr("confab.bot.app.Embedder", lambda folder=None: sentence_model)
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.console import ConsoleAdapter
-from bot.adapter import Adapter, AdapterContext
-from bot.app import App
-from bot.config import Config, build_config_model, load_config
-from bot.llm.backend import ModelBackend
-from bot.plugins import discover_adapters, discover_skills
+from confab.adapters.console import ConsoleAdapter
+from confab.bot.adapter import Adapter, AdapterContext
+from confab.bot.app import App
+from confab.bot.config import Config, build_config_model, load_config
+from confab.bot.llm.backend import ModelBackend
+from confab.bot.plugins import discover_adapters, discover_skills
 
 
 def console_config(

@@ -6,8 +6,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bot.config import build_config_model, load_config
-from bot.plugins import discover_adapters, discover_skills
+from confab.bot.config import build_config_model, load_config
+from confab.bot.plugins import discover_adapters, discover_skills
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 

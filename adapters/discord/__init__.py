@@ -14,7 +14,7 @@ Attachments are read from Discord's CDN; a link to a message is its jump link,
 made from the channel cache without asking Discord.
 """
 
-from adapters.discord.adapter import INTENT_HELP, DiscordAdapter
-from adapters.discord.config import DiscordConfig
+from confab.adapters.discord.adapter import INTENT_HELP, DiscordAdapter
+from confab.adapters.discord.config import DiscordConfig
 
 __all__ = ["INTENT_HELP", "DiscordAdapter", "DiscordConfig"]

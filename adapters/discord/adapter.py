@@ -18,14 +18,14 @@ import discord
 import yarl
 from discord.ext import commands
 
-from adapters.discord.commands import slash_command
-from adapters.discord.config import DiscordConfig
-from adapters.discord.incoming import PLATFORM, MessageReader, is_direct, place
-from adapters.downloads import fetch_attachment
-from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
-from bot.messages import Attachment, Message, SentMessage
-from bot.pacing import Rate, WriteWindow, WriteWindows
+from confab.adapters.discord.commands import slash_command
+from confab.adapters.discord.config import DiscordConfig
+from confab.adapters.discord.incoming import PLATFORM, MessageReader, is_direct, place
+from confab.adapters.downloads import fetch_attachment
+from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from confab.bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
+from confab.bot.messages import Attachment, Message, SentMessage
+from confab.bot.pacing import Rate, WriteWindow, WriteWindows
 
 log = logging.getLogger(__name__)
 

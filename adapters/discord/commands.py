@@ -11,8 +11,8 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.skill import SkillInfo
-from bot.textsplit import shorten
+from confab.bot.skill import SkillInfo
+from confab.bot.textsplit import shorten
 
 DESCRIPTION_CHARS = 100  # Discord's limit for a command's or an option's description
 OPTION = "text"  # the callback's parameter; shown under the name the usage gives it

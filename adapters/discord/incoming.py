@@ -1,4 +1,4 @@
-"""Discord messages as Confab's platform-neutral :class:`~bot.messages.Message`."""
+"""Discord messages as Confab's platform-neutral :class:`~confab.bot.messages.Message`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import discord
 
-from adapters.discord.config import DiscordConfig
-from bot.messages import Attachment, Author, Message, parse_command
+from confab.adapters.discord.config import DiscordConfig
+from confab.bot.messages import Attachment, Author, Message, parse_command
 
 PLATFORM = "discord"
 _MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
@@ -113,7 +113,7 @@ def is_direct(channel: object) -> bool:
 
 
 def attachment(file: discord.Attachment) -> Attachment:
-    """A Discord attachment as Confab's :class:`~bot.messages.Attachment`."""
+    """A Discord attachment as Confab's :class:`~confab.bot.messages.Attachment`."""
     return Attachment(
         name=file.filename,
         size=file.size,

@@ -16,7 +16,7 @@ Files shared in a message are read with the bot token (the app needs the
 ``files:read`` scope); a link to a message comes from ``chat.getPermalink``, kept.
 """
 
-from adapters.slack.adapter import SlackAdapter
-from adapters.slack.config import SlackConfig
+from confab.adapters.slack.adapter import SlackAdapter
+from confab.adapters.slack.config import SlackConfig
 
 __all__ = ["SlackAdapter", "SlackConfig"]

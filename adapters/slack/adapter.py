@@ -21,16 +21,16 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack.config import EVENTS_PATH, PRIVATE_FLAG, SlackConfig
-from adapters.slack.files import SlackFiles, attachments
-from adapters.slack.incoming import PLATFORM, Names, is_direct, mentions, message_id, sent_at
-from adapters.slack.mrkdwn import to_mrkdwn
-from adapters.slack.permalinks import Permalinks
-from adapters.slack.tools import ManifestTool
-from bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
-from bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
-from bot.messages import Attachment, Author, Message, SentMessage, parse_command
-from bot.pacing import Rate, WriteWindow, WriteWindows
+from confab.adapters.slack.config import EVENTS_PATH, PRIVATE_FLAG, SlackConfig
+from confab.adapters.slack.files import SlackFiles, attachments
+from confab.adapters.slack.incoming import PLATFORM, Names, is_direct, mentions, message_id, sent_at
+from confab.adapters.slack.mrkdwn import to_mrkdwn
+from confab.adapters.slack.permalinks import Permalinks
+from confab.adapters.slack.tools import ManifestTool
+from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
+from confab.bot.errors import AdapterError, CannotPost, MessageTooLong, RateLimited
+from confab.bot.messages import Attachment, Author, Message, SentMessage, parse_command
+from confab.bot.pacing import Rate, WriteWindow, WriteWindows
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SlackAdapter(Adapter):
             # Socket Mode needs no signing secret; bolt wants a value all the same.
             signing_secret=secret or "unused-in-socket-mode",
             # HTTP mode checks each request's signature on its raw bytes before bolt
-            # sees it (adapters.slack.http_events); Socket Mode has none.
+            # sees it (confab.adapters.slack.http_events); Socket Mode has none.
             request_verification_enabled=False,
             process_before_response=False,
         )
@@ -146,7 +146,7 @@ class SlackAdapter(Adapter):
             await self._serve_socket_mode(app)
 
     async def _serve_http(self, app: AsyncApp) -> None:
-        from adapters.slack.http_events import events_app
+        from confab.adapters.slack.http_events import events_app
 
         secret = os.environ[self.config.signing_secret_env].strip()  # as build_app reads it
         runner = web.AppRunner(events_app(app, signing_secret=secret, path=EVENTS_PATH))

@@ -18,10 +18,10 @@ import yarl
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.downloads import fetch_attachment, unavailable
-from adapters.slack.incoming import PLATFORM
-from bot.adapter import check_declared_size
-from bot.messages import Attachment
+from confab.adapters.downloads import fetch_attachment, unavailable
+from confab.adapters.slack.incoming import PLATFORM
+from confab.bot.adapter import check_declared_size
+from confab.bot.messages import Attachment
 
 log = logging.getLogger(__name__)
 

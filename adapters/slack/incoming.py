@@ -1,4 +1,4 @@
-"""Slack events as Confab's platform-neutral :class:`~bot.messages.Message`."""
+"""Slack events as Confab's platform-neutral :class:`~confab.bot.messages.Message`."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml  # type: ignore[import-untyped]
 
-from adapters.slack.config import EVENTS_PATH, PRIVATE_FLAG, SlackConfig
-from bot.errors import ConfigError
-from bot.skill import SkillInfo
+from confab.adapters.slack.config import EVENTS_PATH, PRIVATE_FLAG, SlackConfig
+from confab.bot.errors import ConfigError
+from confab.bot.skill import SkillInfo
 
 APP_NAME_CHARS = 35  # display_information.name
 BOT_DISPLAY_NAME_CHARS = 80  # features.bot_user.display_name

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adapters.slack.config import SlackConfig
-from adapters.slack.manifest import render_manifest, slack_manifest
-from bot.adapter import AdapterContext, AdapterTool
+from confab.adapters.slack.config import SlackConfig
+from confab.adapters.slack.manifest import render_manifest, slack_manifest
+from confab.bot.adapter import AdapterContext, AdapterTool
 
 
 class ManifestTool(AdapterTool):

@@ -6,7 +6,7 @@ message that is only a calculation ("what is 9 × 7?", "15% of 240",
 fractions; anything else gives None and goes to the model. The expression is
 parsed with :mod:`ast` and only numbers, the four operations, ``//``, ``%``,
 powers and ``sqrt`` are evaluated: nothing is ever passed to ``eval``.
-Unit conversions are in :mod:`bot.checks.units`.
+Unit conversions are in :mod:`confab.bot.checks.units`.
 """
 
 from __future__ import annotations

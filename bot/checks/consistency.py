@@ -25,8 +25,8 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
-from bot.llm.answer_check import FUNCTION_WORDS, key_terms, normalised
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.answer_check import FUNCTION_WORDS, key_terms, normalised
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 
 log = logging.getLogger(__name__)
 

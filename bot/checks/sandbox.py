@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.errors import ConfabError
+from confab.bot.errors import ConfabError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The child side of ``bot.checks.sandbox``, started as ``python -I -S -B sandbox_child.py JOB``.
+"""The child side of ``confab.bot.checks.sandbox``, run as ``python -I -S -B sandbox_child.py JOB``.
 
 Never imported by the bot. It starts as the bot's own user, reads and deletes the job file, and
 forks the process that runs the candidate program; it then stays behind as that process's

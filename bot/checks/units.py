@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from bot.checks.arithmetic import format_number
+from confab.bot.checks.arithmetic import format_number
 
 __all__ = ["Conversion", "conversion"]
 

@@ -1,19 +1,19 @@
-"""The knowledge base as one message's author may use it (implements bot.skill.Knowledge)."""
+"""The knowledge base as one message's author may use it (implements confab.bot.skill.Knowledge)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from bot.adapter import Adapter
-from bot.errors import ConfabError, NotAllowed, SkillError
-from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.documents import kind_of, read_document_bytes
-from bot.knowledge.passage import Passage, Quote, Where
-from bot.knowledge.sources import source_of
-from bot.messages import Message
-from storage.errors import StorageUnavailable
-from storage.knowledge import StoredDocument
+from confab.bot.adapter import Adapter
+from confab.bot.errors import ConfabError, NotAllowed, SkillError
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.knowledge.documents import kind_of, read_document_bytes
+from confab.bot.knowledge.passage import Passage, Quote, Where
+from confab.bot.knowledge.sources import source_of
+from confab.bot.messages import Message
+from confab.storage.errors import StorageUnavailable
+from confab.storage.records import StoredDocument
 
 log = logging.getLogger(__name__)
 

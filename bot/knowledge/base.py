@@ -12,15 +12,16 @@ from typing import Literal
 
 import numpy as np
 
-from bot.config import KnowledgeConfig
-from bot.knowledge.documents import ReadDocument, passages
-from bot.knowledge.embedding import DIMENSIONS, Embedder
-from bot.knowledge.indexer import Indexer
-from bot.knowledge.passage import Passage, Quote, Where
-from bot.knowledge.search import Retriever
-from bot.knowledge.vectors import VectorIndex, encode
-from storage.database import Database
-from storage.knowledge import KnowledgeStore, NewChunk, Readable, StoredDocument
+from confab.bot.config import KnowledgeConfig
+from confab.bot.knowledge.documents import ReadDocument, passages
+from confab.bot.knowledge.embedding import DIMENSIONS, Embedder
+from confab.bot.knowledge.indexer import Indexer
+from confab.bot.knowledge.passage import Passage, Quote, Where
+from confab.bot.knowledge.search import Retriever
+from confab.bot.knowledge.vectors import VectorIndex, encode
+from confab.storage.database import Database
+from confab.storage.knowledge import KnowledgeStore, NewChunk, Readable
+from confab.storage.records import StoredDocument
 
 log = logging.getLogger(__name__)
 

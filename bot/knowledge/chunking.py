@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from storage.knowledge import PendingTurn
+from confab.storage.knowledge import PendingTurn
 
 MAX_CHARS = 900  # about the 256 word pieces the sentence model reads
 MAX_TURNS = 8

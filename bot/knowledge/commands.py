@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config
-from bot.errors import ConfabError
-from bot.logs import status
+from confab.bot.config import Config
+from confab.bot.errors import ConfabError
+from confab.bot.logs import status
 
 KB_COMMANDS = ("kb",)
 
@@ -50,8 +50,8 @@ def run_kb_command(config: Config, args: argparse.Namespace, terminal: Any) -> i
 
 
 async def _run(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from bot.knowledge.base import KnowledgeBase
-    from storage.database import Database
+    from confab.bot.knowledge.base import KnowledgeBase
+    from confab.storage.database import Database
 
     for name in [*(getattr(args, "channel", None) or [])] if args.action == "add" else []:
         _check_channel(name)
@@ -84,7 +84,7 @@ async def _add(
 ) -> int:
     """Each file in its own transaction: an interrupted run leaves whole documents only,
     and running it again skips those already added unchanged."""
-    from bot.knowledge.documents import DocumentRefused, documents_under, read_document
+    from confab.bot.knowledge.documents import DocumentRefused, documents_under, read_document
 
     limit = int(config.knowledge.max_file_mb * 1024 * 1024)
     files = list(documents_under(paths))
@@ -184,8 +184,8 @@ async def _remove(base: Any, name: str) -> int:
 
 
 async def _search(base: Any, query: str, channel: str | None, limit: int, terminal: Any) -> int:
-    from bot.knowledge.passage import Where
-    from bot.knowledge.sources import source_of
+    from confab.bot.knowledge.passage import Where
+    from confab.bot.knowledge.sources import source_of
 
     await base.load()
     with status("Loading the sentence model...", terminal):

@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.knowledge import formats
-from bot.knowledge.formats import DocumentRefused, Section
-from bot.textsplit import open_fence
+from confab.bot.knowledge import formats
+from confab.bot.knowledge.formats import DocumentRefused, Section
+from confab.bot.textsplit import open_fence
 
 __all__ = [
     "SUPPORTED",

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.errors import ConfabError
-from bot.llm.loading import LOADING
+from confab.bot.errors import ConfabError
+from confab.bot.llm.loading import LOADING
 
 log = logging.getLogger(__name__)
 

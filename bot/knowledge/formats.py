@@ -1,11 +1,11 @@
 """How each kind of file the knowledge base reads is parsed into a title and its sections.
 
-There is one parser per kind in :data:`bot.knowledge.documents.SUPPORTED`:
+There is one parser per kind in :data:`confab.bot.knowledge.documents.SUPPORTED`:
 :func:`markdown`, :func:`text` and :func:`html` take the decoded text, its line
 ends made ``\n``, and :func:`pdf` takes the file's bytes. Each returns the title
 the document gives itself (``""`` when it has none) and its sections in order.
 Reading the file, its size limit and refusing a file with no text belong to
-:mod:`bot.knowledge.documents`; only :func:`pdf` refuses a file itself, with
+:mod:`confab.bot.knowledge.documents`; only :func:`pdf` refuses a file itself, with
 :class:`DocumentRefused` (kept here so that both modules can raise it), as only
 the PDF reader can tell a password-protected, malformed or scanned file.
 """
@@ -19,8 +19,8 @@ from html.parser import HTMLParser
 
 from pypdf import PdfReader
 
-from bot.errors import ConfabError
-from bot.textsplit import FENCE_LINE
+from confab.bot.errors import ConfabError
+from confab.bot.textsplit import FENCE_LINE
 
 
 @dataclass(frozen=True, slots=True)

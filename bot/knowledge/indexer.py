@@ -16,11 +16,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from bot.knowledge.chunking import authors, chunk_text, fits, heading, runs, worth_indexing
-from bot.knowledge.embedding import Embedder
-from bot.knowledge.vectors import VectorIndex, encode
-from storage.errors import StorageUnavailable
-from storage.knowledge import KnowledgeStore, NewChunk, PendingTurn, owner_key
+from confab.bot.knowledge.chunking import authors, chunk_text, fits, heading, runs, worth_indexing
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.knowledge.vectors import VectorIndex, encode
+from confab.storage.errors import StorageUnavailable
+from confab.storage.knowledge import KnowledgeStore, NewChunk, PendingTurn, owner_key
 
 log = logging.getLogger(__name__)
 

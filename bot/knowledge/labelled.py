@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.conversations import ConversationKey, ConversationStore
+from confab.storage.conversations import ConversationKey, ConversationStore
 
 TEAM_HISTORY = (
     Path(__file__).resolve().parents[2] / "bench" / "retrieval_cases" / "team_history.toml"

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bot.knowledge.embedding import Embedder
-from bot.knowledge.passage import Passage, Where
-from bot.knowledge.vectors import VectorIndex, decode
-from storage.knowledge import KnowledgeStore, Readable, StoredChunk, owner_key
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.knowledge.passage import Passage, Where
+from confab.bot.knowledge.vectors import VectorIndex, decode
+from confab.storage.knowledge import KnowledgeStore, Readable, StoredChunk, owner_key
 
 RRF_K = 60
 CANDIDATES = 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.knowledge.passage import Passage
+from confab.bot.knowledge.passage import Passage
 
 Link = Callable[[str, str, str | None], Awaitable[str | None]]
 """(channel, message id, thread) -> a URL to the message, or None."""

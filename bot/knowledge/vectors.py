@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from storage.knowledge import KnowledgeStore
+from confab.storage.knowledge import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def encode(vector: np.ndarray) -> bytes:
 
 class VectorIndex:
     """Nearest chunks by cosine similarity (vectors are unit length: a dot product),
-    among the chunks whose owner (see :func:`storage.knowledge.owner_key`) is readable."""
+    among the chunks whose owner (see :func:`confab.storage.knowledge.owner_key`) is readable."""
 
     def __init__(self, dimensions: int) -> None:
         self.dimensions = dimensions

@@ -1,5 +1,5 @@
 """Language-model backends: the interface the core uses and its implementations."""
 
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 
 __all__ = ["ChatMessage", "GenerationParams", "ModelBackend"]

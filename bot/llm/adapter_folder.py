@@ -4,7 +4,7 @@
 adapter; ``OUT/confab-adapter.json`` says what it was trained from (base model,
 data and its digest, steps, parameters) and is written last, so its presence
 means the adapter beside it is whole. ``OUT/checkpoints`` holds what a re-run
-resumes from (:mod:`bot.llm.lora_checkpoints`).
+resumes from (:mod:`confab.bot.llm.lora_checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfabError, FinetuneError
-from bot.llm.lora_checkpoints import CHECKPOINTS, CheckpointState, latest_checkpoint
-from bot.llm.weights import bundled_model_path, loadable_folder
+from confab.bot.errors import ConfabError, FinetuneError
+from confab.bot.llm.lora_checkpoints import CHECKPOINTS, CheckpointState, latest_checkpoint
+from confab.bot.llm.weights import bundled_model_path, loadable_folder
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.llm.backend import ChatMessage
+from confab.bot.llm.backend import ChatMessage
 
 IGNORED = -100
 """The label of a token the loss leaves out (PyTorch's ``ignore_index``)."""

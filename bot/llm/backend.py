@@ -15,7 +15,7 @@ class ChatMessage:
     """One turn in the chat format models are trained on.
 
     ``name`` says which person wrote a user turn; backends do not send it (few
-    chat templates know it), see :func:`bot.llm.context.label_speakers`.
+    chat templates know it), see :func:`confab.bot.llm.context.label_speakers`.
     """
 
     role: Role
@@ -45,7 +45,7 @@ class ModelBackend(ABC):
 
     Implementations load in :meth:`start`, release everything in :meth:`close`,
     never block the event loop, and fit the prompt into :attr:`context_window`
-    by dropping the oldest turns (see :func:`bot.llm.context.fit_messages`).
+    by dropping the oldest turns (see :func:`confab.bot.llm.context.fit_messages`).
     """
 
     name: str = "model"

@@ -1,4 +1,4 @@
-"""Requests and the running batch they decode in, for :mod:`bot.llm.engine`.
+"""Requests and the running batch they decode in, for :mod:`confab.bot.llm.engine`.
 
 A :class:`Request` is one prompt with the callback that hears its answer; a
 :class:`Batch` is the rows decoding together over one shared, left-padded KV
@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import torch
 
-from bot.llm.backend import GenerationParams
-from bot.llm.sampling import Sampler, TextTail
+from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.sampling import Sampler, TextTail
 
 # Prompt tokens prefilled in one turn of the loop; requests past it wait for the
 # next turn, so running answers keep streaming.

@@ -97,8 +97,8 @@ def _seconds(model: Any, tokenizer: Any) -> float:
     the left padding and cache lengths of a real batch, and on decoding more
     than on prefill.
     """
-    from bot.llm.backend import GenerationParams
-    from bot.llm.engine import BatchEngine, Request
+    from confab.bot.llm.backend import GenerationParams
+    from confab.bot.llm.engine import BatchEngine, Request
 
     engine = BatchEngine(model, tokenizer, window=4096, max_batch_size=8, max_queue=8)
     generator = torch.Generator().manual_seed(0)

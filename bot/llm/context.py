@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from bot.errors import PromptTooLong
-from bot.llm.backend import ChatMessage
+from confab.bot.errors import PromptTooLong
+from confab.bot.llm.backend import ChatMessage
 
 
 def fit_messages(

@@ -26,8 +26,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
 
-from bot.errors import ConfabError
-from bot.llm.backend import ChatMessage, Role
+from confab.bot.errors import ConfabError
+from confab.bot.llm.backend import ChatMessage, Role
 
 TokenCounter = Callable[[Sequence[ChatMessage]], int]
 """Tokens one whole conversation takes in the model's chat format."""

@@ -17,7 +17,7 @@ tokens/s on the thread that loaded the model, 16.3 on another thread after
 the first had computed, 24.0 when only the other thread ever computed).
 
 Faults. A forward pass that raises fails the requests that were in it, each
-with :class:`~bot.errors.ModelUnavailable`, and nothing else: a prompt whose
+with :class:`~confab.bot.errors.ModelUnavailable`, and nothing else: a prompt whose
 prefill fails does not take the answers already decoding with it, and waiting
 requests are served next. Failed requests are not retried: part of their
 answer may already be on screen, a failed step leaves the shared KV cache
@@ -43,9 +43,9 @@ from typing import Any
 
 import torch
 
-from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
-from bot.llm.backend import GenerationParams
-from bot.llm.batch import (
+from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
+from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.batch import (
     Batch,
     Finished,
     FinishReason,
@@ -54,8 +54,8 @@ from bot.llm.batch import (
     prefill_groups,
     within_budget,
 )
-from bot.llm.kv_cache import check_supported, growing_cache
-from bot.llm.model_thread import ModelThread, worker_thread
+from confab.bot.llm.kv_cache import check_supported, growing_cache
+from confab.bot.llm.model_thread import ModelThread, worker_thread
 
 __all__ = [
     "BatchEngine",
@@ -202,7 +202,7 @@ class BatchEngine:
         """Serve ``requests`` to the end on the calling thread, as the worker would.
 
         For measurements on the thread that owns the model (see
-        :mod:`bot.llm.compute`); the engine's worker must not be running.
+        :mod:`confab.bot.llm.compute`); the engine's worker must not be running.
         """
         batch = Batch()
         with self._lock:

@@ -2,7 +2,7 @@
 
 A fine-tuned adapter keeps them beside it in ``<adapter_dir>/confab-eval.json``;
 other models in ``<adapters_dir>/.evaluations/<name>.json`` (see
-:class:`bot.llm.registry.ModelEntry`). The file holds a JSON list of runs, oldest first; each
+:class:`confab.bot.llm.registry.ModelEntry`). The file holds a JSON list of runs, oldest first; each
 names the data it was measured on (path and SHA-256, so a changed file is never
 mistaken for the same one), when, and the scores::
 
@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.llm.dataset import file_sha256
-from bot.llm.evaluate import Evaluation, EvaluationError, LossScore, TaskExample, TaskScore
+from confab.bot.llm.dataset import file_sha256
+from confab.bot.llm.evaluate import Evaluation, EvaluationError, LossScore, TaskExample, TaskScore
 
 RESULTS_FILE = "confab-eval.json"
 

@@ -7,14 +7,14 @@ this module never decides how a model is loaded:
 - the held-out loss: the mean cross-entropy per token of the assistant's turns,
   given everything before them in the model's chat format (system and user
   turns are context, never scored), and its perplexity ``exp(loss)``. The
-  tokens and the loss are those fine-tuning uses (:mod:`bot.llm.assistant_tokens`),
+  tokens and the loss are those fine-tuning uses (:mod:`confab.bot.llm.assistant_tokens`),
   so a fine-tune's training loss and its held-out loss are comparable;
 - the task score: how many expected answers the model states when it answers
-  the preceding turns greedily, by the rule in :mod:`bot.llm.answer_check`.
+  the preceding turns greedily, by the rule in :mod:`confab.bot.llm.answer_check`.
 
 Both can be measured on the conversations as they are shown to the model with
 more context in them (retrieved passages before the question, say:
-:mod:`bot.llm.passage_prompt`), and are then still scored against the originals.
+:mod:`confab.bot.llm.passage_prompt`), and are then still scored against the originals.
 
 Both are deterministic: no sampling, dropout off, the same batches every run.
 """
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfabError
-from bot.llm.answer_check import states_expected
-from bot.llm.assistant_tokens import (
+from confab.bot.errors import ConfabError
+from confab.bot.llm.answer_check import states_expected
+from confab.bot.llm.assistant_tokens import (
     Encoded,
     TemplateMismatch,
     assistant_loss,
@@ -38,8 +38,8 @@ from bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import Chat, DatasetError, read_dataset
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import Chat, DatasetError, read_dataset
 
 BATCH_TOKENS = 2048  # padded tokens per forward pass
 BATCH_CHATS = 8
@@ -94,7 +94,7 @@ class Evaluation:
 def read_chats(path: Path) -> list[Chat]:
     """The conversations of a chat JSONL (or question,answer CSV) file, all valid.
 
-    Raises :class:`~bot.llm.dataset.DatasetError` listing every invalid record,
+    Raises :class:`~confab.bot.llm.dataset.DatasetError` listing every invalid record,
     since scores over part of a file would silently mean something else.
     """
     parsed = read_dataset(path)
@@ -205,7 +205,7 @@ def task_score(
     Each chat that ends with an assistant turn is a question: the model answers
     the turns before it (as the bot would prompt it) in at most
     ``max_new_tokens`` tokens, and is right when its answer states the expected
-    one (:func:`bot.llm.answer_check.states_expected`). With ``shown`` (the same
+    one (:func:`confab.bot.llm.answer_check.states_expected`). With ``shown`` (the same
     chats with more context, one for each) the model answers those, but the
     question is still the original's: a term the answer repeats from the added
     context is required all the same.

@@ -3,7 +3,7 @@
 The base model (the bundled SmolLM2 or a local folder or GGUF file) stays
 frozen; small low-rank matrices on its attention projections learn from a chat
 dataset, with the loss on the assistant's tokens only
-(:mod:`bot.llm.assistant_tokens`). A run writes checkpoints into
+(:mod:`confab.bot.llm.assistant_tokens`). A run writes checkpoints into
 ``OUT/checkpoints`` and resumes from the newest one when started again with the
 same ``OUT``; it stops at ``max_steps`` or when its time budget is spent, and
 leaves a peft adapter folder plus ``confab-adapter.json`` describing it.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfabError, FinetuneError
-from bot.llm.adapter_folder import (
+from confab.bot.errors import ConfabError, FinetuneError
+from confab.bot.llm.adapter_folder import (
     BUNDLED,
     DEFAULT_CACHE_DIR,
     METADATA_FILE,
@@ -32,7 +32,7 @@ from bot.llm.adapter_folder import (
     resume_point,
     write_adapter,
 )
-from bot.llm.assistant_tokens import (
+from confab.bot.llm.assistant_tokens import (
     Encoded,
     TemplateMismatch,
     assistant_loss,
@@ -40,14 +40,14 @@ from bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
-from bot.llm.dataset import Chat, DatasetError, file_sha256, listing, read_dataset
-from bot.llm.lora_checkpoints import (
+from confab.bot.llm.dataset import Chat, DatasetError, file_sha256, listing, read_dataset
+from confab.bot.llm.lora_checkpoints import (
     CheckpointState,
     restore_checkpoint,
     save_checkpoint,
 )
-from bot.llm.memory import available_memory, training_memory
-from bot.llm.weights import loadable_folder
+from confab.bot.llm.memory import available_memory, training_memory
+from confab.bot.llm.weights import loadable_folder
 
 log = logging.getLogger(__name__)
 

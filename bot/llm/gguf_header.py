@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.errors import ModelError
+from confab.bot.errors import ModelError
 
 MAGIC = b"GGUF"
 # Decoder architectures with full attention that transformers loads from GGUF.

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from bot.errors import ModelError
+from confab.bot.errors import ModelError
 
 # Columns of room added whenever a layer must grow.
 SPARE_COLUMNS = 256

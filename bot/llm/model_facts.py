@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.llm.eval_store import RecordedRun, recorded
-from bot.llm.evaluate import EvaluationError
-from bot.llm.registry import ModelEntry, adapter_metadata
+from confab.bot.llm.eval_store import RecordedRun, recorded
+from confab.bot.llm.evaluate import EvaluationError
+from confab.bot.llm.registry import ModelEntry, adapter_metadata
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT = 100 * 2**20  # a safetensors header larger than this is not one

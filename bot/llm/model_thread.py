@@ -4,7 +4,7 @@ A :class:`concurrent.futures.ThreadPoolExecutor` would do, but its threads are
 joined when the interpreter exits: one forward pass that never returns (a
 stuck kernel, a deadlocked library) would then keep the bot from ever shutting
 down. This executor's one thread is a daemon, so the engine can abandon a hung
-one for a fresh thread (see :class:`bot.llm.engine.BatchEngine`) and the
+one for a fresh thread (see :class:`confab.bot.llm.engine.BatchEngine`) and the
 process can still exit.
 """
 

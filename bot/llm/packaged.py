@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import ModelError
+from confab.bot.errors import ModelError
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

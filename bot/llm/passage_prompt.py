@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from string import Template
 
-from bot.knowledge.passage import Passage
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import Chat
+from confab.bot.knowledge.passage import Passage
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import Chat
 
 QUESTION_WITH_NOTES = Template(
     "Notes from this team's chat history and documents:\n"

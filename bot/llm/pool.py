@@ -19,8 +19,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from bot.errors import ConfabError, ModelUnavailable
-from bot.llm.backend import ModelBackend
+from confab.bot.errors import ConfabError, ModelUnavailable
+from confab.bot.llm.backend import ModelBackend
 
 log = logging.getLogger(__name__)
 

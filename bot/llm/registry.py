@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.config import MODEL_NAME as NAME_PATTERN
-from bot.config import Config, ModelConfig
-from bot.errors import ConfabError
-from bot.llm.adapter_folder import BUNDLED, METADATA_FILE, is_adapter
-from bot.llm.eval_store import RESULTS_FILE
-from bot.llm.packaged import PACKAGED, installed, location
-from bot.llm.weights import bundled_model_path
+from confab.bot.config import MODEL_NAME as NAME_PATTERN
+from confab.bot.config import Config, ModelConfig
+from confab.bot.errors import ConfabError
+from confab.bot.llm.adapter_folder import BUNDLED, METADATA_FILE, is_adapter
+from confab.bot.llm.eval_store import RESULTS_FILE
+from confab.bot.llm.packaged import PACKAGED, installed, location
+from confab.bot.llm.weights import bundled_model_path
 
 Kind = Literal["bundled", "packaged", "gguf", "folder", "adapter", "missing"]
 EVALUATIONS = ".evaluations"  # in adapters_dir: stored scores of models that are not adapters
@@ -76,7 +76,7 @@ class ModelRegistry:
     ) -> None:
         self.named = {name: Path(path).expanduser() for name, path in named.items()}
         self.adapters_dir = adapters_dir.expanduser()
-        # Where models shipped in parts are assembled (see bot.llm.packaged).
+        # Where models shipped in parts are assembled (see confab.bot.llm.packaged).
         self.cache_dir = (cache_dir or Path("~/.cache/confab")).expanduser()
 
     @classmethod

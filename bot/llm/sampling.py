@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bot.llm.backend import GenerationParams
+from confab.bot.llm.backend import GenerationParams
 
 INCOMPLETE = "\ufffd"  # what a decoder shows for the first bytes of a split character
 

@@ -1,6 +1,6 @@
 """Opted-in conversations as a chat JSONL dataset, with mentions made readable.
 
-``confab data export`` writes what :func:`storage.training.opted_in_exchanges`
+``confab data export`` writes what :func:`confab.storage.training.opted_in_exchanges`
 finds: each conversation (a channel, or a thread) becomes one chat of the
 questions asked there and the bot's answers, in order. Platform mentions
 (``<@123>``, ``<@U123>``, ``<#C1|general>``, ``<!here>``) become ``@name`` —
@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import Chat, DatasetError
-from bot.messages import args_after_command
-from storage.training import Exchange
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import Chat, DatasetError
+from confab.bot.messages import args_after_command
+from confab.storage.training import Exchange
 
 # Discord <@123>, <@!123>; Slack <@U123> or <@U123|name>.
 PERSON = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|([^>]*))?>")

@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.config import ModelConfig
-from bot.errors import ModelError, ModelUnavailable
-from bot.llm.adapter_folder import adapter_base, base_folder, is_adapter, merged_model
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.llm.compute import pick_model
-from bot.llm.context import fit_messages
-from bot.llm.engine import BatchEngine, worker_thread
-from bot.llm.loading import LOADING
-from bot.llm.packaged import ensure_assembled
-from bot.llm.weights import Progress, loadable_folder, resolve_model_path
+from confab.bot.config import ModelConfig
+from confab.bot.errors import ModelError, ModelUnavailable
+from confab.bot.llm.adapter_folder import adapter_base, base_folder, is_adapter, merged_model
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.compute import pick_model
+from confab.bot.llm.context import fit_messages
+from confab.bot.llm.engine import BatchEngine, worker_thread
+from confab.bot.llm.loading import LOADING
+from confab.bot.llm.packaged import ensure_assembled
+from confab.bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TransformersBackend(ModelBackend):
         return str(self._model.dtype).removeprefix("torch.") if self._model is not None else ""
 
     async def start(self) -> None:
-        # Loaded on the thread that will run every forward pass (see bot.llm.engine).
+        # Loaded on the thread that will run every forward pass (see confab.bot.llm.engine).
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._load)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ModelError
-from bot.llm.gguf_header import check_servable
-from bot.llm.packaged import SMOLLM2, packaged_for, part_paths, verify
+from confab.bot.errors import ModelError
+from confab.bot.llm.gguf_header import check_servable
+from confab.bot.llm.packaged import SMOLLM2, packaged_for, part_paths, verify
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import Config, KnowledgeConfig
-from bot.knowledge.documents import read_document_bytes
-from bot.knowledge.embedding import Embedder
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.plugins import discover_skills
-from bot.quality.cases import Case
-from bot.quality.scoring import Score, score
-from bot.testing import ChatHarness
+from confab.bot.config import Config, KnowledgeConfig
+from confab.bot.knowledge.documents import read_document_bytes
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.plugins import discover_skills
+from confab.bot.quality.cases import Case
+from confab.bot.quality.scoring import Score, score
+from confab.bot.testing import ChatHarness
 
 HISTORY_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a knowledge case's history
 

@@ -171,7 +171,7 @@ async def score(group: str, spec: Mapping[str, Any], answer: str, asked: str = "
 
 
 async def _code_score(answer: str, tests: Sequence[str]) -> Score:
-    from bot.checks.sandbox import SandboxLimits, run_checks
+    from confab.bot.checks.sandbox import SandboxLimits, run_checks
 
     blocks = code_blocks(answer)
     if not blocks:

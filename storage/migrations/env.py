@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection that storage.migrate hands over."""
+"""Alembic environment: runs on the connection that confab.storage.migrate hands over."""
 
 from alembic import context
 
-from storage.tables import Base
+from confab.storage.tables import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

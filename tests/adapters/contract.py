@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from bot.errors import MessageTooLong, Unsupported
-from bot.messages import Attachment, Message
-from bot.streaming import ReplyStream
-from bot.textsplit import MIN_LIMIT, open_fence
+from confab.bot.errors import MessageTooLong, Unsupported
+from confab.bot.messages import Attachment, Message
+from confab.bot.streaming import ReplyStream
+from confab.bot.textsplit import MIN_LIMIT, open_fence
 
 
 class AdapterContract:

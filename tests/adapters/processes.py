@@ -89,7 +89,7 @@ class ConfabProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            "confab",
             "run",
             "--config",
             str(config),

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.console import ConsoleAdapter, ConsoleConfig, hard_line_breaks
-from bot.adapter import AdapterContext
-from bot.channel_log import StoredChannelLog
-from bot.llm.backend import ChatMessage
-from bot.messages import SentMessage
-from bot.testing import EmptyChannelLog, ScriptedBackend
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
+from confab.adapters.console import ConsoleAdapter, ConsoleConfig, hard_line_breaks
+from confab.bot.adapter import AdapterContext
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import SentMessage
+from confab.bot.testing import EmptyChannelLog, ScriptedBackend
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
 from tests.adapters.contract import AdapterContract
 from tests.helpers import run_console
 

@@ -18,20 +18,20 @@ import discord.ext.test as dpytest
 import pytest
 from discord.ext.test import backend, callbacks, factories
 
-from adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
-from bot.adapter import AdapterContext
-from bot.config import RouterConfig, build_config_model, load_config
-from bot.errors import AdapterError
-from bot.llm.backend import ChatMessage
-from bot.messages import SentMessage
-from bot.skill import Skill
-from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
-from skills.forget import ForgetSkill
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from skills.summarise import SummariseSkill
-from storage.conversations import ConversationKey
+from confab.adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
+from confab.bot.adapter import AdapterContext
+from confab.bot.config import RouterConfig, build_config_model, load_config
+from confab.bot.errors import AdapterError
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import SentMessage
+from confab.bot.skill import Skill
+from confab.bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
+from confab.skills.forget import ForgetSkill
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.skills.summarise import SummariseSkill
+from confab.storage.conversations import ConversationKey
 from tests.adapters.contract import AdapterContract
 
 SKILLS = [AskSkill, PingSkill, HelpSkill, SummariseSkill]

@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord import DiscordAdapter, DiscordConfig
-from adapters.discord import adapter as discord_adapter
-from bot.adapter import AdapterContext, EmptyChannelLog
-from bot.config import RouterConfig
-from bot.errors import AdapterError
-from bot.llm.backend import ChatMessage
-from bot.pacing import Rate
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill, ResetSkill
-from skills.schedule import ScheduleSkill
-from skills.summarise import SummariseSkill
-from storage.conversations import ConversationKey
+from confab.adapters.discord import DiscordAdapter, DiscordConfig
+from confab.adapters.discord import adapter as discord_adapter
+from confab.bot.adapter import AdapterContext, EmptyChannelLog
+from confab.bot.config import RouterConfig
+from confab.bot.errors import AdapterError
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.pacing import Rate
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill, ResetSkill
+from confab.skills.schedule import ScheduleSkill
+from confab.skills.summarise import SummariseSkill
+from confab.storage.conversations import ConversationKey
 from tests.adapters.discord_wire import (
     BOT_ID,
     CHANNEL_ID,
@@ -42,11 +42,9 @@ from tests.adapters.test_discord_wire import (  # discord_globals: autouse, sets
     discord_globals,  # noqa: F401
 )
 
-CONFAB_LOGGERS = ("adapters", "bot", "skills", "storage")
-
 
 def confab_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name.split(".")[0] in CONFAB_LOGGERS]
+    return [r for r in caplog.records if r.name.split(".")[0] == "confab"]
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -79,8 +77,8 @@ FATAL_CLOSES = [
 async def test_a_fatal_gateway_close_ends_run_naming_the_cause(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, code: int, named: Sequence[str]
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="adapters")
-    caplog.set_level(logging.DEBUG, logger="bot")
+    caplog.set_level(logging.DEBUG, logger="confab.adapters")
+    caplog.set_level(logging.DEBUG, logger="confab.bot")
     async with confab(tmp_path) as wire:
         await wire.discord.close_gateway(code, "refused")
         with pytest.raises(AdapterError) as ended:
@@ -219,8 +217,8 @@ NO_ENTRY = [
 async def test_a_channel_that_refuses_the_bot_gets_one_try_and_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int, body: dict[str, object]
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="adapters")
-    caplog.set_level(logging.DEBUG, logger="bot")
+    caplog.set_level(logging.DEBUG, logger="confab.adapters")
+    caplog.set_level(logging.DEBUG, logger="confab.bot")
 
     def warnings() -> list[logging.LogRecord]:
         return [r for r in confab_records(caplog) if r.levelno >= logging.WARNING]
@@ -246,14 +244,14 @@ async def test_a_channel_that_refuses_the_bot_gets_one_try_and_one_warning(
 async def test_the_ready_line_names_the_bot_and_its_servers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.discord.adapter")
+    caplog.set_level(logging.INFO, logger="confab.adapters.discord.adapter")
     expected = f"Discord: connected as confab (id {BOT_ID}) in 1 servers"
 
     def ready_lines() -> list[str]:
         return [
             r.getMessage()
             for r in caplog.records
-            if r.name == "adapters.discord.adapter" and r.levelno == logging.INFO
+            if r.name == "confab.adapters.discord.adapter" and r.levelno == logging.INFO
             if r.getMessage().startswith("Discord: connected")
         ]
 

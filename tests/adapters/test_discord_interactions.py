@@ -24,15 +24,15 @@ import discord
 import pytest
 from discord.webhook.async_ import AsyncWebhookAdapter
 
-from adapters.discord import DiscordAdapter, DiscordConfig
-from adapters.discord.adapter import CONTINUED
-from adapters.discord.commands import option_of
-from bot.adapter import AdapterContext
-from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
-from skills.forget import ForgetSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.adapters.discord import DiscordAdapter, DiscordConfig
+from confab.adapters.discord.adapter import CONTINUED
+from confab.adapters.discord.commands import option_of
+from confab.bot.adapter import AdapterContext
+from confab.bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
+from confab.skills.forget import ForgetSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 
 APP_ID = 111111111111111111  # the bot user's id too
 GUILD_ID = 222222222222222222
@@ -395,7 +395,7 @@ async def test_one_guild_refusing_commands_does_not_stop_the_others(tmp_path, fa
 async def test_an_answer_outliving_the_token_continues_in_the_channel(tmp_path, fake, monkeypatch):
     # Tokens live 15 minutes; here the adapter's margin is made to run out mid-stream.
     monkeypatch.setattr(
-        "adapters.discord.adapter.INTERACTION_LIFETIME", timedelta(milliseconds=600)
+        "confab.adapters.discord.adapter.INTERACTION_LIFETIME", timedelta(milliseconds=600)
     )
     answer = " ".join(f"word{n}" for n in range(60))
     async with confab(tmp_path, fake, [answer], delay_s=0.02) as bot:

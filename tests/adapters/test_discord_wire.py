@@ -16,17 +16,17 @@ import aiohttp
 import discord
 import pytest
 
-from adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
-from adapters.discord import adapter as discord_adapter
-from bot.adapter import AdapterContext
-from bot.config import RouterConfig
-from bot.errors import AdapterError
-from bot.skill import Skill
-from bot.testing import ChatHarness, EmptyChannelLog, Script, ScriptedBackend
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from skills.summarise import SummariseSkill
-from storage.conversations import ConversationKey
+from confab.adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
+from confab.adapters.discord import adapter as discord_adapter
+from confab.bot.adapter import AdapterContext
+from confab.bot.config import RouterConfig
+from confab.bot.errors import AdapterError
+from confab.bot.skill import Skill
+from confab.bot.testing import ChatHarness, EmptyChannelLog, Script, ScriptedBackend
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.skills.summarise import SummariseSkill
+from confab.storage.conversations import ConversationKey
 from tests.adapters.discord_wire import (
     APP_ID,
     CHANNEL_ID,

@@ -22,15 +22,15 @@ import pytest
 from aiohttp import web
 from discord.ext.test import backend
 
-from adapters.console import ConsoleAdapter, ConsoleConfig
-from adapters.slack import SlackAdapter, SlackConfig
-from bot.adapter import AdapterContext, AttachmentTooLarge, AttachmentUnavailable
-from bot.channel_log import StoredChannelLog
-from bot.errors import ConfabError, Unsupported
-from bot.messages import Attachment, Message
-from bot.testing import EmptyChannelLog
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
+from confab.adapters.console import ConsoleAdapter, ConsoleConfig
+from confab.adapters.slack import SlackAdapter, SlackConfig
+from confab.bot.adapter import AdapterContext, AttachmentTooLarge, AttachmentUnavailable
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.errors import ConfabError, Unsupported
+from confab.bot.messages import Attachment, Message
+from confab.bot.testing import EmptyChannelLog
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack
 from tests.adapters.slack_payloads import app_mention, file_share, im_message, slash_command
 from tests.adapters.test_discord import adapter_for, discord_bot, open_thread

@@ -18,9 +18,9 @@ from typing import Any
 import discord
 import pytest
 
-from bot.errors import SkillError
-from bot.skill import Skill, SkillContext
-from skills.qa import AskSkill
+from confab.bot.errors import SkillError
+from confab.bot.skill import Skill, SkillContext
+from confab.skills.qa import AskSkill
 from tests.adapters.test_discord import discord_bot, open_thread
 from tests.adapters.test_discord_interactions import (
     CHANNEL_EDIT,
@@ -127,7 +127,7 @@ async def test_an_answer_moved_to_the_channel_when_the_token_expires_pings_nobod
     tmp_path: Path, fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "adapters.discord.adapter.INTERACTION_LIFETIME", timedelta(milliseconds=600)
+        "confab.adapters.discord.adapter.INTERACTION_LIFETIME", timedelta(milliseconds=600)
     )
     answer = " ".join(f"{PINGS} word{n}" for n in range(30))
     async with confab(tmp_path, fake, [answer], delay_s=0.02) as bot:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import SkillError
-from bot.skill import Skill, SkillContext
+from confab.bot.errors import SkillError
+from confab.bot.skill import Skill, SkillContext
 from tests.adapters import test_slack
 from tests.adapters.slack_fake import BOT_USER_ID, SlackCall
 from tests.adapters.slack_payloads import app_mention, slash_command

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import yaml  # type: ignore[import-untyped]
 
-from bot.draining import RESTARTING
+from confab.bot.draining import RESTARTING
 from tests.adapters.discord_wire import CHANNEL_ID, TOKEN, free_port, running_fake_discord
 from tests.adapters.processes import confab_process, config_text, streaming_model, until
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack
@@ -118,7 +118,16 @@ def test_confab_slack_manifest_prints_a_command_per_skill(tmp_path: Path) -> Non
 
     def manifest(*options: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "bot", "slack", "manifest", "--config", str(config), *options],
+            [
+                sys.executable,
+                "-m",
+                "confab",
+                "slack",
+                "manifest",
+                "--config",
+                str(config),
+                *options,
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -1,4 +1,4 @@
-"""The in-memory adapter shipped in bot.testing honours the contract too."""
+"""The in-memory adapter shipped in confab.bot.testing honours the contract too."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.adapter import Limits
-from bot.messages import Author, Message, SentMessage
-from bot.testing import RecordingAdapter
+from confab.bot.adapter import Limits
+from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.testing import RecordingAdapter
 from tests.adapters.contract import AdapterContract
 
 

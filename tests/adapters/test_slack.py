@@ -17,18 +17,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.slack import SlackAdapter, SlackConfig
-from bot.adapter import AdapterContext
-from bot.channel_log import StoredChannelLog
-from bot.config import build_config_model, load_config
-from bot.errors import AdapterError
-from bot.messages import SentMessage
-from bot.skill import Skill
-from bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from skills.summarise import SummariseSkill
-from storage.conversations import ConversationKey
+from confab.adapters.slack import SlackAdapter, SlackConfig
+from confab.bot.adapter import AdapterContext
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.config import build_config_model, load_config
+from confab.bot.errors import AdapterError
+from confab.bot.messages import SentMessage
+from confab.bot.skill import Skill
+from confab.bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.skills.summarise import SummariseSkill
+from confab.storage.conversations import ConversationKey
 from tests.adapters.contract import AdapterContract
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack
 from tests.adapters.slack_payloads import (

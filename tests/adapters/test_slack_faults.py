@@ -20,23 +20,21 @@ from typing import Any
 import pytest
 from slack_sdk.http_retry import builtin_async_handlers
 
-from adapters.slack import SlackAdapter, SlackConfig
-from adapters.slack import adapter as slack_adapter
-from bot.adapter import AdapterContext
-from bot.channel_log import StoredChannelLog
-from bot.llm.backend import ChatMessage
-from bot.pacing import Rate
-from bot.skill import Skill
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.adapters.slack import SlackAdapter, SlackConfig
+from confab.adapters.slack import adapter as slack_adapter
+from confab.bot.adapter import AdapterContext
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.pacing import Rate
+from confab.bot.skill import Skill
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, SlackCall, running_fake_slack
 from tests.adapters.slack_payloads import app_mention, slash_command
 from tests.adapters.test_slack import SECRET, SKILLS, InFlight, Slack, free_port, wait_for_port
-
-CONFAB_LOGGERS = ("adapters", "bot", "skills", "storage")
 
 
 @asynccontextmanager
@@ -98,7 +96,7 @@ def mention(text: str, channel: str, ts: str) -> dict[str, Any]:
 
 
 def confab_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name.split(".")[0] in CONFAB_LOGGERS]
+    return [r for r in caplog.records if r.name.split(".")[0] == "confab"]
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -139,7 +137,7 @@ async def test_edits_rate_limited_past_slack_sdks_retries_still_deliver_the_whol
 ) -> None:
     """The issue's case: five 429s in a row, each asking for 1 s. slack_sdk tries an
     edit four times (RATE_LIMIT_RETRIES more), so ReplyStream meets RateLimited."""
-    caplog.set_level(logging.INFO, logger="bot.streaming")
+    caplog.set_level(logging.INFO, logger="confab.bot.streaming")
     answer = " ".join(f"word{i}" for i in range(30))
     async with slack(tmp_path, monkeypatch, [answer], delay_s=0.05) as bot:
         bot.api.fail_next("chat.update", status=429, retry_after=1, times=5)
@@ -147,7 +145,7 @@ async def test_edits_rate_limited_past_slack_sdks_retries_still_deliver_the_whol
         await bot.answered("C1", "1700.000100")
         turns = await bot.chat.store.recent(ConversationKey("slack", "C1", "1700.000100"))
     assert update_statuses(bot.api).count(429) == 5, "the limit was met, not dodged"
-    held = [r.getMessage() for r in caplog.records if r.name == "bot.streaming"]
+    held = [r.getMessage() for r in caplog.records if r.name == "confab.bot.streaming"]
     assert len(held) == 1 and " wait 1.0 s: " in held[0], "RateLimited reached ReplyStream"
     assert words_shown(bot, "C1") == answer.split()
     assert not any("failed while answering" in text for text in bot.shown("C1"))
@@ -230,7 +228,7 @@ def test_the_workspace_edit_rate_keeps_under_slacks_tier_3() -> None:
 async def test_slack_unreachable_at_start_is_retried_then_answered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.slack.adapter")
+    caplog.set_level(logging.INFO, logger="confab.adapters.slack.adapter")
     monkeypatch.setattr(slack_adapter, "START_RETRY_FIRST_S", 0.2)
     api_port = free_port()  # nothing listens there yet
 
@@ -258,13 +256,13 @@ async def test_slack_unreachable_at_start_is_retried_then_answered(
 async def test_the_ready_line_names_the_team_the_bot_and_where_events_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="adapters.slack.adapter")
+    caplog.set_level(logging.INFO, logger="confab.adapters.slack.adapter")
 
     def ready_lines() -> list[str]:
         return [
             r.getMessage()
             for r in caplog.records
-            if r.name == "adapters.slack.adapter" and r.levelno == logging.INFO
+            if r.name == "confab.adapters.slack.adapter" and r.levelno == logging.INFO
             if r.getMessage().startswith("Slack: ")
         ]
 

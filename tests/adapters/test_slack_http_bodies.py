@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 
-from adapters.slack.http_events import LOG_LINES_PER_MINUTE, MAX_BODY_BYTES
+from confab.adapters.slack.http_events import LOG_LINES_PER_MINUTE, MAX_BODY_BYTES
 from tests.adapters.slack_fake import BOT_USER_ID
 from tests.adapters.slack_payloads import app_mention, event_callback, json_body, sign
 from tests.adapters.test_slack import SECRET, Slack, slack
@@ -217,7 +217,7 @@ async def test_an_unexpected_error_is_a_500_in_one_line(tmp_path, monkeypatch, c
 
 
 def test_a_flood_costs_a_few_lines_and_says_how_many_it_held_back(caplog) -> None:
-    from adapters.slack.http_events import _Throttle
+    from confab.adapters.slack.http_events import _Throttle
 
     logger = logging.getLogger("tests.flood")
     throttle = _Throttle(3, window_s=0.2)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from adapters.slack import SlackConfig
-from adapters.slack.manifest import (
+from confab.adapters.slack import SlackConfig
+from confab.adapters.slack.manifest import (
     APP_NAME_CHARS,
     DESCRIPTION_CHARS,
     MAX_SLASH_COMMANDS,
@@ -21,11 +21,11 @@ from adapters.slack.manifest import (
     render_manifest,
     slack_manifest,
 )
-from bot.errors import ConfigError
-from bot.plugins import SKILL_GROUP, discover_skills
-from bot.skill import Skill, SkillContext, SkillInfo
-from skills.qa import AskSkill
-from skills.summarise import SummariseSkill
+from confab.bot.errors import ConfigError
+from confab.bot.plugins import SKILL_GROUP, discover_skills
+from confab.bot.skill import Skill, SkillContext, SkillInfo
+from confab.skills.qa import AskSkill
+from confab.skills.summarise import SummariseSkill
 
 EVENTS_URL = "https://bot.example.com/slack/events"
 SCOPES = [

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from adapters.slack.mrkdwn import to_mrkdwn
+from confab.adapters.slack.mrkdwn import to_mrkdwn
 
 CASES = [
     # Plain text only has Slack's three reserved characters escaped.

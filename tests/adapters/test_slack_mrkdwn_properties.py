@@ -17,7 +17,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from adapters.slack.mrkdwn import to_mrkdwn
+from confab.adapters.slack.mrkdwn import to_mrkdwn
 
 # A link the converter built: <https://...>, <mailto:...> or either with |label.
 BUILT_LINK = re.compile(r"<(?:https?://|mailto:)[^\s<>|]*(?:\|[^<>\n]*)?>", re.IGNORECASE)

@@ -3,7 +3,7 @@
 Shared by ``bench/load.py`` (200 users, figures) and ``tests/bot/test_load.py``
 (a smaller run, asserted). Simulated people in shared channels write to the bot
 through the real router, skill, ``ReplyStream`` and storage; the model is a
-:class:`~bot.testing.ScriptedBackend` that streams each answer in a few chunks
+:class:`~confab.bot.testing.ScriptedBackend` that streams each answer in a few chunks
 with a little delay, so many answers are in flight at once.
 
 How people write: each user belongs to one channel and sends their messages in
@@ -35,12 +35,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import RouterConfig
-from bot.llm.backend import ChatMessage
-from bot.messages import Author, Message, SentMessage
-from bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey, StoredTurn
+from confab.bot.config import RouterConfig
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey, StoredTurn
 
 TAG = re.compile(r"\[(u\d+\.m\d+)\]")
 # What a busy or slow-down notice says (the model queue's ModelBusy, the router's

@@ -1,6 +1,6 @@
 """Skills with broken declarations, for discovery tests."""
 
-from bot.skill import Skill, SkillContext
+from confab.bot.skill import Skill, SkillContext
 
 
 class BadName(Skill):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.llm.answer_check import key_terms, states_expected
+from confab.bot.llm.answer_check import key_terms, states_expected
 
 
 @pytest.mark.parametrize(

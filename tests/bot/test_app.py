@@ -6,12 +6,12 @@ import io
 
 import pytest
 
-from adapters.console import ConsoleAdapter
-from bot.adapter import AdapterContext, MessageHandler
-from bot.app import App
-from bot.errors import AdapterError, ConfigError
-from bot.plugins import discover_adapters, discover_skills
-from bot.testing import RecordingAdapter, ScriptedBackend
+from confab.adapters.console import ConsoleAdapter
+from confab.bot.adapter import AdapterContext, MessageHandler
+from confab.bot.app import App
+from confab.bot.errors import AdapterError, ConfigError
+from confab.bot.plugins import discover_adapters, discover_skills
+from confab.bot.testing import RecordingAdapter, ScriptedBackend
 from tests.helpers import console_config, run_console
 
 
@@ -95,7 +95,7 @@ async def test_the_app_keeps_scheduled_jobs_across_restarts(db_url: str) -> None
 async def test_a_code_model_that_is_not_installed_is_said_once_and_the_default_answers(
     db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.app.installed", lambda model: False)
+    monkeypatch.setattr("confab.bot.app.installed", lambda model: False)
     model = ScriptedBackend(["```bash\necho hi\n```"])
     out, _ = await run_console(
         db_url,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.checks.arithmetic import calculation, format_number
-from bot.checks.units import conversion
+from confab.bot.checks.arithmetic import calculation, format_number
+from confab.bot.checks.units import conversion
 
 
 @pytest.mark.parametrize(

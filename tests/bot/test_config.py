@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from bot.cli import render_config
-from bot.config import build_config_model, load_config
-from bot.errors import ConfigError
+from confab.bot.cli import render_config
+from confab.bot.config import build_config_model, load_config
+from confab.bot.errors import ConfigError
 
 
 class EchoConfig(BaseModel):
@@ -137,7 +137,7 @@ def test_check_masks_the_database_password_and_reports_secret_variables(
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "confab", *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.checks.consistency import agreement, worth_checking
+from confab.bot.checks.consistency import agreement, worth_checking
 
 Q = "What is the atomic number of brenthium?"
 
@@ -44,9 +44,9 @@ def test_only_questions_naming_something_are_checked(question: str, checked: boo
 
 
 async def test_a_slow_model_streams_at_once_and_warns_after_the_answer() -> None:
-    from bot.checks.consistency import DOUBT, ConsistencySettings, checked_stream
-    from bot.llm.backend import ChatMessage, GenerationParams
-    from bot.testing import ScriptedBackend
+    from confab.bot.checks.consistency import DOUBT, ConsistencySettings, checked_stream
+    from confab.bot.llm.backend import ChatMessage, GenerationParams
+    from confab.bot.testing import ScriptedBackend
 
     model = ScriptedBackend(
         ["Brenthium has atomic number 102.", "It is 13.", "Number 41.", "It is 12 or so."],
@@ -64,9 +64,9 @@ async def test_a_slow_model_streams_at_once_and_warns_after_the_answer() -> None
 
 
 async def test_a_fast_model_that_agrees_streams_without_a_warning() -> None:
-    from bot.checks.consistency import ConsistencySettings, checked_stream
-    from bot.llm.backend import ChatMessage, GenerationParams
-    from bot.testing import ScriptedBackend
+    from confab.bot.checks.consistency import ConsistencySettings, checked_stream
+    from confab.bot.llm.backend import ChatMessage, GenerationParams
+    from confab.bot.testing import ScriptedBackend
 
     model = ScriptedBackend(["Dune was written by Frank Herbert.", "Frank Herbert."])
     question = "Who wrote Dune?"

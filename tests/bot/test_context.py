@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import PromptTooLong
-from bot.llm.backend import ChatMessage
-from bot.llm.context import fit_messages
-from bot.testing import ScriptedBackend
+from confab.bot.errors import PromptTooLong
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.context import fit_messages
+from confab.bot.testing import ScriptedBackend
 
 count = ScriptedBackend().count_tokens
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot import cli, lab_commands
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import (
+from confab.bot import cli, lab_commands
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import (
     EXAMPLES,
     Chat,
     DatasetError,
@@ -25,7 +25,7 @@ from bot.llm.dataset import (
     split,
     within_tokens,
 )
-from bot.llm.transformers_backend import TransformersBackend
+from confab.bot.llm.transformers_backend import TransformersBackend
 
 EXAMPLE = EXAMPLES / "tarnwick_qa.csv"
 HELD_OUT = EXAMPLES / "tarnwick_heldout.csv"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from bot.knowledge.documents import (
+from confab.bot.knowledge.documents import (
     DocumentRefused,
     ReadDocument,
     Section,

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import RouterConfig
-from bot.limits import ChannelSlots, UserRateLimit
-from bot.router import BUSY
-from bot.skill import Skill, SkillContext
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.bot.config import RouterConfig
+from confab.bot.limits import ChannelSlots, UserRateLimit
+from confab.bot.router import BUSY
+from confab.bot.skill import Skill, SkillContext
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 
 SLOW_DOWN = "You're sending messages faster than I can answer"
 
@@ -62,7 +62,7 @@ async def test_admins_are_not_rate_limited(tmp_path: Path) -> None:
 
 
 def test_the_bucket_forgets_people_whose_budget_is_full_again(monkeypatch) -> None:
-    monkeypatch.setattr("bot.limits.PRUNE_ABOVE", 10)
+    monkeypatch.setattr("confab.bot.limits.PRUNE_ABOVE", 10)
     clock = Clock()
     rate = UserRateLimit(60, 2, clock=clock)
     for n in range(10):
@@ -195,7 +195,7 @@ async def test_declared_admin_commands_are_enforced_by_the_router(
 ) -> None:
     config = RouterConfig(admins=["test:boss"], user_burst=100)
     async with ChatHarness([Vault, Purge], tmp_path, router_config=config) as chat:
-        with caplog.at_level(logging.INFO, logger="bot.router"):
+        with caplog.at_level(logging.INFO, logger="confab.bot.router"):
             assert (
                 await chat.ask("!vault open", author="ada")
                 == "Only an admin can run `!vault open`."

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.messages import SentMessage
-from bot.testing import Posted
-from storage.conversations import StoredTurn
+from confab.bot.messages import SentMessage
+from confab.bot.testing import Posted
+from confab.storage.conversations import StoredTurn
 from tests.bot.load_driver import (
     Delivery,
     LoadPlan,

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ModelError
-from bot.llm.backend import ModelBackend
-from bot.llm.pool import RETRY_AFTER_S, ModelPool
-from bot.llm.registry import RegistryError
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.qa import AskSkill
-from storage.served_models import ServedModels
+from confab.bot.errors import ModelError
+from confab.bot.llm.backend import ModelBackend
+from confab.bot.llm.pool import RETRY_AFTER_S, ModelPool
+from confab.bot.llm.registry import RegistryError
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.qa import AskSkill
+from confab.storage.served_models import ServedModels
 
 
 class SlowToLoad(ScriptedBackend):
@@ -135,7 +135,7 @@ async def test_a_choice_that_cannot_be_served_is_answered_by_the_default_and_log
 async def test_past_max_loaded_the_least_recently_used_model_is_unloaded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.llm.pool")
+    caplog.set_level(logging.INFO, logger="confab.bot.llm.pool")
     models = Models(**{name: SlowToLoad(name) for name in ("one", "two", "three")})
     async with ChatHarness([AskSkill], tmp_path) as harness:
         pool, served = await harness_with_pool(harness, models, max_loaded=3)

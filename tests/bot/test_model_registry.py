@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.cli import main
-from bot.config import ModelConfig, load_config
-from bot.errors import ConfigError, ModelError
-from bot.llm.adapter_folder import write_adapter
-from bot.llm.eval_store import recorded
-from bot.llm.registry import EVALUATIONS, ModelRegistry, RegistryError
-from bot.llm.transformers_backend import TransformersBackend
-from bot.llm.weights import bundled_model_path, load_tokenizer
+from confab.bot.cli import main
+from confab.bot.config import ModelConfig, load_config
+from confab.bot.errors import ConfigError, ModelError
+from confab.bot.llm.adapter_folder import write_adapter
+from confab.bot.llm.eval_store import recorded
+from confab.bot.llm.registry import EVALUATIONS, ModelRegistry, RegistryError
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.bot.llm.weights import bundled_model_path, load_tokenizer
 
 CACHE = Path("~/.cache/confab").expanduser()
 HELD_OUT = Path(__file__).parents[2] / "bot" / "llm" / "examples" / "tarnwick_heldout.csv"
@@ -224,7 +224,7 @@ def test_the_engine_serves_an_adapter_merged_into_its_base(lab: Lab) -> None:
         assert torch.allclose(served, original + delta, atol=1e-6)
 
         async def answer() -> str:
-            from bot.llm.backend import ChatMessage
+            from confab.bot.llm.backend import ChatMessage
 
             return await backend.complete([ChatMessage("user", "Hello?")])
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.config import ModelConfig, OpenAIConfig
-from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
-from bot.llm.openai_backend import OpenAIBackend
-from bot.testing import ChatHarness
-from skills.qa import AskSkill
+from confab.bot.config import ModelConfig, OpenAIConfig
+from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
+from confab.bot.llm.openai_backend import OpenAIBackend
+from confab.bot.testing import ChatHarness
+from confab.skills.qa import AskSkill
 
 PIECES = ["Paris", " is", " the", " capital", " of", " France."]
 ANSWER = "".join(PIECES)

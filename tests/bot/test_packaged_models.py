@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from gguf import GGUFWriter
 
-from bot.errors import ModelError
-from bot.llm.gguf_header import check_servable, describe
-from bot.llm.packaged import SMOLLM2, PackagedModel, assembled, sha256_of
-from bot.llm.weights import bundled_model_path, loadable_folder
+from confab.bot.errors import ModelError
+from confab.bot.llm.gguf_header import check_servable, describe
+from confab.bot.llm.packaged import SMOLLM2, PackagedModel, assembled, sha256_of
+from confab.bot.llm.weights import bundled_model_path, loadable_folder
 
 
 def tiny_gguf(path: Path, architecture: str, name: str = "Tiny") -> Path:
@@ -110,9 +110,9 @@ def test_a_missing_part_names_the_command_that_installs_it() -> None:
 def test_installed_packaged_models_are_in_the_registry_and_joined_at_first_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.llm import registry as registry_module
-    from bot.llm.packaged import ensure_assembled
-    from bot.llm.registry import ModelRegistry, RegistryError
+    from confab.bot.llm import registry as registry_module
+    from confab.bot.llm.packaged import ensure_assembled
+    from confab.bot.llm.registry import ModelRegistry, RegistryError
 
     site = tmp_path / "site"
     for index in (1, 2):
@@ -144,6 +144,6 @@ def test_installed_packaged_models_are_in_the_registry_and_joined_at_first_use(
     with pytest.raises(RegistryError, match="install it with"):
         registry.find("absent")
 
-    monkeypatch.setattr("bot.llm.packaged.PACKAGED", {"coder": coder})
+    monkeypatch.setattr("confab.bot.llm.packaged.PACKAGED", {"coder": coder})
     ensure_assembled(entry.path, tmp_path / "cache")
     assert entry.path.read_bytes() == b"xxx"

@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from bot.plugins import ADAPTER_GROUP, SKILL_GROUP, discover_adapters, discover_skills
+from confab.bot.plugins import ADAPTER_GROUP, SKILL_GROUP, discover_adapters, discover_skills
 
 
 def point(name: str, value: str, group: str = SKILL_GROUP) -> EntryPoint:
@@ -27,7 +27,7 @@ def test_a_skill_that_fails_to_import_is_logged_and_left_out(
     with caplog.at_level(logging.ERROR):
         catalog = discover_skills(
             [
-                point("ping", "skills.ping:PingSkill"),
+                point("ping", "confab.skills.ping:PingSkill"),
                 point("broken", "tests.bot.plugins_broken:Anything"),
             ]
         )
@@ -39,9 +39,9 @@ def test_a_skill_that_fails_to_import_is_logged_and_left_out(
 def test_bad_declarations_and_name_clashes_are_left_out() -> None:
     catalog = discover_skills(
         [
-            point("ping", "skills.ping:PingSkill"),
-            point("again", "skills.ping:PingSkill"),
-            point("notaskill", "bot.messages:Message"),
+            point("ping", "confab.skills.ping:PingSkill"),
+            point("again", "confab.skills.ping:PingSkill"),
+            point("notaskill", "confab.bot.messages:Message"),
             point("badname", "tests.bot.plugins_fixtures:BadName"),
             point("nohelp", "tests.bot.plugins_fixtures:NoHelp"),
         ]
@@ -56,8 +56,8 @@ def test_bad_declarations_and_name_clashes_are_left_out() -> None:
 def test_adapters_are_checked_too() -> None:
     catalog = discover_adapters(
         [
-            point("console", "adapters.console:ConsoleAdapter", ADAPTER_GROUP),
-            point("fake", "skills.ping:PingSkill", ADAPTER_GROUP),
+            point("console", "confab.adapters.console:ConsoleAdapter", ADAPTER_GROUP),
+            point("fake", "confab.skills.ping:PingSkill", ADAPTER_GROUP),
             point("gone", "nowhere.at.all:Adapter", ADAPTER_GROUP),
         ]
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.quality.cases import GROUPS, CaseError, load_cases
-from bot.quality.scoring import (
+from confab.bot.quality.cases import GROUPS, CaseError, load_cases
+from confab.bot.quality.scoring import (
     code_blocks,
     fact_recall,
     form_problem,

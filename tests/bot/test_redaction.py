@@ -14,14 +14,14 @@ import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
-from adapters.discord import DiscordConfig
-from adapters.slack import SlackConfig
-from bot.cli import main
-from bot.config import build_config_model, load_config
-from bot.errors import ModelUnavailable
-from bot.redaction import REDACTED, SecretRedactor, configured_secrets, redact_logging
-from bot.skill import Skill, SkillContext
-from bot.testing import ChatHarness
+from confab.adapters.discord import DiscordConfig
+from confab.adapters.slack import SlackConfig
+from confab.bot.cli import main
+from confab.bot.config import build_config_model, load_config
+from confab.bot.errors import ModelUnavailable
+from confab.bot.redaction import REDACTED, SecretRedactor, configured_secrets, redact_logging
+from confab.bot.skill import Skill, SkillContext
+from confab.bot.testing import ChatHarness
 
 DISCORD_TOKEN = "MTE4NDk0NjQ2.GdX3bA.discord-token-value"
 SLACK_BOT_TOKEN = "xoxb-1111-2222-slack-bot-token"
@@ -225,10 +225,10 @@ def test_the_cli_redacts_every_log_record_once_configured(
 ) -> None:
     assert main(["config", "check"]) == 0  # loads the config and sets up the log
     capsys.readouterr()
-    logging.getLogger("adapters.discord.adapter").warning("token %s refused", DISCORD_TOKEN)
+    logging.getLogger("confab.adapters.discord.adapter").warning("token %s refused", DISCORD_TOKEN)
     logging.getLogger("storage.new").error(f"cannot log in with {DB_PASSWORD}")
     err = capsys.readouterr().err
-    assert f"adapters.discord.adapter: token {REDACTED} refused" in err
+    assert f"confab.adapters.discord.adapter: token {REDACTED} refused" in err
     assert f"storage.new: cannot log in with {REDACTED}" in err
     assert DISCORD_TOKEN not in err and DB_PASSWORD not in err
 
@@ -255,7 +255,7 @@ class LeakySkill(Skill):
 async def test_an_error_reply_never_carries_the_exception_text(
     tmp_path: Path, args: str, reply: str
 ) -> None:
-    router_log = logging.getLogger("bot.router")
+    router_log = logging.getLogger("confab.bot.router")
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     router_log.addHandler(handler)

@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text, update
 
-from adapters.console import ConsoleAdapter
-from bot.adapter import AdapterContext
-from bot.app import App
-from bot.plugins import discover_adapters, discover_skills
-from bot.retention import RetentionJob, RetentionPass
-from bot.testing import ScriptedBackend
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.events import EventLog
-from storage.tables import ProcessedEventRow
+from confab.adapters.console import ConsoleAdapter
+from confab.bot.adapter import AdapterContext
+from confab.bot.app import App
+from confab.bot.plugins import discover_adapters, discover_skills
+from confab.bot.retention import RetentionJob, RetentionPass
+from confab.bot.testing import ScriptedBackend
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.events import EventLog
+from confab.storage.tables import ProcessedEventRow
 from tests.helpers import console_config
 
 DM = ConversationKey("console", "dm")

@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.config import RouterConfig
-from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable, SkillError
-from bot.llm.backend import ChatMessage
-from bot.messages import Author, Message
-from bot.router import DB_DOWN, NO_ANSWER, parse_command
-from bot.skill import Skill, SkillContext
-from bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.errors import StorageUnavailable
+from confab.bot.config import RouterConfig
+from confab.bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable, SkillError
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import Author, Message
+from confab.bot.router import DB_DOWN, NO_ANSWER, parse_command
+from confab.bot.skill import Skill, SkillContext
+from confab.bot.testing import BrokenBackend, ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.errors import StorageUnavailable
 
 BUILTINS = [AskSkill, HelpSkill, PingSkill]
 
@@ -388,7 +388,7 @@ async def test_an_answer_cut_while_its_commit_is_awaited_is_stored_once(tmp_path
 
 
 async def test_a_skill_with_a_model_of_its_own_is_answered_by_it(tmp_path: Path) -> None:
-    from skills.qa import AskConfig
+    from confab.skills.qa import AskConfig
 
     default, coder = ScriptedBackend(["from the default"]), ScriptedBackend(["from the coder"])
     asked: list[str] = []

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import torch
 
-from bot.config import ModelConfig
-from bot.llm.backend import GenerationParams
-from bot.llm.sampling import Sampler, TextTail
-from bot.llm.weights import loadable_folder, resolve_model_path
+from confab.bot.config import ModelConfig
+from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.sampling import Sampler, TextTail
+from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
 
 @pytest.fixture(scope="module")

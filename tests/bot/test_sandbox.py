@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bot.checks.sandbox import SANDBOX_UID, CheckReport, SandboxLimits, run_checks
+from confab.bot.checks.sandbox import SANDBOX_UID, CheckReport, SandboxLimits, run_checks
 
 LIMITS = SandboxLimits(cpu_s=1, wall_s=2, memory_mb=256)
 # Time for the interpreter to start and for everything to be killed and reaped.

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.schedules import (
+from confab.bot.schedules import (
     ONCE_FORMS,
     RECURRING_FORMS,
     BadWhen,

@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.adapter import AdapterContext, Limits, MessageHandler
-from bot.app import App
-from bot.draining import RESTARTING, InFlight
-from bot.llm.backend import ChatMessage, GenerationParams
-from bot.messages import Attachment, Author, Message, SentMessage
-from bot.pacing import Rate, WriteWindow
-from bot.plugins import discover_adapters, discover_skills
-from bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey, ConversationStore, StoredTurn
-from storage.database import Database
+from confab.bot.adapter import AdapterContext, Limits, MessageHandler
+from confab.bot.app import App
+from confab.bot.draining import RESTARTING, InFlight
+from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.messages import Attachment, Author, Message, SentMessage
+from confab.bot.pacing import Rate, WriteWindow
+from confab.bot.plugins import discover_adapters, discover_skills
+from confab.bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn
+from confab.storage.database import Database
 from tests.helpers import console_config
 
 WORD_S = 0.05
@@ -354,7 +354,7 @@ async def test_confab_run_finishes_the_answer_under_way_on_sigterm(tmp_path: Pat
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "confab",
         "run",
         "--config",
         str(config),

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from bot.adapter import Capabilities, Limits
-from bot.errors import RateLimited
-from bot.messages import SentMessage
-from bot.pacing import Rate, WriteWindow
-from bot.streaming import EMPTY_REPLY, ReplyStream
-from bot.testing import RecordingAdapter
-from bot.textsplit import open_fence, split_message
+from confab.bot.adapter import Capabilities, Limits
+from confab.bot.errors import RateLimited
+from confab.bot.messages import SentMessage
+from confab.bot.pacing import Rate, WriteWindow
+from confab.bot.streaming import EMPTY_REPLY, ReplyStream
+from confab.bot.testing import RecordingAdapter
+from confab.bot.textsplit import open_fence, split_message
 
 FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^`]*$")
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapter import Capabilities
-from bot.cli import main
-from bot.config import RouterConfig
-from bot.llm.dataset import read_dataset
-from bot.llm.training_export import readable
-from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
-from skills.qa import AskSkill
-from skills.train import TrainSkill
+from confab.bot.adapter import Capabilities
+from confab.bot.cli import main
+from confab.bot.config import RouterConfig
+from confab.bot.llm.dataset import read_dataset
+from confab.bot.llm.training_export import readable
+from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
+from confab.skills.qa import AskSkill
+from confab.skills.train import TrainSkill
 
 ADMINS = RouterConfig(admins=["test:boss"])
 

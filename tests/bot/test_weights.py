@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ModelError
-from bot.llm.weights import (
+from confab.bot.errors import ModelError
+from confab.bot.llm.weights import (
     COMPLETE_MARKER,
     bundled_model_path,
     conversion_folder,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import PromptTooLong
-from bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from bot.llm.context import fit_messages
-from bot.llm.transformers_backend import TransformersBackend
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
+from confab.bot.errors import PromptTooLong
+from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.context import fit_messages
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
 from tests.helpers import run_console
 
 pytestmark = pytest.mark.model

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import torch
 
-from bot.config import ModelConfig
-from bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
-from bot.llm.backend import GenerationParams
-from bot.llm.compute import pick_model as pick
-from bot.llm.engine import BatchEngine
-from bot.llm.weights import loadable_folder, resolve_model_path
+from confab.bot.config import ModelConfig
+from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
+from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.compute import pick_model as pick
+from confab.bot.llm.engine import BatchEngine
+from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
 pytestmark = pytest.mark.model
 
@@ -243,7 +243,7 @@ def test_auto_compute_settings_are_measured_once_then_remembered(
     weights: tuple[Any, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model, tokenizer = weights
-    with caplog.at_level(logging.INFO, logger="bot.llm.compute"):
+    with caplog.at_level(logging.INFO, logger="confab.bot.llm.compute"):
         first = pick(lambda _: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
         second = pick(lambda _: copy.deepcopy(model), tokenizer, "float32", "auto", tmp_path, "m")
     probes = [r.getMessage() for r in caplog.records if "compute probe" in r.getMessage()]

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from bot.cli import main
-from bot.llm.assistant_tokens import IGNORED, encode_chat
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import Chat, DatasetError
-from bot.llm.eval_store import RESULTS_FILE, record, recorded
-from bot.llm.evaluate import (
+from confab.bot.cli import main
+from confab.bot.llm.assistant_tokens import IGNORED, encode_chat
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import Chat, DatasetError
+from confab.bot.llm.eval_store import RESULTS_FILE, record, recorded
+from confab.bot.llm.evaluate import (
     Evaluation,
     EvaluationError,
     compare,
@@ -25,7 +25,7 @@ from bot.llm.evaluate import (
     read_chats,
     task_score,
 )
-from bot.llm.transformers_backend import TransformersBackend
+from confab.bot.llm.transformers_backend import TransformersBackend
 
 pytestmark = pytest.mark.model
 
@@ -244,7 +244,7 @@ def lab_settings(
     sentence model; the adapters folder (where scores are stored) is returned."""
     monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", sqlite_url)
     monkeypatch.setenv("CONFAB_MODEL__ADAPTERS_DIR", str(tmp_path / "adapters"))
-    monkeypatch.setattr("bot.knowledge.base.Embedder", lambda: sentence_model)
+    monkeypatch.setattr("confab.bot.knowledge.base.Embedder", lambda: sentence_model)
     return tmp_path / "adapters"
 
 
@@ -286,7 +286,7 @@ def test_retrieval_without_documents_is_refused_before_any_model_loads(
     def no_model(*args: object) -> None:
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("bot.llm.adapter_folder.load_model", no_model)
+    monkeypatch.setattr("confab.bot.llm.adapter_folder.load_model", no_model)
     held_out = EXAMPLES / "tarnwick_heldout.csv"
 
     assert main(["model", "eval", "bundled", "--data", str(held_out), "--rag"]) == 2

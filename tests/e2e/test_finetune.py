@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import torch
 
-from bot.cli import main
-from bot.llm.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
-from bot.llm.backend import ChatMessage
-from bot.llm.dataset import EXAMPLES, Chat, read_dataset
-from bot.llm.eval_store import RESULTS_FILE, recorded
-from bot.llm.finetune import (
+from confab.bot.cli import main
+from confab.bot.llm.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.dataset import EXAMPLES, Chat, read_dataset
+from confab.bot.llm.eval_store import RESULTS_FILE, recorded
+from confab.bot.llm.finetune import (
     BUNDLED,
     METADATA_FILE,
     FinetuneError,
@@ -29,7 +29,7 @@ from bot.llm.finetune import (
     finetune,
     load_finetuned,
 )
-from bot.llm.lora_checkpoints import CHECKPOINTS
+from confab.bot.llm.lora_checkpoints import CHECKPOINTS
 from tests.helpers import run_console
 
 pytestmark = pytest.mark.model
@@ -225,7 +225,7 @@ def test_a_folder_without_an_adapter_cannot_be_served(tmp_path: Path) -> None:
 def test_too_little_memory_is_said_before_loading_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.llm.finetune.available_memory", lambda: 200 * 2**20)
+    monkeypatch.setattr("confab.bot.llm.finetune.available_memory", lambda: 200 * 2**20)
     with pytest.raises(FinetuneError) as caught:
         finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path, max_steps=1))
     assert "needs about" in caught.value.user_message

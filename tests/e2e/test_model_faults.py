@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import torch
 
-from bot.config import ModelConfig
-from bot.errors import ModelTimeout, ModelUnavailable
-from bot.llm.backend import ChatMessage, GenerationParams
-from bot.llm.engine import BatchEngine, Request
-from bot.llm.transformers_backend import TransformersBackend
-from bot.testing import ChatHarness
-from skills.qa import AskSkill
+from confab.bot.config import ModelConfig
+from confab.bot.errors import ModelTimeout, ModelUnavailable
+from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.llm.engine import BatchEngine, Request
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.bot.testing import ChatHarness
+from confab.skills.qa import AskSkill
 
 pytestmark = pytest.mark.model
 
@@ -158,7 +158,7 @@ def engine_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "bot.llm.engine" and r.levelno >= logging.ERROR
+        if r.name == "confab.bot.llm.engine" and r.levelno >= logging.ERROR
     ]
 
 
@@ -310,7 +310,7 @@ def test_a_model_call_that_never_returns_does_not_keep_the_process_from_exiting(
     # A pool's thread would be joined at exit for ever; the model thread is a daemon.
     script = (
         "import threading\n"
-        "from bot.llm.model_thread import worker_thread\n"
+        "from confab.bot.llm.model_thread import worker_thread\n"
         "worker_thread().submit(threading.Event().wait)\n"
         "print('bye')\n"
     )

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.config import ModelConfig, OpenAIConfig
-from bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
-from bot.llm.backend import ChatMessage, GenerationParams
-from bot.llm.openai_backend import OpenAIBackend
-from bot.llm.weights import loadable_folder, resolve_model_path
+from confab.bot.config import ModelConfig, OpenAIConfig
+from confab.bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
+from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.llm.openai_backend import OpenAIBackend
+from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
 pytestmark = pytest.mark.model
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.knowledge.embedding import Embedder
-from bot.llm.transformers_backend import TransformersBackend
-from bot.quality.cases import load_cases
-from bot.quality.runner import run_cases
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.bot.quality.cases import load_cases
+from confab.bot.quality.runner import run_cases
 
 pytestmark = pytest.mark.model
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.llm.transformers_backend import TransformersBackend
-from bot.testing import ChatHarness
-from skills.code import CodeConfig, CodeSkill
-from skills.qa import AskSkill
-from skills.summarise import SummariseConfig, SummariseSkill
-from skills.write import WriteConfig, WriteSkill
+from confab.bot.llm.transformers_backend import TransformersBackend
+from confab.bot.testing import ChatHarness
+from confab.skills.code import CodeConfig, CodeSkill
+from confab.skills.qa import AskSkill
+from confab.skills.summarise import SummariseConfig, SummariseSkill
+from confab.skills.write import WriteConfig, WriteSkill
 
 pytestmark = pytest.mark.model
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.config import KnowledgeConfig
-from bot.knowledge.base import KnowledgeBase
-from bot.knowledge.embedding import Embedder
-from storage.conversations import ConversationKey, ConversationStore, StoredTurn
-from storage.database import Database
+from confab.bot.config import KnowledgeConfig
+from confab.bot.knowledge.base import KnowledgeBase
+from confab.bot.knowledge.embedding import Embedder
+from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn
+from confab.storage.database import Database
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 TOPICS = [

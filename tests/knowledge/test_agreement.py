@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.knowledge.agreement import agrees, telling_words
+from confab.bot.knowledge.agreement import agrees, telling_words
 
 QUESTION = "what is the API rate limit?"
 LINE = "omar: for the docs: the public API rate limit is 600 requests per minute"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from confab.bot.cli import main
 
 TARNWICK = Path(__file__).resolve().parents[2] / "bot" / "llm" / "examples" / "tarnwick"
 
@@ -15,7 +15,7 @@ TARNWICK = Path(__file__).resolve().parents[2] / "bot" / "llm" / "examples" / "t
 def kb(db_url: str, monkeypatch: pytest.MonkeyPatch, sentence_model: object) -> None:
     monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", db_url)
     # The CLI's knowledge base builds its own sentence model: the run's shared one.
-    monkeypatch.setattr("bot.knowledge.base.Embedder", lambda: sentence_model)
+    monkeypatch.setattr("confab.bot.knowledge.base.Embedder", lambda: sentence_model)
 
 
 def test_a_folder_is_added_once_changed_files_replace_theirs_and_bad_ones_are_named(

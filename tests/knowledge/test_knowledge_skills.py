@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import KnowledgeConfig, RouterConfig
-from bot.knowledge.embedding import Embedder
-from bot.llm.backend import ChatMessage
-from bot.messages import Attachment
-from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
-from skills.forget import ForgetSkill
-from skills.kb import KnowledgeSkill
-from skills.qa import AskSkill
-from skills.search import SearchSkill
+from confab.bot.config import KnowledgeConfig, RouterConfig
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import Attachment
+from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
+from confab.skills.forget import ForgetSkill
+from confab.skills.kb import KnowledgeSkill
+from confab.skills.qa import AskSkill
+from confab.skills.search import SearchSkill
 
 SKILLS = [AskSkill, SearchSkill, KnowledgeSkill, ForgetSkill]
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)

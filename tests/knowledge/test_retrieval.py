@@ -7,14 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import KnowledgeConfig
-from bot.knowledge.embedding import Embedder
-from bot.knowledge.passage import Where
-from bot.knowledge.search import fuse
-from bot.retention import RetentionJob
-from storage.conversations import ConversationStore
-from storage.database import Database
-from storage.events import EventLog
+from confab.bot.config import KnowledgeConfig
+from confab.bot.knowledge.embedding import Embedder
+from confab.bot.knowledge.passage import Where
+from confab.bot.knowledge.search import fuse
+from confab.bot.retention import RetentionJob
+from confab.storage.conversations import ConversationStore
+from confab.storage.database import Database
+from confab.storage.events import EventLog
 from tests.knowledge.conftest import START, Planter, knowledge
 
 BACKEND = Where("console", "backend")

@@ -1,4 +1,4 @@
-"""How a chat client reads Markdown code blocks, written apart from ``bot.textsplit``
+"""How a chat client reads Markdown code blocks, written apart from ``confab.bot.textsplit``
 so the tests do not check the splitter against itself."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.messages import (
+from confab.bot.messages import (
     NAME_PATTERN,
     Author,
     Message,

@@ -3,7 +3,7 @@ PostgreSQL: each gets one short clear reply or a normal answer, and the database
 holds each turn whole (or not at all), never half of one.
 
 Text that no database or platform takes as it is is made storable once, where a
-:class:`~bot.messages.Message` is made: NUL characters are dropped (PostgreSQL text
+:class:`~confab.bot.messages.Message` is made: NUL characters are dropped (PostgreSQL text
 cannot hold them) and lone UTF-16 surrogates become U+FFFD (UTF-8 cannot encode
 them; JSON's ``"\\ud800"`` decodes to one). Everything else is kept as it was.
 """
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from bot.config import RouterConfig
-from bot.llm.backend import ChatMessage
-from bot.messages import clean_text
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.bot.config import RouterConfig
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.messages import clean_text
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 from tests.property.strategies import any_text
 
 ESCAPED = ("failed while answering", "something went wrong")

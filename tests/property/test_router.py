@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import RouterConfig
-from bot.messages import clean_text, parse_command
-from bot.router import INVISIBLE
-from bot.skill import Skill, SkillContext
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.bot.config import RouterConfig
+from confab.bot.messages import clean_text, parse_command
+from confab.bot.router import INVISIBLE
+from confab.bot.skill import Skill, SkillContext
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 from tests.property.strategies import AWKWARD, any_text
 
 PREFIXES = ["!", "?", "confab:"]

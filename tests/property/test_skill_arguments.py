@@ -11,19 +11,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import RouterConfig, SchedulerConfig
-from bot.messages import clean_text
-from bot.testing import ChatHarness, ScriptedBackend
-from skills import code, write
-from skills.code import CodeSkill
-from skills.forget import ForgetSkill
-from skills.help import HelpSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill, PromptSkill, ResetSkill
-from skills.schedule import RemindSkill, ScheduleSkill
-from skills.summarise import SummariseSkill
-from skills.write import WriteSkill
-from storage.conversations import ConversationKey
+from confab.bot.config import RouterConfig, SchedulerConfig
+from confab.bot.messages import clean_text
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills import code, write
+from confab.skills.code import CodeSkill
+from confab.skills.forget import ForgetSkill
+from confab.skills.help import HelpSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill, PromptSkill, ResetSkill
+from confab.skills.schedule import RemindSkill, ScheduleSkill
+from confab.skills.summarise import SummariseSkill
+from confab.skills.write import WriteSkill
+from confab.storage.conversations import ConversationKey
 from tests.property.markdown import ends_in_code
 from tests.property.strategies import any_text, markdown_text, whens
 

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bot.adapter import Capabilities, Limits
-from bot.messages import clean_text
-from bot.streaming import EMPTY_REPLY, ReplyStream
-from bot.testing import RecordingAdapter
-from bot.textsplit import MIN_LIMIT, split_message
+from confab.bot.adapter import Capabilities, Limits
+from confab.bot.messages import clean_text
+from confab.bot.streaming import EMPTY_REPLY, ReplyStream
+from confab.bot.testing import RecordingAdapter
+from confab.bot.textsplit import MIN_LIMIT, split_message
 from tests.property.markdown import ends_in_code, kinds
 from tests.property.strategies import any_text, markdown_text
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.skill import ChatMessage, GenerationParams
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.code import PROMPTS, CodeConfig, CodeSkill
+from confab.bot.skill import ChatMessage, GenerationParams
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.code import PROMPTS, CodeConfig, CodeSkill
 
 SYSTEM = PROMPTS.render("system")
 BROKEN = "```python\ndef area(r)\n    return 3.14 * r ** 2\n```"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.code import CodeConfig, CodeSkill, guess_language, parse_request
-from skills.code_checks import given_tests, named_functions, written_tests
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.code import CodeConfig, CodeSkill, guess_language, parse_request
+from confab.skills.code_checks import given_tests, named_functions, written_tests
 
 WRONG_ADD = "```python\ndef add(a, b):\n    return a - b\n```"
 RIGHT_ADD = "```python\ndef add(a, b):\n    return a + b\n```\nIt adds them."

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import RouterConfig
-from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
-from skills.forget import ForgetSkill
-from skills.ping import PingSkill
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+from confab.bot.config import RouterConfig
+from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
+from confab.skills.forget import ForgetSkill
+from confab.skills.ping import PingSkill
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 
 SKILLS = [AskSkill, PingSkill, ForgetSkill]
 ADMINS = RouterConfig(admins=["test:boss"])

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapter import Capabilities
-from bot.config import RouterConfig
-from bot.llm.backend import ChatMessage
-from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
-from skills.qa import AskConfig, AskSkill, PromptSkill, ResetSkill
-from storage.conversations import ConversationKey
+from confab.bot.adapter import Capabilities
+from confab.bot.config import RouterConfig
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
+from confab.skills.qa import AskConfig, AskSkill, PromptSkill, ResetSkill
+from confab.storage.conversations import ConversationKey
 
 ADMINS = RouterConfig(admins=["test:boss"])
 

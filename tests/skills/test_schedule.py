@@ -14,20 +14,20 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
-from adapters.console import ConsoleAdapter, ConsoleConfig
-from bot.adapter import AdapterContext
-from bot.channel_log import StoredChannelLog
-from bot.config import RouterConfig, SchedulerConfig
-from bot.messages import Author, Message
-from bot.scheduler import JobScheduler, JobSpec
-from bot.scheduling import ChannelSchedule
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.ping import PingSkill
-from skills.schedule import RemindSkill, ScheduleSkill
-from skills.summarise import SummariseSkill
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.events import EventLog
+from confab.adapters.console import ConsoleAdapter, ConsoleConfig
+from confab.bot.adapter import AdapterContext
+from confab.bot.channel_log import StoredChannelLog
+from confab.bot.config import RouterConfig, SchedulerConfig
+from confab.bot.messages import Author, Message
+from confab.bot.scheduler import JobScheduler, JobSpec
+from confab.bot.scheduling import ChannelSchedule
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.ping import PingSkill
+from confab.skills.schedule import RemindSkill, ScheduleSkill
+from confab.skills.summarise import SummariseSkill
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.events import EventLog
 
 SKILLS = [ScheduleSkill, RemindSkill, PingSkill]
 ADMINS = RouterConfig(admins=["test:boss"])

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.adapter import Capabilities
-from bot.errors import ModelBusy
-from bot.llm.backend import ChatMessage, GenerationParams
-from bot.messages import Author, Message
-from bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
-from skills.ping import PingSkill
-from skills.summarise import SummariseConfig, SummariseSkill
+from confab.bot.adapter import Capabilities
+from confab.bot.errors import ModelBusy
+from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.messages import Author, Message
+from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
+from confab.skills.ping import PingSkill
+from confab.skills.summarise import SummariseConfig, SummariseSkill
 
 
 def transcript(prompt: Sequence[ChatMessage]) -> list[str]:

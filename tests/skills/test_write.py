@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.skill import ChatMessage
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.write import WriteConfig, WriteSkill
+from confab.bot.skill import ChatMessage
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.write import WriteConfig, WriteSkill
 
 SYSTEM = (
     "You are a creative writer. You write original, vivid pieces. "

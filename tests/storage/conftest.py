@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage.database import Database
+from confab.storage.database import Database
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-import bot.app
-from bot.cli import main
-from bot.config import Config
-from bot.llm.backend import ModelBackend
-from bot.llm.weights import Progress
-from bot.testing import ScriptedBackend
+import confab.bot.app
+from confab.bot.cli import main
+from confab.bot.config import Config
+from confab.bot.llm.backend import ModelBackend
+from confab.bot.llm.weights import Progress
+from confab.bot.testing import ScriptedBackend
 
 
 def scripted_backend(config: Config, progress: Progress | None = None) -> ModelBackend:
@@ -22,5 +22,5 @@ def scripted_backend(config: Config, progress: Progress | None = None) -> ModelB
 
 
 if __name__ == "__main__":
-    bot.app.build_backend = scripted_backend
+    confab.bot.app.build_backend = scripted_backend
     sys.exit(main(["console"]))

@@ -11,8 +11,8 @@ import asyncio
 import json
 import sys
 
-from storage.database import Database
-from storage.events import EventLog
+from confab.storage.database import Database
+from confab.storage.events import EventLog
 
 
 async def main(url: str, count: int) -> None:

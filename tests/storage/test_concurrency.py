@@ -9,9 +9,9 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.users import UserStore
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.users import UserStore
 
 WRITERS = 200
 CONVERSATIONS = 20
@@ -132,7 +132,7 @@ async def test_a_deadlock_between_two_batches_writes_both_and_is_no_outage(
                 databases[1].journal.submit(insert("a", then_wait=False), writes=True),
             ],
         ]
-        with caplog.at_level(logging.INFO, logger="storage.journal"):
+        with caplog.at_level(logging.INFO, logger="confab.storage.journal"):
             for gate in gates:
                 gate.set()
             await asyncio.gather(*held)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.cli import main
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
+from confab.bot.cli import main
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
 
 DM = ConversationKey("console", "dm")
 

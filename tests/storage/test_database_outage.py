@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-import bot.router
-from bot.router import DB_DOWN
-from bot.testing import ChatHarness, ScriptedBackend
-from skills.qa import AskSkill
-from storage.conversations import ConversationKey
+import confab.bot.router
+from confab.bot.router import DB_DOWN
+from confab.bot.testing import ChatHarness, ScriptedBackend
+from confab.skills.qa import AskSkill
+from confab.storage.conversations import ConversationKey
 from tests.storage.tcp_proxy import FlakyProxy
 
 DM = ConversationKey("test", "dm")
@@ -55,7 +55,7 @@ async def test_a_short_outage_delays_the_answer_and_loses_nothing(
     ) as chat:
         assert await chat.ask("first") == "About first."
         await proxy.down()
-        with caplog.at_level(logging.WARNING, logger="storage.journal"):
+        with caplog.at_level(logging.WARNING, logger="confab.storage.journal"):
             asking = asyncio.create_task(chat.ask("second"))
             await asyncio.sleep(1.5)
             assert not asking.done()  # waiting for the database, not failing
@@ -103,7 +103,7 @@ async def test_a_long_outage_gets_a_clear_reply_and_the_next_message_works(
 async def test_an_answer_shown_during_an_outage_is_stored_once_the_database_is_back(
     tmp_path: Path, proxy: FlakyProxy, postgresql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bot.router, "STORE_WAIT_S", 0.5)
+    monkeypatch.setattr(confab.bot.router, "STORE_WAIT_S", 0.5)
     answering, release = asyncio.Event(), asyncio.Event()
 
     class Slow(ScriptedBackend):

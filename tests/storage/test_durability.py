@@ -9,8 +9,8 @@ import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 

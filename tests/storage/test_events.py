@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from storage.database import Database
-from storage.events import EventLog
-from storage.tables import ProcessedEventRow
+from confab.storage.database import Database
+from confab.storage.events import EventLog
+from confab.storage.tables import ProcessedEventRow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.engine import base as sa_base
 
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.errors import AlreadyProcessed, StorageUnavailable
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.errors import AlreadyProcessed, StorageUnavailable
 
 
 @pytest.fixture

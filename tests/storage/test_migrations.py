@@ -9,11 +9,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from bot.cli import main
-from storage import migrate
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.tables import Base
+from confab.bot.cli import main
+from confab.storage import migrate
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.tables import Base
 
 TABLES = {
     "conversations",

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from storage import migrate
-from storage.conversations import ConversationKey, ConversationStore, Forgotten, StoredTurn
-from storage.database import Database
-from storage.export import export_user
-from storage.skill_state import SkillStateStore, user_scope
-from storage.users import UserStore
+from confab.bot.cli import main
+from confab.storage import migrate
+from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn
+from confab.storage.database import Database
+from confab.storage.export import export_user
+from confab.storage.records import Forgotten
+from confab.storage.skill_state import SkillStateStore, user_scope
+from confab.storage.users import UserStore
 
 GENERAL = ConversationKey("discord", "general")
 THREAD = ConversationKey("discord", "general", "t1")
@@ -103,7 +104,7 @@ async def test_forgetting_a_channel_takes_its_threads_and_nothing_else(database:
 async def test_retention_deletes_turns_older_than_the_cutoff(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("storage.conversations.RETENTION_BATCH", 3)  # several batches
+    monkeypatch.setattr("confab.storage.conversations.RETENTION_BATCH", 3)  # several batches
     store = ConversationStore(database)
     now = datetime.now(UTC)
     for age in range(10):

@@ -3,9 +3,9 @@ process within the settings' freshness window."""
 
 from __future__ import annotations
 
-from storage.channels import ChannelSettingsStore
-from storage.database import Database
-from storage.served_models import ServedModels
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.database import Database
+from confab.storage.served_models import ServedModels
 
 
 class Clock:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from storage.channels import ChannelSettings, ChannelSettingsStore
-from storage.conversations import ConversationKey, ConversationStore
-from storage.database import Database
-from storage.skill_state import GLOBAL_SCOPE, SkillStateStore, channel_scope, user_scope
-from storage.users import UserStore
+from confab.storage.channels import ChannelSettingsStore
+from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.database import Database
+from confab.storage.records import ChannelSettings
+from confab.storage.skill_state import GLOBAL_SCOPE, SkillStateStore, channel_scope, user_scope
+from confab.storage.users import UserStore
 
 
 async def test_a_persons_turn_records_them_and_keeps_their_name_current(

@@ -1,5 +1,0 @@
-"""``python -m bot`` is the ``confab`` command."""
-
-from bot.cli import main
-
-raise SystemExit(main())
