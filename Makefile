@@ -37,7 +37,7 @@ console: $(MODELS)
 	$(BIN)/confab console
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -47,7 +47,7 @@ lint: $(STAMP)
 	rm -rf build/lint && mkdir -p build/lint/confab
 	for d in bot adapters skills storage; do ln -s ../../../$$d build/lint/confab/$$d; done
 	for f in confab/*.py; do ln -s ../../../$$f build/lint/confab/; done
-	MYPYPATH=build/lint $(BIN)/mypy -p confab -p confab.bot -p confab.storage -p confab.adapters
+	MYPYPATH=build/lint $(BIN)/mypy -p confab
 
 # Answer quality per skill of the default model; QUALITY_ARGS adds models
 # (e.g. QUALITY_ARGS="--model bundled --model qwen2.5-coder-0.5b").

@@ -1,5 +1,5 @@
 """Knowledge retrieval: recall on a labelled history, indexing throughput, query latency
-at 10k and 100k chunks on SQLite and PostgreSQL, and the in-process index's memory.
+at 10k and 100k chunks on SQLite and PostgreSQL, and the in-process index's RAM.
 
     .venv/bin/python bench/retrieval.py [--sizes 10000,100000] [--databases sqlite,postgresql]
                                         [--queries 3] [--index-messages 3000]

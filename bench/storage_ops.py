@@ -1,4 +1,4 @@
-"""What one stored message costs on SQLite: the journal's hand-off, and the writes of a
+"""What one stored message costs on SQLite: the write queue's hand-off, and the writes of a
 question and of an answer (each its own transaction, as in a sequential round trip).
 
     .venv/bin/python bench/storage_ops.py [--count 2000] [--runs 3]
@@ -51,16 +51,16 @@ async def timed(count: int, one: Callable[[int], Awaitable[Any]]) -> float:
 async def run(folder: Path, count: int) -> dict[str, float]:
     database = Database(f"sqlite+aiosqlite:///{folder / 'bench.db'}")
     await database.upgrade()
-    journal = database.journal
+    write_queue = database.write_queue
 
     def question(n: int) -> Awaitable[Any]:
-        return journal.submit(partial(_append, KEY, turn("user"), f"e{n}"), writes=True)
+        return write_queue.submit(partial(_append, KEY, turn("user"), f"e{n}"), writes=True)
 
     def answer(_n: int) -> Awaitable[Any]:
-        return journal.submit(partial(_append, KEY, turn("assistant"), None), writes=True)
+        return write_queue.submit(partial(_append, KEY, turn("assistant"), None), writes=True)
 
     def nothing(_n: int) -> Awaitable[Any]:
-        return journal.submit(lambda _connection, _facts: None, writes=False)
+        return write_queue.submit(lambda _connection, _facts: None, writes=False)
 
     await timed(100, question)  # the conversation and the person are known from here on
     figures = {

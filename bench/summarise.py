@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confab.bot.config import ModelConfig
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.transformers_backend import TransformersBackend
 from confab.bot.testing import ChatHarness
 from confab.skills.summarise import SummariseConfig, SummariseSkill

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from confab.bot.adapter import Adapter, AdapterContext
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import Config, check_plugins
-from confab.bot.draining import InFlight
 from confab.bot.errors import ConfabError, ConfigError
 from confab.bot.knowledge.base import KnowledgeBase
 from confab.bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
 from confab.bot.llm.backend import ModelBackend
 from confab.bot.llm.packaged import PACKAGED, installed
+from confab.bot.llm.pending import PendingModel
 from confab.bot.llm.pool import ModelPool, Resolve
 from confab.bot.llm.registry import ModelRegistry
 from confab.bot.llm.weights import Progress
 from confab.bot.plugins import AdapterCatalog, SkillCatalog
 from confab.bot.retention import RetentionJob
 from confab.bot.router import Router
-from confab.bot.scheduler import JobScheduler
+from confab.bot.scheduling.runner import JobScheduler
+from confab.bot.shutdown import InFlight
+from confab.bot.skill_lifecycle import SkillLifecycle, skill_lifecycle
 from confab.bot.skillset import SkillSet
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.conversations import ConversationStore
@@ -79,7 +83,7 @@ class App:
     A stop (:meth:`request_stop`, a SIGTERM or Ctrl-C in ``confab run``) drains
     first: answers under way get ``shutdown_grace_s`` to finish and are then cut
     short with a notice, new messages are asked to come back (see
-    :mod:`confab.bot.draining`); only then are the adapters, the model and the database
+    :mod:`confab.bot.shutdown`); only then are the adapters, the model and the database
     closed.
     """
 
@@ -108,6 +112,8 @@ class App:
         self.retention: RetentionJob | None = None
         self.knowledge: KnowledgeBase | None = None
         self.scheduler: JobScheduler | None = None
+        self.lifecycle: SkillLifecycle | None = None
+        self.loading: asyncio.Task[ModelBackend] | None = None  # the model, loading at start
         self.adapters: list[Adapter] = []
         self.in_flight: InFlight | None = None
         self.shutdown_grace_s = (
@@ -128,8 +134,9 @@ class App:
         )
 
     async def start(self) -> None:
-        """Open the database (migrating it), start the retention job, load the model,
-        build router and adapters."""
+        """Open the database (migrating it), start the retention job, start loading the
+        model, build router and adapters. Loading goes on while the bot serves: skills
+        that do not use the model answer at once (see :meth:`serve`)."""
         self.database = Database(self.config.bot.database_url)
         await self.database.upgrade()
         store = ConversationStore(self.database)
@@ -140,8 +147,6 @@ class App:
         self.knowledge = await self._start_knowledge(self.database)
         settings = ChannelSettingsStore(self.database)
         served = ServedModels(self.database, settings)
-        if self.model is not None:
-            await self.model.start()
         self.models = ModelPool(
             model_resolver(self.config, self._progress),
             served.own_choice,
@@ -150,14 +155,27 @@ class App:
             # By then every answer begun on an unloaded model has ended or timed out.
             retire_after_s=self.config.model.request_timeout_s,
         )
-        # The default chosen with `confab model use` is loaded instead of the config's.
-        self.model = await self.models.start(await served.default(), preloaded=self.model)
         if self.knowledge is not None:
             self.knowledge.warm()
         skill_set = SkillSet(
             cls(self.config.skill_config(name)) for name, cls in self._skills.skills.items()
         )
-        await self._warm_skill_models(skill_set)
+        own_models = self._skill_models(skill_set)
+        # The default chosen with `confab model use` is loaded instead of the config's.
+        self.loading = asyncio.create_task(
+            self._load_models(await served.default(), own_models), name="load the model"
+        )
+        pending = PendingModel(self.loading)
+        pool = self.models
+
+        async def for_channel(platform: str, channel: str) -> ModelBackend:
+            await pending.ready()
+            return await pool.for_channel(platform, channel)
+
+        async def named(choice: str) -> ModelBackend:
+            await pending.ready()
+            return await pool.ready(choice)
+
         self.scheduler = JobScheduler(
             self.config.scheduler,
             self.config.bot.database_url,
@@ -166,9 +184,9 @@ class App:
         )
         self.router = Router(
             skills=skill_set,
-            model=self.model,
-            models=self.models.for_channel,
-            named_models=self.models.ready,
+            model=pending,
+            models=for_channel,
+            named_models=named,
             store=store,
             settings=settings,
             config=self.config.router,
@@ -191,6 +209,10 @@ class App:
             factory = self._factories.get(name) or self._catalog.adapters[name]
             self.adapters.append(factory(context))
         self.scheduler.attach(self.in_flight.handle, {a.platform: a for a in self.adapters})
+        self.lifecycle = skill_lifecycle(
+            skill_set.skills, self.config.bot.name, self.router.state, self.adapters
+        )
+        await self.lifecycle.start()
         self.scheduler.start()
 
     async def _start_knowledge(self, database: Database) -> KnowledgeBase | None:
@@ -208,10 +230,20 @@ class App:
         await knowledge.start()
         return knowledge
 
-    async def _warm_skill_models(self, skills: SkillSet) -> None:
-        """Start loading the skills' own models in the background. A packaged model that
-        is not installed is said once, and the channel's model answers that skill."""
+    async def _load_models(self, choice: str | None, own_models: list[str]) -> ModelBackend:
+        """Load the model that answers by default, then start loading the skills' own."""
         assert self.models is not None
+        if self.model is not None:
+            await self.model.start()
+        self.model = await self.models.start(choice, preloaded=self.model)
+        for own in own_models:
+            await self.models.ready(own)  # a name that resolves to nothing is logged there
+        return self.model
+
+    def _skill_models(self, skills: SkillSet) -> list[str]:
+        """The skills' own models. A packaged model that is not installed is said once,
+        and the channel's model answers that skill."""
+        own_models = []
         for skill in skills.skills:
             own = getattr(skill.config, "model", None)
             if not own or skill.config is None:
@@ -225,7 +257,8 @@ class App:
                 )  # fmt: skip
                 skill.config = skill.config.model_copy(update={"model": None})
                 continue
-            await self.models.ready(own)  # a name that resolves to nothing is logged there
+            own_models.append(own)
+        return own_models
 
     async def run(self) -> None:
         """Start, serve until an adapter's session ends or :meth:`request_stop`, then stop."""
@@ -258,15 +291,23 @@ class App:
             for adapter in self.adapters
         }
         stopper = asyncio.create_task(self._wait_for_stop_request())
+        loading = self.loading
         if self.scheduler is not None:
             self.scheduler.resume()  # jobs run once the adapters are serving
         try:
             while tasks:
-                done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                watched: set[asyncio.Future[Any]] = {*tasks, stopper}
+                if loading is not None:
+                    watched.add(loading)
+                done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
                     return
-                for task in done:
-                    adapter = tasks.pop(task)
+                if loading is not None and loading in done:
+                    # A model that cannot load stops the bot, as it did before serving.
+                    loading.result()
+                    loading = None
+                for task in done & tasks.keys():
+                    adapter = tasks.pop(task)  # type: ignore[call-overload]
                     if task.cancelled() or task.exception() is None:
                         log.info("%s session ended; stopping", adapter.platform)
                         return
@@ -297,6 +338,12 @@ class App:
         dispose of the database (after the last write). Safe to repeat."""
         if self.in_flight is not None:
             await self.in_flight.drain()
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.loading is not None and not self.loading.done():
+            self.loading.cancel()  # stopped while the model was still loading
+            with contextlib.suppress(BaseException):
+                await self.loading
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None

@@ -95,6 +95,21 @@ class StoredChannelControls:
         )
         return settings
 
+    async def set_enabled_skills(self, names: Sequence[str] | None) -> ChannelSettings:
+        message = self._admin_only("switch skills on or off in this channel")
+        enabled = tuple(names) if names is not None else None
+        settings = await self._store.update(
+            message.platform, message.channel, enabled_skills=enabled
+        )
+        log.info(
+            "%s set the skills of %s/%s to %s",
+            message.author.id,
+            message.platform,
+            message.channel,
+            "all" if enabled is None else ", ".join(enabled) or "none",
+        )
+        return settings
+
     async def set_training_optin(self, optin: bool) -> ChannelSettings:
         message = self._admin_only("opt this channel in or out of training")
         settings = await self._store.update(message.platform, message.channel, training_optin=optin)

@@ -1,4 +1,4 @@
-"""The ``confab`` command line: run, console, config check, db, data, model, kb."""
+"""The ``confab`` command line: run, console, config check, db, data, model, kb, new."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from confab.bot.adapter import Adapter, AdapterContext, EmptyChannelLog
 from confab.bot.config import Config, build_config_model, check_plugins, load_config
 from confab.bot.errors import ConfabError
 from confab.bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
-from confab.bot.lab_commands import LAB_COMMANDS, add_lab_commands, run_lab_command
+from confab.bot.lab.commands import LAB_COMMANDS, add_lab_commands, run_lab_command
 from confab.bot.logs import configure_logging, status
+from confab.bot.new_skill import NEW_COMMANDS, add_new_commands, run_new_command
 from confab.bot.plugins import AdapterCatalog, SkillCatalog, discover_adapters, discover_skills
-from confab.bot.redaction import SecretRedactor, configured_secrets, redact_logging
+from confab.bot.redaction import SecretRedactor, configured_secrets, masked_url, redact_logging
 from confab.bot.skill import SkillInfo
 from confab.storage.errors import StorageError
 
@@ -53,6 +54,7 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     add_lab_commands(commands, common)
     add_kb_commands(commands, common)
+    add_new_commands(commands)
     for platform, adapter in (adapters.adapters if adapters else {}).items():
         if not adapter.tools:
             continue
@@ -67,6 +69,8 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     adapters = discover_adapters()  # their tools are commands: `confab slack manifest`
     args = _parser(adapters).parse_args(argv)
+    if args.command in NEW_COMMANDS:  # writes files; needs no config
+        return run_new_command(args)
     redactor: SecretRedactor | None = None
     try:
         skills = discover_skills()
@@ -161,7 +165,7 @@ async def _run(
 
 async def _db(config: Config, action: str, revision: str | None) -> int:
     from confab.storage import migrate
-    from confab.storage.database import Database, masked_url
+    from confab.storage.database import Database
 
     database = Database(config.bot.database_url)
     try:
@@ -211,8 +215,6 @@ def _write_export(data: dict[str, Any], out: str | None) -> int:
 
 def render_config(config: Config) -> str:
     """The effective settings as TOML, secrets masked, env-named secrets marked set or unset."""
-    from confab.storage.database import masked_url
-
     data = config.model_dump(mode="json")
     data["bot"]["database_url"] = masked_url(config.bot.database_url)
     lines: list[str] = []

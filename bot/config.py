@@ -1,6 +1,7 @@
 """Configuration: one TOML file, overridable by ``CONFAB_<SECTION>__<KEY>`` variables.
 
-The core sections (``bot``, ``router``, ``model``) are declared here. Each
+The core sections (``bot``, ``router`` ...) are declared here, ``model`` in the model
+package (:mod:`confab.bot.llm.config`). Each
 adapter adds a top-level section and each skill a ``[skills.NAME]`` table with
 its own pydantic model; :func:`build_config_model` assembles the full schema
 from whatever plugins are installed, so every key is validated at start.
@@ -9,7 +10,6 @@ from whatever plugins are installed, so every key is validated at start.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,12 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -33,7 +31,8 @@ from pydantic_settings import (
 )
 
 from confab.bot.errors import ConfigError
-from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.config import MODEL_NAME, ModelConfig
+from confab.bot.section import Section
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "CONFAB_"
@@ -47,15 +46,6 @@ CORE_SECTIONS = (
     "scheduler",
     "skills",
 )
-_SAMPLING = GenerationParams()
-# What `[models]` and `confab model finetune --out` accept as a model's name.
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class Section(BaseModel):
-    """Base for every config section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class BotConfig(Section):
@@ -126,72 +116,6 @@ class RouterConfig(Section):
             if not prefix or prefix != prefix.strip():
                 raise ValueError("each prefix must be non-empty and contain no spaces")
         return value
-
-
-class OpenAIConfig(Section):
-    """A model served elsewhere behind an OpenAI-compatible chat completions API."""
-
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = ""
-    # The environment variable holding the API key; unset or empty sends none.
-    api_key_env: str = "CONFAB_OPENAI_API_KEY"
-    connect_timeout_s: float = Field(5.0, gt=0)
-    # Longest wait for the next piece of a streamed answer.
-    read_timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-
-class ModelConfig(Section):
-    backend: Literal["transformers", "openai"] = "transformers"
-    path: str = ""
-    cache_dir: Path = Path("~/.cache/confab")
-    # Where `confab model finetune --out NAME` writes adapters and the registry finds them.
-    adapters_dir: Path = Path("~/.local/share/confab/adapters")
-    context_window: int = Field(0, ge=0)
-    # Sampling defaults live in one place: GenerationParams.
-    max_new_tokens: int = Field(_SAMPLING.max_new_tokens, gt=0, le=8192)
-    temperature: float = Field(_SAMPLING.temperature, ge=0.0, le=2.0)
-    top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(_SAMPLING.repetition_penalty, ge=1.0, le=2.0)
-    threads: int = Field(0, ge=0)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    attention: Literal["auto", "sdpa", "eager"] = "auto"
-    max_batch_size: int = Field(16, ge=1, le=64)
-    # Models loaded at once: the default and those chosen for channels.
-    max_loaded: int = Field(3, ge=1, le=32)
-    max_queue: int = Field(32, ge=0, le=10_000)
-    request_timeout_s: float = Field(120.0, gt=0)
-    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
-
-    def sampling(self) -> GenerationParams:
-        """The default generation parameters these settings describe."""
-        return GenerationParams(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            repetition_penalty=self.repetition_penalty,
-        )
-
-    @field_validator("cache_dir", "adapters_dir")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
-
-    @model_validator(mode="after")
-    def _room_for_a_prompt(self) -> ModelConfig:
-        if self.context_window and self.context_window <= self.max_new_tokens:
-            raise ValueError(
-                f"context_window ({self.context_window}) must be larger than "
-                f"max_new_tokens ({self.max_new_tokens}), or 0 for the model's own"
-            )
-        return self
 
 
 class SchedulerConfig(Section):

@@ -32,7 +32,7 @@ class ModelError(ConfabError):
 
 
 class FinetuneError(ConfabError):
-    """Fine-tuning cannot start or go on: bad data, no base model, too little memory."""
+    """Fine-tuning cannot start or go on: bad data, no base model, too little RAM."""
 
 
 class PromptTooLong(ModelError):

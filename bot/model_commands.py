@@ -17,7 +17,7 @@ from typing import Any
 
 from confab.bot.config import Config
 from confab.bot.errors import ConfabError
-from confab.bot.llm.model_facts import ModelFacts, model_facts
+from confab.bot.lab.model_facts import ModelFacts, model_facts
 from confab.bot.llm.packaged import PACKAGED
 from confab.bot.llm.registry import ModelEntry, ModelRegistry, RegistryError
 from confab.storage.database import Database
@@ -28,7 +28,7 @@ KIND_NAMES = {
     "packaged": "packaged GGUF",
     "gguf": "GGUF file",
     "folder": "model folder",
-    "adapter": "LoRA adapter",
+    "lora": "LoRA",
     "missing": "not found",
 }
 
@@ -38,7 +38,7 @@ def add_registry_commands(model_commands: Any, common: argparse.ArgumentParser) 
     model_commands.add_parser(
         "list",
         parents=[common],
-        help="every model: bundled, named in [models], and fine-tuned adapters",
+        help="every model: bundled, named in [models], and fine-tuned LoRAs",
     )
     show = model_commands.add_parser(
         "show", parents=[common], help="a model's details, stored scores and where it serves"

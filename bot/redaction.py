@@ -18,7 +18,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import BaseModel
 
-__all__ = ["MIN_SECRET_CHARS", "REDACTED", "SecretRedactor", "configured_secrets", "redact_logging"]
+__all__ = [
+    "MIN_SECRET_CHARS",
+    "REDACTED",
+    "SecretRedactor",
+    "configured_secrets",
+    "masked_url",
+    "redact_logging",
+]
 
 REDACTED = "[redacted]"
 # Shorter values are too likely to occur in ordinary text ("admin", "1234") to be
@@ -71,6 +78,13 @@ def _url_credentials(url: str) -> list[str]:
         return []
     query = [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_QUERY_KEYS]
     return [*query, password] if password else query
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password replaced by stars, for logs and ``config check``."""
+    from sqlalchemy.engine import make_url  # not at import: `confab` itself loads no SQLAlchemy
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class SecretRedactor(logging.Filter):

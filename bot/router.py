@@ -14,8 +14,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confab.bot.adapter import Adapter
+from confab.bot.arguments import ArgumentError, parse_arguments
 from confab.bot.channel import AdapterHistory, StoredChannelControls
 from confab.bot.config import RouterConfig
 from confab.bot.errors import CannotPost, ConfabError
@@ -25,14 +27,23 @@ from confab.bot.limits import ChannelSlots, UserRateLimit
 from confab.bot.llm.backend import ChatMessage, ModelBackend
 from confab.bot.messages import Message, args_after_command, parse_command
 from confab.bot.privacy import StoredPrivacy, is_admin
-from confab.bot.scheduler import JobScheduler
-from confab.bot.scheduling import ChannelSchedule
-from confab.bot.skill import ConversationMemory, NoKnowledge, Skill, SkillContext
+from confab.bot.scheduling.channel_schedule import ChannelSchedule
+from confab.bot.scheduling.runner import JobScheduler
+from confab.bot.skill import (
+    ALWAYS_ON,
+    ConversationMemory,
+    NoKnowledge,
+    Skill,
+    SkillContext,
+    SkillInfo,
+)
+from confab.bot.skill_state import SkillState
 from confab.bot.skillset import SkillSet
 from confab.bot.streaming import ReplyStream
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn
 from confab.storage.errors import AlreadyProcessed, StorageUnavailable
+from confab.storage.skill_state import SkillStateStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +87,7 @@ class Router:
         scheduler: JobScheduler | None = None,
         timezone: str = "UTC",
         knowledge: KnowledgeBase | None = None,
+        state: SkillStateStore | None = None,
     ) -> None:
         self.skills = skills
         self.model = model
@@ -83,6 +95,7 @@ class Router:
         # A skill's own model (``[skills.NAME] model``) by name; without it, as above.
         self.named_models = named_models
         self.store = store
+        self.state = state if state is not None else SkillStateStore(store.database)
         self.settings = settings
         self.scheduler = scheduler
         self.knowledge = knowledge
@@ -241,6 +254,15 @@ class Router:
             await self._store_question(message)  # kept, and a replay is not answered twice
             await self._reply_text(message, adapter, f"Only an admin can run `{command}`.")
             return
+        try:
+            options = parse_arguments(skill.arguments, args) if skill.arguments is not None else {}
+        except ArgumentError as error:
+            log.info("bad arguments for %s in message %s: %s", skill.name, message.id, error)
+            await self._store_question(message)  # kept, and a replay is not answered twice
+            usage = SkillInfo.of(type(skill)).usage
+            command = f"{self._prefix(message)}{skill.name} {usage}".strip()
+            await self._reply_text(message, adapter, f"Usage: `{command}` — {error}.")
+            return
         place = self.slots.admit(message.platform, message.channel)
         if place is None:
             log.info(
@@ -256,8 +278,19 @@ class Router:
             # Stored on arrival, before waiting for a turn: a person's messages stay
             # in the order they were sent, answered, queued or refused alike.
             question = await self._store_question(message, skill=skill.name)
+            switched_off = await self._switched_off(message)
+            if skill.name in switched_off:
+                log.info("%s is off in %s/%s", skill.name, message.platform, message.channel)
+                prefix = self._prefix(message)
+                await self._reply_text(
+                    message,
+                    adapter,
+                    f"`{prefix}{skill.name}` is switched off in this channel; an admin can "
+                    f"switch it on with `{prefix}skills enable {skill.name}`.",
+                )
+                return
             await place.turn()
-            await self._run_skill(skill, message, args, adapter, question)
+            await self._run_skill(skill, message, args, options, switched_off, adapter, question)
         finally:
             place.leave()
 
@@ -292,7 +325,14 @@ class Router:
         )
 
     async def _run_skill(
-        self, skill: Skill, message: Message, args: str, adapter: Adapter, question: StoredTurn
+        self,
+        skill: Skill,
+        message: Message,
+        args: str,
+        options: dict[str, Any],
+        switched_off: frozenset[str],
+        adapter: Adapter,
+        question: StoredTurn,
     ) -> None:
         key = _key(message)
         replies = 0
@@ -335,13 +375,16 @@ class Router:
         context = SkillContext(
             message=message,
             args=args,
+            options=options,
+            state=SkillState(self.state, skill.name, message),
+            switched_off=switched_off,
             config=skill.config,
-            model=await self._model_for(message, skill),
+            model=await self._model_for(message, skill) if skill.uses_model else self.model,
             memory=ConversationMemory(self._memory_loader(key, skill.name, question), reset_memory),
             skills=self.skills.infos,
             prefix=self._prefix(message),
             bot_name=self.bot_name,
-            privacy=StoredPrivacy(self.store, message, admin=admin),
+            privacy=StoredPrivacy(self.store, self.state, message, admin=admin),
             history=AdapterHistory(adapter, message, self.config.prefixes, self._is_command),
             channel=StoredChannelControls(self.settings, message, admin=admin),
             schedule=ChannelSchedule(
@@ -411,6 +454,17 @@ class Router:
         )
         stored.add_done_callback(_log_unstored)
         return stored
+
+    async def _switched_off(self, message: Message) -> frozenset[str]:
+        """The skills an admin switched off in the message's channel (``!skills``)."""
+        enabled = (await self.settings.get(message.platform, message.channel)).enabled_skills
+        if enabled is None:
+            return frozenset()
+        return frozenset(
+            info.name
+            for info in self.skills.infos
+            if info.name not in enabled and info.name not in ALWAYS_ON
+        )
 
     def _prefix(self, message: Message) -> str:
         """How the asker types a command: as they just did (a slash command), or ``!``."""

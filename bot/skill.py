@@ -21,21 +21,26 @@ Register it in your package's ``pyproject.toml``::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from confab.bot.jobs import ScheduledJob
+from confab.bot.arguments import Arg, declaration_problems, usage_of
 from confab.bot.knowledge.agreement import agrees_with_any, telling_words
 from confab.bot.knowledge.passage import Passage, Quote
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.llm.context import label_speakers
 from confab.bot.messages import NAME_PATTERN, Message
 from confab.bot.prompts import PromptTemplates
+from confab.bot.scheduling.jobs import ScheduledJob
+from confab.bot.skill_state import SkillState, StateScope
+
+if TYPE_CHECKING:
+    from confab.bot.skill_lifecycle import SkillApp
 from confab.storage.records import ChannelSettings, Forgotten, StoredDocument
 
 __all__ = [
@@ -59,11 +64,17 @@ __all__ = [
     "Skill",
     "SkillContext",
     "SkillInfo",
+    "SkillState",
+    "StateScope",
     "StoredDocument",
     "agrees_with_any",
     "label_speakers",
     "telling_words",
 ]
+
+
+# Never switched off in a channel (``!skills``), so an admin can always undo the switches.
+ALWAYS_ON = frozenset({"help", "skills"})
 
 
 class Skill(ABC):
@@ -72,8 +83,15 @@ class Skill(ABC):
     name: ClassVar[str]
     help: ClassVar[str]
     usage: ClassVar[str] = ""
+    # What the skill takes, declared once (see confab.bot.arguments): the router
+    # parses it into ``ctx.options`` and answers bad input with the usage; help and
+    # slash commands are made from it. None: free text in ``ctx.args``, as ``usage`` says.
+    arguments: ClassVar[tuple[Arg, ...] | None] = None
     aliases: ClassVar[tuple[str, ...]] = ()
     config_model: ClassVar[type[BaseModel] | None] = None
+    # False for a skill that never calls ctx.model: it answers while the model is
+    # still loading at start (ctx.model then waits for it, should the skill call it).
+    uses_model: ClassVar[bool] = True
     # Only admins may run the skill at all.
     admin_only: ClassVar[bool] = False
     # Sub-commands only admins may run, the router enforces them: "set" (that
@@ -87,6 +105,13 @@ class Skill(ABC):
     @abstractmethod
     async def run(self, ctx: SkillContext) -> None:
         """Answer ``ctx.message`` through ``ctx.reply`` or ``ctx.reply_stream``."""
+
+    async def start(self, app: SkillApp) -> None:  # noqa: B027 (a hook: empty by design)
+        """Optional: called once before the first message (start background tasks,
+        open clients); see :mod:`confab.bot.skill_lifecycle`."""
+
+    async def stop(self) -> None:  # noqa: B027
+        """Optional: called once at shutdown, after the last answer (bounded in time)."""
 
     @classmethod
     def declaration_problems(cls) -> list[str]:
@@ -102,6 +127,13 @@ class Skill(ABC):
             for alias in cls.aliases
             if not NAME_PATTERN.match(alias)
         )
+        if cls.arguments is not None:
+            if not isinstance(cls.arguments, tuple) or not all(
+                isinstance(argument, Arg) for argument in cls.arguments
+            ):
+                problems.append("arguments must be a tuple of Arg")
+            else:
+                problems.extend(declaration_problems(cls.arguments))
         if cls.config_model is not None and not issubclass(cls.config_model, BaseModel):
             problems.append("config_model must be a pydantic model")
         problems.extend(
@@ -137,16 +169,20 @@ class SkillInfo:
     aliases: tuple[str, ...]
     admin_only: bool = False
     admin_commands: tuple[str, ...] = ()
+    arguments: tuple[Arg, ...] | None = None  # declared; None: free text
 
     @classmethod
     def of(cls, skill: type[Skill]) -> SkillInfo:
+        arguments = skill.arguments
+        usage = skill.usage or (usage_of(arguments) if arguments is not None else "")
         return cls(
             skill.name,
             skill.help,
-            skill.usage,
+            usage,
             tuple(skill.aliases),
             skill.admin_only,
             tuple(skill.admin_commands),
+            tuple(arguments) if arguments is not None else None,
         )
 
 
@@ -266,6 +302,14 @@ class ChannelControls(Protocol):
         """
         ...
 
+    async def set_enabled_skills(self, names: Sequence[str] | None) -> ChannelSettings:
+        """Let only these skills answer here (``help`` and ``skills`` always do); None:
+        every skill.
+
+        Raises :class:`confab.bot.errors.NotAllowed` unless the author is an admin.
+        """
+        ...
+
 
 class Privacy(Protocol):
     """What the author of the message being answered may have the bot forget.
@@ -362,7 +406,7 @@ class SkillContext:
     """Everything a skill may use while answering one message."""
 
     message: Message
-    args: str
+    args: str  # the text after the command, as typed
     config: Any
     model: ModelBackend
     memory: ConversationMemory
@@ -377,6 +421,14 @@ class SkillContext:
     # Whether the author is an admin here (``router.admins``, or a platform role).
     admin: bool = False
     knowledge: Knowledge = field(default_factory=NoKnowledge)
+    # The declared arguments' values, by name (defaults filled in); empty for a
+    # skill that declares none.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # The skill's own key-value store: ``state.channel``, ``state.user``,
+    # ``state.everywhere`` (see confab.bot.skill_state).
+    state: SkillState | None = None
+    # The skills an admin switched off in this channel (``!skills``): help leaves them out.
+    switched_off: frozenset[str] = frozenset()
 
     async def reply(self, text: str) -> None:
         """Answer with a complete text (split across messages if the platform needs it)."""

@@ -1,8 +1,9 @@
-"""Test helpers for skill and adapter authors (and Confab's own tests).
+"""Test helpers for skill and adapter authors (and Confab's own tests); authors
+import them from :mod:`confab.testing`, or use the ``chat`` fixture.
 
 A skill's test in five lines::
 
-    from confab.bot.testing import ChatHarness, ScriptedBackend
+    from confab.testing import ChatHarness, ScriptedBackend
 
     async def test_echo(tmp_path):
         async with ChatHarness([Echo], tmp_path, model=ScriptedBackend()) as chat:
@@ -46,8 +47,9 @@ from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.llm.context import fit_messages
 from confab.bot.messages import Attachment, Author, Message, SentMessage
 from confab.bot.router import Router
-from confab.bot.scheduler import JobScheduler
+from confab.bot.scheduling.runner import JobScheduler
 from confab.bot.skill import Skill
+from confab.bot.skill_lifecycle import SkillLifecycle, skill_lifecycle
 from confab.bot.skillset import SkillSet
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.conversations import ConversationStore
@@ -284,6 +286,7 @@ class ChatHarness:
         self.knowledge = (
             KnowledgeBase(self.database, knowledge, embedder) if knowledge is not None else None
         )
+        self.lifecycle: SkillLifecycle | None = None
         self.router = Router(
             knowledge=self.knowledge,
             skills=SkillSet(self._skills),
@@ -304,6 +307,10 @@ class ChatHarness:
             self.scheduler.attach(self.router.handle, {self.adapter.platform: self.adapter})
             self.scheduler.start()
             self.scheduler.resume()
+        self.lifecycle = skill_lifecycle(
+            self.router.skills.skills, "confab", self.router.state, [self.adapter]
+        )
+        await self.lifecycle.start()
         return self
 
     async def __aexit__(
@@ -312,6 +319,8 @@ class ChatHarness:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.knowledge is not None:

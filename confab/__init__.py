@@ -12,6 +12,7 @@ contract suite in :mod:`confab.contract`. Everything under ``confab.bot``,
 
 from importlib.metadata import PackageNotFoundError, version
 
+from confab.bot.arguments import Arg, ArgumentError
 from confab.bot.errors import ConfabError, NotAllowed, SkillError
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.messages import Attachment, Author, Message
@@ -26,8 +27,11 @@ from confab.bot.skill import (
     Skill,
     SkillContext,
     SkillInfo,
+    SkillState,
+    StateScope,
     label_speakers,
 )
+from confab.bot.skill_lifecycle import SkillApp
 
 try:
     __version__ = version("confab-bot")
@@ -35,6 +39,8 @@ except PackageNotFoundError:  # run from a checkout that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Arg",
+    "ArgumentError",
     "Attachment",
     "Author",
     "ChannelSettings",
@@ -51,9 +57,12 @@ __all__ = [
     "Quote",
     "ScheduledJob",
     "Skill",
+    "SkillApp",
     "SkillContext",
     "SkillError",
     "SkillInfo",
+    "SkillState",
+    "StateScope",
     "__version__",
     "label_speakers",
 ]

@@ -7,6 +7,7 @@ history, its threads included, and only an admin (``router.admins``) may ask.
 
 from __future__ import annotations
 
+from confab.bot.arguments import Arg
 from confab.bot.skill import Skill, SkillContext
 
 
@@ -20,29 +21,23 @@ def _replies(number: int) -> str:
 
 class ForgetSkill(Skill):
     name = "forget"
+    uses_model = False
     help = "Delete what you said to me (`me`), or this channel's history (`channel`, admins)."
-    usage = "me | channel"
+    arguments = (Arg("what", choices=("me", "channel"), help="you, or this channel (admins)"),)
     admin_commands = ("channel",)
 
     async def run(self, ctx: SkillContext) -> None:
-        what = ctx.args.strip().lower()
-        if what == "me":
+        if ctx.options["what"] == "me":
             forgotten = await ctx.privacy.forget_author()
             replies = f" and my {_replies(forgotten.replies)} to them" if forgotten.replies else ""
             await ctx.reply(
                 f"Done: I deleted {_messages(forgotten.messages)} of yours (this one too), "
                 f"everywhere on this platform{replies}."
             )
-        elif what == "channel":
+        else:
             forgotten = await ctx.privacy.forget_channel()
             replies = f" and my {_replies(forgotten.replies)}" if forgotten.replies else ""
             await ctx.reply(
                 f"Done: I deleted this channel's history: {_messages(forgotten.messages)} "
                 f"(this one too){replies}."
-            )
-        else:
-            await ctx.reply(
-                f"Usage: `{ctx.prefix}forget me` deletes everything you said to me and my "
-                f"replies; `{ctx.prefix}forget channel` (admins only) deletes this channel's "
-                "history."
             )

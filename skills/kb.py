@@ -14,6 +14,7 @@ USAGE = (
 
 class KnowledgeSkill(Skill):
     name = "kb"
+    uses_model = False
     help = "List the documents I answer from here; admins add (attach a file) or remove them."
     usage = "[add [everywhere] | remove <name>]"
     admin_commands = ("add", "remove")

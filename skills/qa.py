@@ -113,6 +113,7 @@ def _bot_name(ctx: SkillContext) -> str:
 class ResetSkill(Skill):
     name = "reset"
     help = "Start a fresh conversation here: I forget what we said so far in this thread/channel."
+    arguments = ()
 
     async def run(self, ctx: SkillContext) -> None:
         await ctx.memory.reset()

@@ -35,6 +35,7 @@ def _inline(text: str, limit: int = 80) -> str:
 
 class ScheduleSkill(Skill):
     name = "schedule"
+    uses_model = False
     help = "Run a command here on a timetable (admins), list or remove jobs."
     usage = (
         'add "<cron>"|daily HH:MM|weekly mon HH:MM|every 30m <command> [args] '
@@ -85,6 +86,7 @@ class ScheduleSkill(Skill):
 
 class RemindSkill(Skill):
     name = "remind"
+    uses_model = False
     help = "Remind you here, once: in a while or at a time."
     usage = "in 2h|at HH:MM <text>"
 

@@ -3,6 +3,7 @@ with their sources, straight from the knowledge base (no model)."""
 
 from __future__ import annotations
 
+from confab.bot.arguments import Arg
 from confab.bot.skill import Skill, SkillContext
 
 MAX_QUERY_CHARS = 500
@@ -11,17 +12,13 @@ QUOTE_CHARS = 240
 
 class SearchSkill(Skill):
     name = "search"
+    uses_model = False
     aliases = ("find",)
     help = "Search this channel's history and the team's documents (no model): best matches."
-    usage = "<words>"
+    arguments = (Arg("words", rest=True, help="what to look for, e.g. deploy day"),)
 
     async def run(self, ctx: SkillContext) -> None:
-        query = " ".join(ctx.args.split())
-        if not query:
-            await ctx.reply(
-                f"Usage: `{ctx.prefix}search <words>`, e.g. `{ctx.prefix}search deploy day`."
-            )
-            return
+        query = " ".join(ctx.options["words"].split())
         if not ctx.knowledge.enabled:
             await ctx.reply("Search is switched off here ([knowledge] enabled = false).")
             return

@@ -2,8 +2,8 @@
 
 A turn that ``append`` returned is committed: it survives the process being
 killed the next moment. Appends and the reads of recent turns go through the
-database's journal (batched, in order, retried while the database is away);
-the other operations first wait for what the journal holds to be written.
+database's write queue (batched, in order, retried while the database is away);
+the other operations first wait for what the write queue holds to be written.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from sqlalchemy.sql.elements import BindParameter
 from confab.storage.database import Database
 from confab.storage.errors import AlreadyProcessed
 from confab.storage.events import event_mark, event_values
-from confab.storage.journal import RETRYING, Facts
 from confab.storage.knowledge import drop_chunks_of_turns
 from confab.storage.records import Forgotten
 from confab.storage.sql import aware, dialect_of, in_utc, upsert_for, utcnow
 from confab.storage.tables import ConversationRow, TurnRow
 from confab.storage.users import user_upsert, user_values
+from confab.storage.write_queue import RETRYING, Facts
 
 RETENTION_BATCH = 1000  # rows per transaction, so a large clean-up never holds the lock long
 
@@ -99,6 +99,10 @@ class ConversationStore:
 
     def __init__(self, database: Database) -> None:
         self._database = database
+
+    @property
+    def database(self) -> Database:
+        return self._database
 
     async def _conversation_id(self, session: AsyncSession, key: ConversationKey) -> int:
         # Insert-or-ignore then select: atomic under concurrent first messages.
@@ -159,7 +163,7 @@ class ConversationStore:
             "reply_to_id": reply_to.id if reply_to else None,
             "reply_to_author_id": reply_to.author_id if reply_to else None,
         }
-        future: asyncio.Future[StoredTurn] = self._database.journal.submit(
+        future: asyncio.Future[StoredTurn] = self._database.write_queue.submit(
             partial(_append, key, values, event_id),  # type: ignore[arg-type]  # fails as given
             writes=True,
             retry_s=retry_s,
@@ -185,7 +189,7 @@ class ConversationStore:
         """
         query = _newest_query(since_reset, before_id is not None, addressed_only, skill is not None)
         values = {"limit": limit, "before_id": before_id, "skill": skill}
-        rows = await self._database.journal.submit(
+        rows = await self._database.write_queue.submit(
             partial(_newest, key, query, values), writes=False
         )
         newest_first: list[StoredTurn] = []
@@ -203,7 +207,7 @@ class ConversationStore:
         Nothing is deleted: earlier turns stay for summaries and exports, and
         :meth:`recent` with ``since_reset`` no longer returns them.
         """
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         async with self._database.writing() as session:
             conversation = await self._conversation_id(session, key)
             await session.execute(
@@ -220,7 +224,7 @@ class ConversationStore:
         limit: int = 200,
     ) -> list[StoredTurn]:
         """Everything said in a channel or thread (chatter too), oldest first."""
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         async with self._database.reading() as session:
             conversation = await session.scalar(FIND, _where(key))
             if conversation is None:
@@ -236,7 +240,7 @@ class ConversationStore:
     async def forget_author(self, platform: str, author_id: str) -> Forgotten:
         """Delete every turn this person wrote on ``platform``, and the bot's replies to them."""
         theirs = _authored_by(platform, author_id)
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         async with self._database.writing() as session:
             replies = await _delete_turns(session, TurnRow.id.in_(_answers_to(platform, author_id)))
             messages = await _delete_turns(session, TurnRow.id.in_(theirs))
@@ -249,7 +253,7 @@ class ConversationStore:
             ConversationRow.platform == platform, ConversationRow.channel == channel
         )
         counts = {}
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         async with self._database.writing() as session:
             for role in ("user", "assistant"):
                 counts[role] = await _delete_turns(
@@ -262,7 +266,7 @@ class ConversationStore:
         """Delete every turn stored before ``cutoff``; return how many went."""
         older = select(TurnRow.id).where(TurnRow.created_at < in_utc(cutoff))
         total = 0
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         while True:
             async with self._database.writing() as session:
                 deleted = await _delete_turns(session, TurnRow.id.in_(older.limit(RETENTION_BATCH)))
@@ -282,7 +286,7 @@ class ConversationStore:
             .where(TurnRow.id.in_(theirs) | TurnRow.id.in_(_answers_to(platform, author_id)))
             .order_by(TurnRow.id)
         )
-        await self._database.journal.barrier()
+        await self._database.write_queue.barrier()
         async with self._database.reading() as session:
             rows: Sequence[Any] = (await session.execute(query)).all()
         return [
@@ -313,7 +317,7 @@ def _conversation_upsert(dialect: str) -> Executable:
     return upsert_for(dialect, ConversationRow.__table__).on_conflict_do_nothing()
 
 
-# -- on the journal's thread (see confab.storage.journal) --------------------------------
+# -- on the write queue's thread (see confab.storage.write_queue) ------------------------
 
 
 def _conversation(connection: Connection, facts: Facts, key: ConversationKey) -> int:

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from confab.storage.errors import StorageError, StorageUnavailable
-from confab.storage.journal import Journal, is_transient
+from confab.storage.sql import WRITE_OPTION
+from confab.storage.write_queue import WriteQueue, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,6 @@ def expand_url(url: str) -> URL:
             ) from error
         parsed = parsed.set(database=str(path))
     return parsed
-
-
-def masked_url(url: str) -> str:
-    """The URL with its password replaced by stars, for logs and ``config check``."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-WRITE_OPTION = "confab_write"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -120,7 +113,7 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(
                 self.url, pool_pre_ping=not sqlite, connect_args=connect
             )
-            self.journal = Journal(
+            self.write_queue = WriteQueue(
                 self.url, retry_s=retry_s, configure=_sqlite_events if sqlite else None
             )
         except ImportError as error:
@@ -180,5 +173,5 @@ class Database:
 
     async def close(self) -> None:
         """Finish the queued writes, then close every connection."""
-        await asyncio.to_thread(self.journal.close)
+        await asyncio.to_thread(self.write_queue.close)
         await self.engine.dispose()

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from confab.storage.database import WRITE_OPTION
 from confab.storage.errors import StorageError
+from confab.storage.sql import WRITE_OPTION
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number: PostgreSQL's advisory lock that serialises concurrent migrations.

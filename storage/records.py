@@ -42,3 +42,15 @@ class StoredDocument:
     added_by: str
     added_at: datetime
     chunks: int = 0
+
+
+# Whose a skill's state is (see storage.skill_state).
+GLOBAL_SCOPE = "global"
+
+
+def channel_scope(platform: str, channel: str) -> str:
+    return f"channel:{platform}:{channel}"
+
+
+def user_scope(platform: str, user_id: str) -> str:
+    return f"user:{platform}:{user_id}"

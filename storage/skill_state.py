@@ -9,18 +9,11 @@ from __future__ import annotations
 from sqlalchemy import CursorResult, delete, select
 
 from confab.storage.database import Database
+from confab.storage.records import GLOBAL_SCOPE, channel_scope, user_scope
 from confab.storage.sql import JSONValue, upsert, utcnow
 from confab.storage.tables import SkillStateRow
 
-GLOBAL_SCOPE = "global"
-
-
-def channel_scope(platform: str, channel: str) -> str:
-    return f"channel:{platform}:{channel}"
-
-
-def user_scope(platform: str, user_id: str) -> str:
-    return f"user:{platform}:{user_id}"
+__all__ = ["GLOBAL_SCOPE", "SkillStateStore", "channel_scope", "user_scope"]
 
 
 class SkillStateStore:
@@ -87,3 +80,12 @@ class SkillStateStore:
                 .order_by(SkillStateRow.skill, SkillStateRow.key)
             )
             return [(skill, key, value) for skill, key, value in rows]
+
+    async def forget_scope(self, scope: str) -> int:
+        """Remove every skill's keys in this scope (``!forget``); how many there were."""
+        async with self._database.writing() as session:
+            result = await session.execute(
+                delete(SkillStateRow).where(SkillStateRow.scope == scope)
+            )
+        assert isinstance(result, CursorResult)
+        return result.rowcount

@@ -1,4 +1,4 @@
-"""Small pieces every repository shares: INSERT ... ON CONFLICT per dialect, UTC times, JSON."""
+"""Small pieces storage shares: per-dialect upserts, UTC times, JSON, the write option."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
 """What settings and skill state may hold: anything JSON can represent."""
+
+# The execution option of a write transaction: on SQLite it begins with BEGIN IMMEDIATE
+# (the database module and migrations both open one).
+WRITE_OPTION = "confab_write"
 
 
 def upsert(session: AsyncSession, table: Any) -> SqliteInsert | PostgresqlInsert:

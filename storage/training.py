@@ -29,7 +29,7 @@ class Exchange:
 async def opted_in_exchanges(database: Database, skills: tuple[str, ...]) -> list[Exchange]:
     """Every answered question of the given skills in opted-in channels (threads
     included), conversation by conversation, in the order they were asked."""
-    await database.journal.barrier()  # what the journal holds is written first
+    await database.write_queue.barrier()  # what the write queue holds is written first
     channels = await opted_in_channels(database)
     if not channels:
         return []

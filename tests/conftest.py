@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 import torch
 
-from confab.bot.config import ModelConfig
 from confab.bot.knowledge.embedding import Embedder
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.packaged import QWEN_CODER_05, QWEN_CODER_15, PackagedModel, installed
 from confab.bot.llm.transformers_backend import TransformersBackend
 

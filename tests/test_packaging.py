@@ -54,3 +54,32 @@ def test_the_public_face_loads_no_database_model_or_platform_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
     )
     assert shown.stdout.strip() == "[]"
+
+
+def _confab_imports(path: Path) -> list[str]:
+    """The ``confab...`` modules ``path`` imports, at any depth (``TYPE_CHECKING`` included)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return [name for name in found if name.split(".")[0] == "confab"]
+
+
+def _imports_under(folder: str, pattern: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / folder).glob(pattern))
+        for name in _confab_imports(path)
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden)
+    ]
+
+
+def test_serving_imports_neither_storage_nor_the_lab() -> None:
+    """The model package serves from config alone; the lab builds on it, never the reverse."""
+    assert _imports_under("bot/llm", "*.py", ("confab.storage", "confab.bot.lab")) == []
+
+
+def test_storage_imports_nothing_of_the_bot() -> None:
+    assert _imports_under("storage", "**/*.py", ("confab.bot",)) == []

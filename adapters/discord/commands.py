@@ -1,16 +1,19 @@
-"""Discord slash commands made from the skills' declarations: one per skill, with an
-option only where the skill takes words, and descriptions that read whole."""
+"""Discord slash commands made from the skills' declarations: one per skill, typed
+options from declared arguments (one string option where a skill takes free text,
+none where it takes nothing), and descriptions that read whole."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 
+from confab.bot.arguments import Arg, join_arguments
 from confab.bot.skill import SkillInfo
 from confab.bot.textsplit import shorten
 
@@ -56,9 +59,61 @@ def _alternatives(usage: str, command: str) -> str:
     return shorten(said, DESCRIPTION_CHARS - len(tail)) + tail
 
 
-def slash_command(info: SkillInfo, on_command: OnCommand) -> app_commands.Command[Any, ..., None]:
-    """The slash command for one skill; ``on_command(interaction, name, words)`` runs it."""
+MAX_CHOICES = 25  # Discord's limit; past it the router checks the value alone
+
+
+def typed_options(arguments: tuple[Arg, ...]) -> list[inspect.Parameter]:
+    """The callback parameters discord.py makes typed options of, one per declared
+    argument: integers, numbers, booleans, strings; choices and ranges where declared."""
+    parameters = []
+    for argument in arguments:
+        annotation: Any = argument.type
+        if argument.choices and len(argument.choices) <= MAX_CHOICES and argument.type is not bool:
+            annotation = Literal.__getitem__(argument.choices)
+        elif argument.type in (int, float) and (argument.min, argument.max) != (None, None):
+            annotation = app_commands.Range[argument.type, argument.min, argument.max]
+        default = inspect.Parameter.empty if argument.required else None
+        parameters.append(
+            inspect.Parameter(
+                argument.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=annotation,
+            )
+        )
+    return parameters
+
+
+def _typed_command(
+    info: SkillInfo, arguments: tuple[Arg, ...], on_command: OnCommand
+) -> app_commands.Command[Any, ..., None]:
     name = info.name
+
+    async def callback(interaction: discord.Interaction, **values: Any) -> None:
+        # Back into the words a typed command has: the router parses both alike.
+        await on_command(interaction, name, join_arguments(arguments, values))
+
+    first = inspect.Parameter(
+        "interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=discord.Interaction
+    )
+    callback.__signature__ = inspect.Signature([first, *typed_options(arguments)])  # type: ignore[attr-defined]
+    described = {
+        argument.name: shorten(argument.help or argument.usage, DESCRIPTION_CHARS)
+        for argument in arguments
+    }
+    if described:
+        callback = app_commands.describe(**described)(callback)
+    return app_commands.Command(
+        name=name, description=shorten(info.help, DESCRIPTION_CHARS) or name, callback=callback
+    )
+
+
+def slash_command(info: SkillInfo, on_command: OnCommand) -> app_commands.Command[Any, ..., None]:
+    """The slash command for one skill; ``on_command(interaction, name, words)`` runs it.
+    Declared arguments become typed options; a free-text usage one string option."""
+    name = info.name
+    if info.arguments is not None:
+        return _typed_command(info, info.arguments, on_command)
     option = option_of(info.usage, name)
     callback: Callable[..., Awaitable[None]]
     if option is None:

@@ -54,7 +54,7 @@ class VectorIndex:
 
     @property
     def ram_bytes(self) -> int:
-        """What the index holds in memory (matrix, ids, owners, row map)."""
+        """What the index holds in RAM (matrix, ids, owners, row map)."""
         arrays = self._matrix.nbytes + self._ids.nbytes + self._owners.nbytes + self._alive.nbytes
         return arrays + len(self._rows) * 100  # a dict entry with two ints, roughly
 

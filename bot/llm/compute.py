@@ -1,6 +1,6 @@
 """Choosing the compute dtype and attention kernel by measuring them on this machine.
 
-bfloat16 halves the weights' memory and is much faster for batches on CPUs with
+bfloat16 halves the weights' RAM and is much faster for batches on CPUs with
 native bf16 instructions (AVX512-BF16, AMX), but slower on CPUs without them.
 Which attention kernel wins depends on the dtype, the CPU and the shape of the
 batch, so ``"auto"`` times the engine itself on a small batch of mixed prompt
@@ -27,7 +27,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ATTENTION = ("sdpa", "eager")
 CHOICES_FILE = "compute-choices.json"
 PROBE = "engine probe 2"  # part of each remembered choice's key: a new probe measures again
-# Leaving the default (float32, sdpa) costs precision or memory, so it must win clearly.
+# Leaving the default (float32, sdpa) costs precision or RAM, so it must win clearly.
 REQUIRED_GAIN = 0.9
 
 
@@ -45,7 +45,7 @@ def pick_model(
 
     A known choice loads straight in its dtype. A probe tries the candidates on
     one copy, float32 first, then converted in place to bfloat16 (a second copy
-    would raise the start's peak memory); if float32 wins after that, the model
+    would raise the start's peak RAM); if float32 wins after that, the model
     is loaded again, since bfloat16 lost precision.
     """
     dtypes = list(DTYPES) if dtype == "auto" else [dtype]

@@ -3,25 +3,23 @@
 One worker thread owns the model. Each turn of its loop it admits waiting
 requests (prefilled together, left-padded, into the running batch's KV cache),
 then runs one decoding step for every running request; a request that finishes
-or whose consumer went away leaves the batch at once. On this CPU a decoding
-step costs nearly the same for one sequence as for eight, so sharing steps
-multiplies throughput.
+or whose consumer went away leaves the batch at once. A decoding step costs
+little more for several sequences than for one, so sharing steps multiplies
+throughput (``bench/model_throughput.py`` measures it).
 
 Requests hand results back through ``emit``, which the worker calls with text
 pieces, then :class:`Finished` or an exception. It must be thread-safe.
 
 Give the engine the executor the model was loaded on (:func:`worker_thread`):
-each thread that computes gets its own OpenMP team, and on a 2-core machine a
-second team makes every forward pass slower (one greedy stream measured 20.8
-tokens/s on the thread that loaded the model, 16.3 on another thread after
-the first had computed, 24.0 when only the other thread ever computed).
+each thread that computes gets its own OpenMP team, and a second team makes
+every forward pass slower, most on a machine with few cores.
 
 Faults. A forward pass that raises fails the requests that were in it, each
 with :class:`~confab.bot.errors.ModelUnavailable`, and nothing else: a prompt whose
 prefill fails does not take the answers already decoding with it, and waiting
 requests are served next. Failed requests are not retried: part of their
 answer may already be on screen, a failed step leaves the shared KV cache
-half-written, and a fault that comes from the batch (memory, an input) would
+half-written, and a fault that comes from the batch (RAM, an input) would
 strike again; the person can ask again. A forward pass that never returns
 cannot be interrupted in Python, so with ``stall_timeout_s`` a watchdog
 declares a worker lost when one turn of its loop outlasts that time: its

@@ -3,8 +3,8 @@ local engine can serve it, before anything is converted.
 
 transformers de-quantises a whole GGUF file before it looks at what it holds;
 for a model the engine cannot serve (Gemma 3: sliding-window attention) that
-was about 50 s and 1 GB for nothing. The metadata comes first in the file,
-so reading it takes milliseconds.
+was a long conversion and a large cache folder for nothing. The metadata comes
+first in the file, so reading it costs next to nothing.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A KV cache that grows in place, so a decoding step does not copy the whole cache.
 
 transformers' ``DynamicLayer`` concatenates every new key and value onto the
-old tensors, copying the layer's whole cache each step (about 9% of a step for
-a batch of 8 here). These layers keep spare room and write each step's column
+old tensors, copying the layer's whole cache each step, a cost that grows with the batch and
+the answer's length. These layers keep spare room and write each step's column
 into it; the engine replaces their contents when rows join or leave.
 """
 

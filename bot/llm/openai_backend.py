@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
-from confab.bot.config import ModelConfig
 from confab.bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
-from confab.storage.database import masked_url
+from confab.bot.redaction import masked_url
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the first time a choice names it and is kept (each has its own batching engine
 and worker thread); two names of the same model share one copy. At most
 ``max_loaded`` are kept: past that the least recently used one (never the
 model loaded at start) is unloaded, after ``retire_after_s`` so that answers
-under way on it can finish. A choice that cannot be served (a deleted adapter,
+under way on it can finish. A choice that cannot be served (a deleted LoRA,
 a model that fails to load) is logged and answered by the default choice, or
 else the model loaded at start, so a channel is never left without answers.
 """

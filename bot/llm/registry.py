@@ -1,9 +1,9 @@
 """The models Confab knows by name: the bundled one, those named in ``[models]``, and
-every fine-tuned adapter in ``model.adapters_dir``.
+every fine-tuned LoRA in ``model.loras_dir``.
 
 ``confab model list|show|use|eval|finetune`` and the serving pool find models
 here. A name is looked up first; anything else is taken as a path (a model
-folder, a ``.gguf`` file or an adapter folder), so every command also works on
+folder, a ``.gguf`` file or a LoRA folder), so every command also works on
 a model that was never named.
 """
 
@@ -15,18 +15,28 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
-from confab.bot.config import MODEL_NAME as NAME_PATTERN
-from confab.bot.config import Config, ModelConfig
 from confab.bot.errors import ConfabError
-from confab.bot.llm.adapter_folder import BUNDLED, METADATA_FILE, is_adapter
-from confab.bot.llm.eval_store import RESULTS_FILE
+from confab.bot.llm.config import MODEL_NAME as NAME_PATTERN
+from confab.bot.llm.config import ModelConfig
+from confab.bot.llm.lora_folder import BUNDLED, METADATA_FILE, RESULTS_FILE, is_lora
 from confab.bot.llm.packaged import PACKAGED, installed, location
 from confab.bot.llm.weights import bundled_model_path
 
-Kind = Literal["bundled", "packaged", "gguf", "folder", "adapter", "missing"]
-EVALUATIONS = ".evaluations"  # in adapters_dir: stored scores of models that are not adapters
+Kind = Literal["bundled", "packaged", "gguf", "folder", "lora", "missing"]
+EVALUATIONS = ".evaluations"  # in loras_dir: stored scores of models that are not LoRAs
+
+
+class ConfiguredModels(Protocol):
+    """What :meth:`ModelRegistry.from_config` reads of the whole config
+    (:class:`confab.bot.config.Config`), which the model package does not import."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+
+    @property
+    def models(self) -> Mapping[str, str]: ...
 
 
 class RegistryError(ConfabError):
@@ -37,8 +47,8 @@ class RegistryError(ConfabError):
 class ModelEntry:
     """One model by the name commands and choices use.
 
-    ``path`` is the GGUF file, model folder or adapter folder; ``results_file``
-    holds its stored evaluations (beside an adapter, in ``adapters_dir`` for the rest).
+    ``path`` is the GGUF file, model folder or LoRA folder; ``results_file``
+    holds its stored evaluations (beside a LoRA, in ``loras_dir`` for the rest).
     """
 
     name: str
@@ -48,10 +58,10 @@ class ModelEntry:
 
     @property
     def key(self) -> str:
-        """The same for every name of the same model (a name and its path); an adapter
+        """The same for every name of the same model (a name and its path); a LoRA
         trained again in place gets a new one, so a running bot loads the new weights."""
         key = str(self.path.resolve())
-        if self.kind == "adapter":
+        if self.kind == "lora":
             with contextlib.suppress(OSError):
                 key += f"@{(self.path / METADATA_FILE).stat().st_mtime_ns}"
         return key
@@ -59,8 +69,8 @@ class ModelEntry:
 
 def model_kind(path: Path) -> Kind:
     """What ``path`` holds, as far as serving it goes."""
-    if is_adapter(path):
-        return "adapter"
+    if is_lora(path):
+        return "lora"
     if path.is_dir() and (path / "config.json").is_file():
         return "folder"
     if path.is_file() and path.suffix == ".gguf":
@@ -72,17 +82,17 @@ class ModelRegistry:
     """Finds models by name or path; built from config with :meth:`from_config`."""
 
     def __init__(
-        self, named: Mapping[str, str], adapters_dir: Path, cache_dir: Path | None = None
+        self, named: Mapping[str, str], loras_dir: Path, cache_dir: Path | None = None
     ) -> None:
         self.named = {name: Path(path).expanduser() for name, path in named.items()}
-        self.adapters_dir = adapters_dir.expanduser()
+        self.loras_dir = loras_dir.expanduser()
         # Where models shipped in parts are assembled (see confab.bot.llm.packaged).
         self.cache_dir = (cache_dir or Path("~/.cache/confab")).expanduser()
 
     @classmethod
-    def from_config(cls, config: Config) -> ModelRegistry:
+    def from_config(cls, config: ConfiguredModels) -> ModelRegistry:
         """The registry a config file describes."""
-        return cls(config.models, config.model.adapters_dir, config.model.cache_dir)
+        return cls(config.models, config.model.loras_dir, config.model.cache_dir)
 
     def _packaged(self) -> dict[str, ModelEntry]:
         """The packaged models that are installed, besides the bundled one."""
@@ -93,9 +103,9 @@ class ModelRegistry:
         }
 
     def entries(self) -> list[ModelEntry]:
-        """Every model: bundled first, then named ones, then adapters, each by name.
+        """Every model: bundled first, then named ones, then LoRAs, each by name.
 
-        A name in ``[models]`` wins over an adapter folder of the same name.
+        A name in ``[models]`` wins over a LoRA folder of the same name.
         """
         found: dict[str, ModelEntry] = {}
         with contextlib.suppress(ConfabError):  # not installed: nothing to list
@@ -103,24 +113,24 @@ class ModelRegistry:
         found.update(self._packaged())
         for name in sorted(self.named):
             found.setdefault(name, self._entry(name, self.named[name]))
-        for folder in self._adapter_folders():
+        for folder in self._lora_folders():
             found.setdefault(folder.name, self._entry(folder.name, folder))
         return list(found.values())
 
-    def _adapter_folders(self) -> list[Path]:
-        if not self.adapters_dir.is_dir():
+    def _lora_folders(self) -> list[Path]:
+        if not self.loras_dir.is_dir():
             return []
         return sorted(
-            p for p in self.adapters_dir.iterdir() if not p.name.startswith(".") and is_adapter(p)
+            p for p in self.loras_dir.iterdir() if not p.name.startswith(".") and is_lora(p)
         )
 
     def _entry(self, name: str, path: Path, kind: Kind | None = None) -> ModelEntry:
         kind = kind or ("bundled" if name == BUNDLED else model_kind(path))
-        if kind == "adapter":
+        if kind == "lora":
             results = path / RESULTS_FILE
         else:
             stored_as = name if NAME_PATTERN.fullmatch(name) else _path_key(path)
-            results = self.adapters_dir / EVALUATIONS / f"{stored_as}.json"
+            results = self.loras_dir / EVALUATIONS / f"{stored_as}.json"
         return ModelEntry(name, kind, path, results)
 
     def find(self, name: str) -> ModelEntry:
@@ -142,18 +152,18 @@ class ModelRegistry:
             if entry.kind == "missing":
                 raise RegistryError(
                     f"The model {name} names {entry.path}, which is neither a model folder "
-                    "with config.json, a .gguf file nor an adapter folder ([models] in the config)."
+                    "with config.json, a .gguf file nor a LoRA folder ([models] in the config)."
                 )
             return entry
-        if NAME_PATTERN.fullmatch(name) and is_adapter(self.adapters_dir / name):
-            return self._entry(name, self.adapters_dir / name)
+        if NAME_PATTERN.fullmatch(name) and is_lora(self.loras_dir / name):
+            return self._entry(name, self.loras_dir / name)
         path = Path(name).expanduser()
         if model_kind(path) != "missing":
             return self._by_path(path)
         known = ", ".join(entry.name for entry in self.entries()) or "none"
         raise RegistryError(
             f"No model is called {name}. Known: {known}; or give a model folder, "
-            "a .gguf file or an adapter folder (`confab model list` shows them all)."
+            "a .gguf file or a LoRA folder (`confab model list` shows them all)."
         )
 
     def configured(self, model: ModelConfig) -> ModelEntry | None:
@@ -177,14 +187,14 @@ class ModelRegistry:
                 return entry
         return unnamed
 
-    def adapter_folder(self, out: str) -> Path:
+    def lora_folder(self, out: str) -> Path:
         """Where ``confab model finetune --out OUT`` writes: a bare name goes into
-        ``adapters_dir`` (and joins the registry); anything else (``./NAME`` for a
+        ``loras_dir`` (and joins the registry); anything else (``./NAME`` for a
         folder here) is a path."""
         if NAME_PATTERN.fullmatch(out):
             if out == BUNDLED or out in self.named:
                 raise RegistryError(f"{out} already names a model; choose another --out name.")
-            return self.adapters_dir / out
+            return self.loras_dir / out
         return Path(out).expanduser()
 
 
@@ -194,9 +204,9 @@ def _path_key(path: Path) -> str:
     return f"path-{path.name or 'model'}-{digest}"
 
 
-def adapter_metadata(entry: ModelEntry) -> dict[str, object]:
-    """What ``confab model finetune`` wrote about the adapter (empty for other models)."""
-    if entry.kind != "adapter":
+def lora_metadata(entry: ModelEntry) -> dict[str, object]:
+    """What ``confab model finetune`` wrote about the LoRA (empty for other models)."""
+    if entry.kind != "lora":
         return {}
     try:
         loaded = json.loads((entry.path / METADATA_FILE).read_text(encoding="utf-8"))

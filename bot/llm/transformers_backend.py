@@ -14,28 +14,28 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from confab.bot.config import ModelConfig
 from confab.bot.errors import ModelError, ModelUnavailable
-from confab.bot.llm.adapter_folder import adapter_base, base_folder, is_adapter, merged_model
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.llm.compute import pick_model
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
 from confab.bot.llm.engine import BatchEngine, worker_thread
 from confab.bot.llm.loading import LOADING
+from confab.bot.llm.lora_folder import base_folder, is_lora, lora_base, merged_model
 from confab.bot.llm.packaged import ensure_assembled
 from confab.bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
 
 
-def _adapter_folder(setting: str) -> Path | None:
-    """``model.path`` when it is an adapter folder ``confab model finetune`` wrote."""
+def _lora_folder(setting: str) -> Path | None:
+    """``model.path`` when it is a LoRA folder ``confab model finetune`` wrote."""
     path = Path(setting).expanduser() if setting else None
-    return path if path is not None and is_adapter(path) else None
+    return path if path is not None and is_lora(path) else None
 
 
 class TransformersBackend(ModelBackend):
-    """The bundled SmolLM2 (or any local folder, GGUF file or fine-tuned adapter)
+    """The bundled SmolLM2 (or any local folder, GGUF file or fine-tuned LoRA)
     through transformers."""
 
     def __init__(self, config: ModelConfig, progress: Progress | None = None) -> None:
@@ -88,10 +88,10 @@ class TransformersBackend(ModelBackend):
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        adapter = _adapter_folder(self._config.path)
-        if adapter is not None:  # a fine-tuned adapter: its base with the adapter merged in
-            folder = base_folder(adapter_base(adapter), self._config.cache_dir, self._progress)
-            name, model_key = adapter.name, f"{folder}+{adapter.resolve()}"
+        lora = _lora_folder(self._config.path)
+        if lora is not None:  # a fine-tuned LoRA: its base with the LoRA merged in
+            folder = base_folder(lora_base(lora), self._config.cache_dir, self._progress)
+            name, model_key = lora.name, f"{folder}+{lora.resolve()}"
         else:
             if self._config.path:  # a model shipped in parts is joined at its first use
                 ensure_assembled(Path(self._config.path).expanduser(), self._config.cache_dir)
@@ -105,8 +105,8 @@ class TransformersBackend(ModelBackend):
             torch.set_num_threads(self._config.threads)
 
         def load_model(dtype: torch.dtype) -> Any:
-            if adapter is not None:
-                return merged_model(adapter, folder, dtype)
+            if lora is not None:
+                return merged_model(lora, folder, dtype)
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), local_files_only=True, dtype=dtype
             )
@@ -123,7 +123,7 @@ class TransformersBackend(ModelBackend):
                 model_key,
                 self._progress,
             )
-        except (OSError, ValueError, RuntimeError) as error:  # e.g. an adapter of another shape
+        except (OSError, ValueError, RuntimeError) as error:  # e.g. a LoRA of another shape
             raise ModelError(
                 "The model could not be loaded.", f"loading {folder} failed: {error}"
             ) from error

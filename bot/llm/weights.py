@@ -1,7 +1,8 @@
 """Finding model weights on disk and caching de-quantised GGUF models.
 
-transformers de-quantises a GGUF file on every load (about 25 s for the bundled
-model here); a model saved as safetensors loads in about 2 s. The first load
+transformers de-quantises a GGUF file on every load, many times slower than
+loading the same model saved as safetensors (``bench/startup.py``: cold and warm
+starts). The first load
 converts once into ``<cache_dir>/models/<name>-<key>/`` and later loads read that.
 """
 
@@ -85,7 +86,7 @@ def load_tokenizer(model_path: Path, cache_dir: Path) -> tuple[Any, int]:
     """The model's tokenizer and native context window, without loading its weights.
 
     Read from the converted copy when there is one (a fraction of a second);
-    from a GGUF file that was never converted, reading them takes about 10 s.
+    from a GGUF file that was never converted, reading them parses the whole file.
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -131,7 +132,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         settings = packed.config.to_dict()
         settings.pop("quantization_config", None)
         # Built on the meta device and given the loaded tensors, not copies of them:
-        # a second full set of weights would raise the first start's peak memory.
+        # a second full set of weights would raise the first start's peak RAM.
         import torch
 
         with torch.device("meta"):

@@ -15,9 +15,9 @@ from confab.bot.channel_log import StoredChannelLog
 from confab.bot.llm.backend import ChatMessage
 from confab.bot.messages import SentMessage
 from confab.bot.testing import EmptyChannelLog, ScriptedBackend
+from confab.contract import AdapterContract
 from confab.storage.conversations import ConversationKey, ConversationStore
 from confab.storage.database import Database
-from tests.adapters.contract import AdapterContract
 from tests.helpers import run_console
 
 

@@ -26,13 +26,13 @@ from confab.bot.llm.backend import ChatMessage
 from confab.bot.messages import SentMessage
 from confab.bot.skill import Skill
 from confab.bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
+from confab.contract import AdapterContract
 from confab.skills.forget import ForgetSkill
 from confab.skills.help import HelpSkill
 from confab.skills.ping import PingSkill
 from confab.skills.qa import AskSkill
 from confab.skills.summarise import SummariseSkill
 from confab.storage.conversations import ConversationKey
-from tests.adapters.contract import AdapterContract
 
 SKILLS = [AskSkill, PingSkill, HelpSkill, SummariseSkill]
 

@@ -59,10 +59,14 @@ def age_of(snowflake: int | str) -> timedelta:
 
 def slash(command: str, text: str | None, *, ident: int, user_id: int = USER_ID, roles=()) -> dict:
     """The gateway's INTERACTION_CREATE ``d`` for ``/<command> text:<text>`` in a guild."""
-    # The option is named as the skill's usage names it ("question" for ask).
+    # The option is named as the skill's usage names it ("question" for ask), or as
+    # its declared argument is ("what" for forget).
+    declared = {skill.name: skill.arguments for skill in (AskSkill, ForgetSkill, PingSkill)}
     usages = {skill.name: skill.usage for skill in (AskSkill, ForgetSkill, PingSkill)}
     option = option_of(usages.get(command, "<text>"), command)
     name = option.name if option is not None else "text"
+    if declared.get(command):
+        name = declared[command][0].name
     options = [] if text is None else [{"name": name, "type": 3, "value": text}]
     return {
         "id": str(ident),

@@ -16,6 +16,7 @@ import aiohttp
 import discord
 import pytest
 
+from confab import Arg, SkillContext
 from confab.adapters.discord import INTENT_HELP, DiscordAdapter, DiscordConfig
 from confab.adapters.discord import adapter as discord_adapter
 from confab.bot.adapter import AdapterContext
@@ -332,3 +333,55 @@ async def test_the_fake_refuses_bad_tokens_and_records_unknown_routes() -> None:
             assert r.status == 200
     assert fake.unknown == [("DELETE", "/api/v10/guilds/1/bans/2")]
     assert fake.shown() == ["hi"]
+
+
+class Roll(Skill):
+    name = "roll"
+    help = "Roll dice."
+    arguments = (
+        Arg("count", int, help="how many dice", min=1, max=100),
+        Arg("colour", choices=("red", "blue"), default="red"),
+        Arg("loud", bool, default=False),
+    )
+
+    async def run(self, ctx: SkillContext) -> None:
+        await ctx.reply(" ".join(f"{k}={v!r}" for k, v in ctx.options.items()))
+
+
+async def test_declared_arguments_are_registered_as_typed_options_and_answered(
+    tmp_path: Path,
+) -> None:
+    async with confab(tmp_path, skills=[*SKILLS, Roll]) as wire:
+        await wire.discord.dispatch_slash_command("roll", {"count": 3, "loud": True})
+        await wire.answered(CHANNEL_ID, "count=3 colour='red' loud=True")
+        registered = {c["name"]: c for c in wire.discord.commands[None]}
+    assert [
+        {k: o.get(k) for k in ("name", "type", "required", "min_value", "max_value", "choices")}
+        for o in registered["roll"]["options"]
+    ] == [
+        {
+            "name": "count",
+            "type": 4,
+            "required": True,
+            "min_value": 1,
+            "max_value": 100,
+            "choices": None,
+        },
+        {
+            "name": "colour",
+            "type": 3,
+            "required": False,
+            "min_value": None,
+            "max_value": None,
+            "choices": [{"name": "red", "value": "red"}, {"name": "blue", "value": "blue"}],
+        },
+        {
+            "name": "loud",
+            "type": 5,
+            "required": False,
+            "min_value": None,
+            "max_value": None,
+            "choices": None,
+        },
+    ]
+    assert "options" not in registered["ping"] or registered["ping"]["options"] == []

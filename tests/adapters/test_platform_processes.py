@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import yaml  # type: ignore[import-untyped]
 
-from confab.bot.draining import RESTARTING
+from confab.bot.shutdown import RESTARTING
 from tests.adapters.discord_wire import CHANNEL_ID, TOKEN, free_port, running_fake_discord
 from tests.adapters.processes import confab_process, config_text, streaming_model, until
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack

@@ -9,7 +9,7 @@ import pytest
 from confab.bot.adapter import Limits
 from confab.bot.messages import Author, Message, SentMessage
 from confab.bot.testing import RecordingAdapter
-from tests.adapters.contract import AdapterContract
+from confab.contract import AdapterContract
 
 
 @dataclass

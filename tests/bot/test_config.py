@@ -166,3 +166,19 @@ def test_a_rejected_database_url_is_shown_without_its_password(tmp_path: Path) -
         load_config(write(tmp_path, text), schema=SCHEMA)
     assert "bot.database_url = 'mysql://ada:***@db.example/confab'" in str(caught.value)
     assert "hunter22" not in str(caught.value)
+
+
+def test_the_old_name_of_loras_dir_is_still_read_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = write(tmp_path, '[model]\nadapters_dir = "/srv/loras"\n')
+    with pytest.warns(FutureWarning, match=r"model\.adapters_dir is deprecated.*model\.loras_dir"):
+        assert load_config(path, schema=SCHEMA).model.loras_dir == Path("/srv/loras")
+    monkeypatch.setenv("CONFAB_MODEL__ADAPTERS_DIR", "/srv/from-env")
+    with pytest.warns(FutureWarning):
+        assert load_config(write(tmp_path, ""), schema=SCHEMA).model.loras_dir == Path(
+            "/srv/from-env"
+        )
+    both = write(tmp_path, '[model]\nloras_dir = "/a"\n')
+    with pytest.raises(ConfigError, match="set only loras_dir"):
+        load_config(both, schema=SCHEMA)

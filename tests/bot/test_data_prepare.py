@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from confab.bot import cli, lab_commands
-from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import (
+from confab.bot import cli
+from confab.bot.lab import commands as lab_commands
+from confab.bot.lab.dataset import (
     EXAMPLES,
     Chat,
     DatasetError,
@@ -25,6 +25,7 @@ from confab.bot.llm.dataset import (
     split,
     within_tokens,
 )
+from confab.bot.llm.backend import ChatMessage
 from confab.bot.llm.transformers_backend import TransformersBackend
 
 EXAMPLE = EXAMPLES / "tarnwick_qa.csv"

@@ -106,14 +106,14 @@ async def test_a_choice_that_cannot_be_served_is_answered_by_the_default_and_log
             harness, Models(broken=broken, tarnwick=tarnwick), clock
         )
         platform = harness.adapter.platform
-        await served.set_for_channel(platform, "a", "deleted-adapter")
+        await served.set_for_channel(platform, "a", "deleted-lora")
         await served.set_for_channel(platform, "b", "broken")
 
         assert await harness.ask("!ask hi", channel="a") == "default"
         assert await harness.ask("!ask hi", channel="a") == "default"
-        complaints = [r for r in caplog.records if "deleted-adapter cannot serve" in r.message]
+        complaints = [r for r in caplog.records if "deleted-lora cannot serve" in r.message]
         assert len(complaints) == 1  # not once per message
-        assert "No model is called deleted-adapter" in complaints[0].message
+        assert "No model is called deleted-lora" in complaints[0].message
 
         waiting = [harness.ask("!ask hi", channel="b", author=f"p{i}") for i in range(3)]
         answers = await asyncio.gather(*waiting)

@@ -1,5 +1,5 @@
 """``confab model list|show|use`` and the registry behind them, on real (tiny) model
-folders and LoRA adapters, and the bundled GGUF file."""
+folders and LoRAs, and the bundled GGUF file."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ import pytest
 import torch
 
 from confab.bot.cli import main
-from confab.bot.config import ModelConfig, load_config
+from confab.bot.config import load_config
 from confab.bot.errors import ConfigError, ModelError
-from confab.bot.llm.adapter_folder import write_adapter
-from confab.bot.llm.eval_store import recorded
+from confab.bot.lab.eval_store import recorded
+from confab.bot.llm.config import ModelConfig
+from confab.bot.llm.lora_folder import write_lora
 from confab.bot.llm.registry import EVALUATIONS, ModelRegistry, RegistryError
 from confab.bot.llm.transformers_backend import TransformersBackend
 from confab.bot.llm.weights import bundled_model_path, load_tokenizer
 
 CACHE = Path("~/.cache/confab").expanduser()
-HELD_OUT = Path(__file__).parents[2] / "bot" / "llm" / "examples" / "tarnwick_heldout.csv"
+HELD_OUT = Path(__file__).parents[2] / "bot" / "lab" / "examples" / "tarnwick_heldout.csv"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Lab:
     tiny: Path  # a model folder named "tiny" in [models]
     tiny_parameters: int
     lora_parameters: int
-    adapters: Path  # model.adapters_dir, holding the adapter "tiny-lora"
+    loras: Path  # model.loras_dir, holding the LoRA "tiny-lora"
 
     def run(self, *argv: str) -> int:
         return main([*argv, "--config", str(self.config)])
@@ -40,7 +41,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     """A config naming a tiny random Llama (with the bundled tokenizer), and a LoRA
-    adapter of it with non-zero weights in the adapters folder."""
+    LoRA of it with non-zero weights in the LoRAs folder."""
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -68,8 +69,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     lora = LoraConfig(
         r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
-    adapters = root / "adapters"
-    (adapters / "tiny-lora").mkdir(parents=True)
+    loras = root / "loras"
+    (loras / "tiny-lora").mkdir(parents=True)
     described = {
         "base": str(tiny),
         "steps": 3,
@@ -82,18 +83,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
         "batch_size": 2,
     }
     with_lora = get_peft_model(model, lora)
-    write_adapter(with_lora, adapters / "tiny-lora", described)
+    write_lora(with_lora, loras / "tiny-lora", described)
     trained = sum(p.numel() for p in with_lora.parameters() if p.requires_grad)
-    (adapters / "half-written").mkdir()  # no description: not a whole adapter
-    (adapters / "half-written" / "adapter_config.json").write_text("{}")
+    (loras / "half-written").mkdir()  # no description: not a whole LoRA
+    (loras / "half-written" / "adapter_config.json").write_text("{}")
 
     config = root / "config.toml"
     config.write_text(
         f'[bot]\ndatabase_url = "sqlite+aiosqlite:///{root / "confab.db"}"\n'
-        f'[model]\nadapters_dir = "{adapters}"\n'
+        f'[model]\nloras_dir = "{loras}"\n'
         f'[models]\ntiny = "{tiny}"\ngone = "{root / "deleted"}"\n'
     )
-    return Lab(config, tiny, parameters, trained, adapters)
+    return Lab(config, tiny, parameters, trained, loras)
 
 
 def rows(printed: str) -> dict[str, str]:
@@ -112,10 +113,7 @@ def test_list_shows_every_model_with_its_size_dtype_and_where_it_serves(
     tiny = f"{lab.tiny_parameters / 1e3:.1f}K"
     assert "model folder" in table["tiny"] and tiny in table["tiny"]
     assert "float32" in table["tiny"] and table["tiny"].endswith(" -")
-    assert (
-        "LoRA adapter" in table["tiny-lora"]
-        and f"(+{lab.lora_parameters} LoRA)" in table["tiny-lora"]
-    )
+    assert "LoRA" in table["tiny-lora"] and f"(+{lab.lora_parameters} LoRA)" in table["tiny-lora"]
     assert "not found" in table["gone"]
 
 
@@ -163,14 +161,14 @@ def test_bad_choices_are_refused_with_what_is_known(
     assert lab.run("model", "use", "tiny", "--reset") == 2
     assert lab.run("model", "show", "nope") == 2
     assert lab.run("model", "finetune", "--base", "tiny-lora", "--data", "x", "--out", "y") == 2
-    assert "is a fine-tuned adapter" in capsys.readouterr().err
+    assert "is a fine-tuned LoRA" in capsys.readouterr().err
 
 
 def test_a_chosen_model_that_disappears_is_reported_by_list(
     lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    copy = lab.adapters / "short-lived"
-    shutil.copytree(lab.adapters / "tiny-lora", copy)
+    copy = lab.loras / "short-lived"
+    shutil.copytree(lab.loras / "tiny-lora", copy)
     assert lab.run("model", "use", "short-lived", "--channel", "slack:C1") == 0
     shutil.rmtree(copy)
     capsys.readouterr()
@@ -186,7 +184,7 @@ def test_eval_stores_the_scores_of_any_model_for_show_and_list(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert lab.run("model", "eval", "tiny", "--data", str(HELD_OUT), "--max-new-tokens", "2") == 0
-    (run,) = recorded(lab.adapters / EVALUATIONS / "tiny.json")
+    (run,) = recorded(lab.loras / EVALUATIONS / "tiny.json")
     assert run.evaluation.model == "tiny" and run.evaluation.task.total == 14
     capsys.readouterr()
     assert lab.run("model", "show", "tiny") == 0
@@ -201,21 +199,21 @@ def test_eval_stores_the_scores_of_any_model_for_show_and_list(
     assert f"task {run.evaluation.task.correct}/14, loss" in table["tiny"]
 
 
-def test_the_engine_serves_an_adapter_merged_into_its_base(lab: Lab) -> None:
+def test_the_engine_serves_a_lora_merged_into_its_base(lab: Lab) -> None:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    adapter = lab.adapters / "tiny-lora"
+    lora_folder = lab.loras / "tiny-lora"
     backend = TransformersBackend(
         ModelConfig(
-            path=str(adapter), dtype="float32", attention="sdpa", max_new_tokens=3, threads=2
+            path=str(lora_folder), dtype="float32", attention="sdpa", max_new_tokens=3, threads=2
         )
     )
     asyncio.run(backend.start())
     try:
         assert backend.name == "tiny-lora"
         base = AutoModelForCausalLM.from_pretrained(str(lab.tiny), dtype=torch.float32)
-        lora = load_file(adapter / "adapter_model.safetensors")
+        lora = load_file(lora_folder / "adapter_model.safetensors")
         prefix = "base_model.model.model.layers.0.self_attn.q_proj"
         delta = lora[f"{prefix}.lora_B.weight"] @ lora[f"{prefix}.lora_A.weight"] * (4 / 2)
         served = backend.model.model.layers[0].self_attn.q_proj.weight
@@ -233,16 +231,16 @@ def test_the_engine_serves_an_adapter_merged_into_its_base(lab: Lab) -> None:
         asyncio.run(backend.close())
 
 
-def test_finetune_out_names_go_into_the_adapters_folder(lab: Lab, tmp_path: Path) -> None:
-    registry = ModelRegistry({"tiny": str(lab.tiny)}, lab.adapters)
-    assert registry.adapter_folder("tarnwick") == lab.adapters / "tarnwick"
-    assert registry.adapter_folder("./tarnwick") == Path("tarnwick")
-    assert registry.adapter_folder(str(tmp_path / "x")) == tmp_path / "x"
+def test_finetune_out_names_go_into_the_loras_folder(lab: Lab, tmp_path: Path) -> None:
+    registry = ModelRegistry({"tiny": str(lab.tiny)}, lab.loras)
+    assert registry.lora_folder("tarnwick") == lab.loras / "tarnwick"
+    assert registry.lora_folder("./tarnwick") == Path("tarnwick")
+    assert registry.lora_folder(str(tmp_path / "x")) == tmp_path / "x"
     for taken in ("bundled", "tiny"):
         with pytest.raises(RegistryError, match="already names a model"):
-            registry.adapter_folder(taken)
-    entry = registry.find(str(lab.adapters / "tiny-lora"))
-    assert (entry.name, entry.kind) == ("tiny-lora", "adapter")
+            registry.lora_folder(taken)
+    entry = registry.find(str(lab.loras / "tiny-lora"))
+    assert (entry.name, entry.kind) == ("tiny-lora", "lora")
     assert registry.find("tiny").key == registry.find(str(lab.tiny)).key
 
 
@@ -274,18 +272,16 @@ def test_a_model_chosen_by_path_is_listed_and_a_damaged_one_is_described_not_cra
     assert lab.run("model", "use", "--reset", "--channel", "console:x") == 0
 
 
-def test_an_adapter_trained_again_in_place_is_a_new_model_to_the_pool(lab: Lab) -> None:
-    registry = ModelRegistry({}, lab.adapters)
+def test_a_lora_trained_again_in_place_is_a_new_model_to_the_pool(lab: Lab) -> None:
+    registry = ModelRegistry({}, lab.loras)
     before = registry.find("tiny-lora").key
-    description = lab.adapters / "tiny-lora" / "confab-adapter.json"
+    description = lab.loras / "tiny-lora" / "confab-adapter.json"
     description.write_text(description.read_text())  # what a new run's save does
     assert registry.find("tiny-lora").key != before
-    assert registry.find(str(lab.adapters / "tiny-lora")).key == registry.find("tiny-lora").key
+    assert registry.find(str(lab.loras / "tiny-lora")).key == registry.find("tiny-lora").key
 
 
-def test_an_adapter_that_does_not_fit_its_base_is_a_clear_load_error(
-    lab: Lab, tmp_path: Path
-) -> None:
+def test_a_lora_that_does_not_fit_its_base_is_a_clear_load_error(lab: Lab, tmp_path: Path) -> None:
     from transformers import LlamaForCausalLM
 
     wider = tmp_path / "wider"
@@ -294,12 +290,12 @@ def test_an_adapter_that_does_not_fit_its_base_is_a_clear_load_error(
     LlamaForCausalLM(settings).save_pretrained(wider)
     shutil.copy(lab.tiny / "tokenizer.json", wider)
     shutil.copy(lab.tiny / "tokenizer_config.json", wider)
-    adapter = tmp_path / "mismatched"
-    shutil.copytree(lab.adapters / "tiny-lora", adapter)
-    description = json.loads((adapter / "confab-adapter.json").read_text())
-    (adapter / "confab-adapter.json").write_text(json.dumps({**description, "base": str(wider)}))
+    lora = tmp_path / "mismatched"
+    shutil.copytree(lab.loras / "tiny-lora", lora)
+    description = json.loads((lora / "confab-adapter.json").read_text())
+    (lora / "confab-adapter.json").write_text(json.dumps({**description, "base": str(wider)}))
 
-    backend = TransformersBackend(ModelConfig(path=str(adapter), dtype="float32", attention="sdpa"))
+    backend = TransformersBackend(ModelConfig(path=str(lora), dtype="float32", attention="sdpa"))
     with pytest.raises(ModelError) as caught:
         asyncio.run(backend.start())
     asyncio.run(backend.close())

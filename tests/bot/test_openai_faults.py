@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from confab.bot.config import ModelConfig, OpenAIConfig
 from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
+from confab.bot.llm.config import ModelConfig, OpenAIConfig
 from confab.bot.llm.openai_backend import OpenAIBackend
 from confab.bot.testing import ChatHarness
 from confab.skills.qa import AskSkill

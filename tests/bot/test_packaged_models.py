@@ -133,7 +133,7 @@ def test_installed_packaged_models_are_in_the_registry_and_joined_at_first_use(
     )
     absent = replace(coder, name="absent", parts=(("no_such_part", "x.bin"),))
     monkeypatch.setattr(registry_module, "PACKAGED", {"coder": coder, "absent": absent})
-    registry = ModelRegistry({}, tmp_path / "adapters", tmp_path / "cache")
+    registry = ModelRegistry({}, tmp_path / "loras", tmp_path / "cache")
 
     names = {entry.name: entry for entry in registry.entries()}
     assert "absent" not in names

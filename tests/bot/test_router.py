@@ -370,7 +370,7 @@ async def test_an_answer_cut_while_its_commit_is_awaited_is_stored_once(tmp_path
         def slow_commit(*args: object, **options: object):  # type: ignore[no-untyped-def]
             stored = original(*args, **options)  # type: ignore[arg-type]
             if options.get("role") == "assistant":
-                chat.database.journal.submit(hold, writes=False)  # the commit now waits
+                chat.database.write_queue.submit(hold, writes=False)  # the commit now waits
             return stored
 
         chat.store.append_nowait = slow_commit  # type: ignore[method-assign]
@@ -379,7 +379,7 @@ async def test_an_answer_cut_while_its_commit_is_awaited_is_stored_once(tmp_path
         asking.cancel()  # a stop cuts the answer while its commit is awaited
         await asyncio.gather(asking, return_exceptions=True)
         busy.set()
-        await chat.database.journal.barrier()
+        await chat.database.write_queue.barrier()
         turns = await chat.store.channel_messages(ConversationKey("test", "c"))
     assert [(t.role, t.text) for t in turns] == [
         ("user", "question"),

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from confab.bot.config import ModelConfig
 from confab.bot.llm.backend import GenerationParams
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.sampling import Sampler, TextTail
 from confab.bot.llm.weights import loadable_folder, resolve_model_path
 

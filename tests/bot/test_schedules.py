@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from confab.bot.schedules import (
+from confab.bot.scheduling.when import (
     ONCE_FORMS,
     RECURRING_FORMS,
     BadWhen,

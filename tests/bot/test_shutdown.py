@@ -20,11 +20,11 @@ from aiohttp import web
 
 from confab.bot.adapter import AdapterContext, Limits, MessageHandler
 from confab.bot.app import App
-from confab.bot.draining import RESTARTING, InFlight
 from confab.bot.llm.backend import ChatMessage, GenerationParams
 from confab.bot.messages import Attachment, Author, Message, SentMessage
 from confab.bot.pacing import Rate, WriteWindow
 from confab.bot.plugins import discover_adapters, discover_skills
+from confab.bot.shutdown import RESTARTING, InFlight
 from confab.bot.testing import ChatHarness, Posted, RecordingAdapter, ScriptedBackend
 from confab.skills.qa import AskSkill
 from confab.storage.conversations import ConversationKey, ConversationStore, StoredTurn

@@ -11,8 +11,8 @@ import pytest
 from confab.bot.adapter import Capabilities
 from confab.bot.cli import main
 from confab.bot.config import RouterConfig
-from confab.bot.llm.dataset import read_dataset
-from confab.bot.llm.training_export import readable
+from confab.bot.lab.dataset import read_dataset
+from confab.bot.lab.training_export import readable
 from confab.bot.testing import ChatHarness, RecordingAdapter, ScriptedBackend
 from confab.skills.qa import AskSkill
 from confab.skills.train import TrainSkill

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from confab.bot.config import ModelConfig
 from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from confab.bot.llm.backend import GenerationParams
 from confab.bot.llm.compute import pick_model as pick
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.engine import BatchEngine
 from confab.bot.llm.weights import loadable_folder, resolve_model_path
 

@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from confab.bot.cli import main
-from confab.bot.llm.assistant_tokens import IGNORED, encode_chat
-from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import Chat, DatasetError
-from confab.bot.llm.eval_store import RESULTS_FILE, record, recorded
-from confab.bot.llm.evaluate import (
+from confab.bot.lab.assistant_tokens import IGNORED, encode_chat
+from confab.bot.lab.dataset import Chat, DatasetError
+from confab.bot.lab.eval_store import record, recorded
+from confab.bot.lab.evaluate import (
     Evaluation,
     EvaluationError,
     compare,
@@ -25,6 +24,8 @@ from confab.bot.llm.evaluate import (
     read_chats,
     task_score,
 )
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.lora_folder import RESULTS_FILE
 from confab.bot.llm.transformers_backend import TransformersBackend
 
 pytestmark = pytest.mark.model
@@ -188,12 +189,12 @@ def test_more_models_are_each_compared_with_the_first(evaluation: Evaluation) ->
     ]
 
 
-def test_results_are_recorded_beside_the_adapter_and_read_back(
+def test_results_are_recorded_beside_the_lora_and_read_back(
     evaluation: Evaluation, tmp_path: Path
 ) -> None:
     data = tmp_path / "eval.jsonl"
     data.write_text(FRANCE.to_json() + "\n" + TARNWICK.to_json() + "\n", encoding="utf-8")
-    results = tmp_path / "adapter" / RESULTS_FILE
+    results = tmp_path / "lora" / RESULTS_FILE
     assert recorded(results) == []
 
     first = record(results, evaluation, data)
@@ -233,19 +234,19 @@ def test_the_data_is_read_whole_or_refused(tmp_path: Path) -> None:
         read_chats(bad)
 
 
-EXAMPLES = Path(__file__).parents[2] / "bot" / "llm" / "examples"
+EXAMPLES = Path(__file__).parents[2] / "bot" / "lab" / "examples"
 
 
 @pytest.fixture
 def lab_settings(
     sqlite_url: str, tmp_path: Path, sentence_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """A fresh SQLite database and adapters folder for `confab`, and the run's one
-    sentence model; the adapters folder (where scores are stored) is returned."""
+    """A fresh SQLite database and LoRAs folder for `confab`, and the run's one
+    sentence model; the LoRAs folder (where scores are stored) is returned."""
     monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("CONFAB_MODEL__ADAPTERS_DIR", str(tmp_path / "adapters"))
+    monkeypatch.setenv("CONFAB_MODEL__LORAS_DIR", str(tmp_path / "loras"))
     monkeypatch.setattr("confab.bot.knowledge.base.Embedder", lambda: sentence_model)
-    return tmp_path / "adapters"
+    return tmp_path / "loras"
 
 
 def test_retrieval_answers_questions_the_bare_model_cannot(
@@ -286,12 +287,12 @@ def test_retrieval_without_documents_is_refused_before_any_model_loads(
     def no_model(*args: object) -> None:
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("confab.bot.llm.adapter_folder.load_model", no_model)
+    monkeypatch.setattr("confab.bot.llm.lora_folder.load_model", no_model)
     held_out = EXAMPLES / "tarnwick_heldout.csv"
 
     assert main(["model", "eval", "bundled", "--data", str(held_out), "--rag"]) == 2
 
     assert capsys.readouterr().err == (
         "confab: the knowledge base has no documents: add them with `confab kb add PATH…` "
-        "(for the Tarnwick example: confab kb add bot/llm/examples/tarnwick)\n"
+        "(for the Tarnwick example: confab kb add bot/lab/examples/tarnwick)\n"
     )

@@ -14,11 +14,10 @@ import pytest
 import torch
 
 from confab.bot.cli import main
-from confab.bot.llm.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
-from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import EXAMPLES, Chat, read_dataset
-from confab.bot.llm.eval_store import RESULTS_FILE, recorded
-from confab.bot.llm.finetune import (
+from confab.bot.lab.assistant_tokens import IGNORED, assistant_loss, collate, encode_chat, pad_id
+from confab.bot.lab.dataset import EXAMPLES, Chat, read_dataset
+from confab.bot.lab.eval_store import recorded
+from confab.bot.lab.finetune import (
     BUNDLED,
     METADATA_FILE,
     FinetuneError,
@@ -29,7 +28,9 @@ from confab.bot.llm.finetune import (
     finetune,
     load_finetuned,
 )
-from confab.bot.llm.lora_checkpoints import CHECKPOINTS
+from confab.bot.lab.lora_checkpoints import CHECKPOINTS
+from confab.bot.llm.backend import ChatMessage
+from confab.bot.llm.lora_folder import RESULTS_FILE
 from tests.helpers import run_console
 
 pytestmark = pytest.mark.model
@@ -62,7 +63,7 @@ def tokenizer() -> Any:
 @pytest.fixture(scope="module")
 def stopped_and_resumed(tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
     """One fine-tune stopped halfway (max_steps reached) and started again to the end."""
-    out = tmp_path_factory.mktemp("adapter")
+    out = tmp_path_factory.mktemp("lora")
     notes: list[str] = []
 
     def record(progress: Progress) -> None:
@@ -162,7 +163,7 @@ def test_a_stopped_and_resumed_run_learns_exactly_what_an_unbroken_one_does(
         assert torch.equal(weights, unbroken[name]), name
 
 
-def test_the_adapter_folder_is_a_peft_adapter_described_for_people(
+def test_the_lora_folder_is_a_peft_lora_described_for_people(
     stopped_and_resumed: TwoRuns,
 ) -> None:
     out = stopped_and_resumed.out
@@ -211,21 +212,21 @@ def test_a_missing_base_model_is_a_clear_error(tmp_path: Path) -> None:
         finetune(options)
 
 
-def test_an_adapter_of_another_base_is_not_trained_over(tmp_path: Path) -> None:
+def test_a_lora_of_another_base_is_not_trained_over(tmp_path: Path) -> None:
     (tmp_path / METADATA_FILE).write_text(json.dumps({"base": "/models/another"}))
     with pytest.raises(FinetuneError, match="another base model"):
         finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path, max_steps=1))
 
 
-def test_a_folder_without_an_adapter_cannot_be_served(tmp_path: Path) -> None:
-    with pytest.raises(FinetuneError, match="holds no fine-tuned adapter"):
+def test_a_folder_without_a_lora_cannot_be_served(tmp_path: Path) -> None:
+    with pytest.raises(FinetuneError, match="holds no fine-tuned LoRA"):
         load_finetuned(tmp_path, CACHE)
 
 
-def test_too_little_memory_is_said_before_loading_the_model(
+def test_too_little_ram_is_said_before_loading_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("confab.bot.llm.finetune.available_memory", lambda: 200 * 2**20)
+    monkeypatch.setattr("confab.bot.lab.finetune.available_ram", lambda: 200 * 2**20)
     with pytest.raises(FinetuneError) as caught:
         finetune(FinetuneOptions(BUNDLED, TRAIN, tmp_path, max_steps=1))
     assert "needs about" in caught.value.user_message
@@ -235,11 +236,11 @@ def test_too_little_memory_is_said_before_loading_the_model(
 def test_the_command_trains_and_reports_errors_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "adapter"
+    out = tmp_path / "lora"
     argv = ["model", "finetune", "--data", str(TRAIN), "--out", str(out), "--steps", "3"]
     assert main([*argv, "--batch-size", "1", "--max-tokens", "64"]) == 0
     printed = capsys.readouterr()
-    assert "wrote the adapter" in printed.out and "step 3 (from 0)" in printed.out
+    assert "wrote the LoRA" in printed.out and "step 3 (from 0)" in printed.out
     assert "step 3/3" in printed.err  # the progress line without a terminal
     assert (out / "adapter_model.safetensors").is_file()
     assert (out / METADATA_FILE).is_file()
@@ -259,7 +260,7 @@ def test_the_command_trains_and_reports_errors_in_one_line(
     table = capsys.readouterr().out
     assert "held-out loss" in table and str(out) in table and "bundled" in table
     assert "task score" in table and "difference" in table
-    assert recorded(out / RESULTS_FILE)[-1].data_path == str(held_out)  # kept beside the adapter
+    assert recorded(out / RESULTS_FILE)[-1].data_path == str(held_out)  # kept beside the LoRA
 
     assert main(["model", "eval", "bundled", "--data", str(tmp_path / "none.csv")]) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -282,8 +283,8 @@ async def test_a_channel_served_by_the_fine_tuned_model_answers_what_the_base_mi
     import asyncio
 
     monkeypatch.setenv("CONFAB_BOT__DATABASE_URL", sqlite_url)
-    adapter = str(stopped_and_resumed.out)
-    use = ["model", "use", adapter, "--channel", "console:tarnwick"]
+    lora = str(stopped_and_resumed.out)
+    use = ["model", "use", lora, "--channel", "console:tarnwick"]
     assert await asyncio.to_thread(main, use) == 0
 
     # Each question on a fresh memory, so one answer cannot lean on another.

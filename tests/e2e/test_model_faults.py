@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import torch
 
-from confab.bot.config import ModelConfig
 from confab.bot.errors import ModelTimeout, ModelUnavailable
 from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.engine import BatchEngine, Request
 from confab.bot.llm.transformers_backend import TransformersBackend
 from confab.bot.testing import ChatHarness

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from confab.bot.config import ModelConfig, OpenAIConfig
 from confab.bot.errors import ModelBusy, ModelError, ModelTimeout, ModelUnavailable
 from confab.bot.llm.backend import ChatMessage, GenerationParams
+from confab.bot.llm.config import ModelConfig, OpenAIConfig
 from confab.bot.llm.openai_backend import OpenAIBackend
 from confab.bot.llm.weights import loadable_folder, resolve_model_path
 

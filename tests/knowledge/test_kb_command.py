@@ -8,7 +8,7 @@ import pytest
 
 from confab.bot.cli import main
 
-TARNWICK = Path(__file__).resolve().parents[2] / "bot" / "llm" / "examples" / "tarnwick"
+TARNWICK = Path(__file__).resolve().parents[2] / "bot" / "lab" / "examples" / "tarnwick"
 
 
 @pytest.fixture

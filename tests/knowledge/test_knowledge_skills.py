@@ -113,7 +113,10 @@ async def test_search_lists_matches_with_their_sources_without_the_model(
     assert chat.model.prompts == []  # type: ignore[attr-defined]
     nothing = await chat.ask("!search staging database", channel="ops")
     assert nothing == "Nothing found for “staging database” in this channel or its documents."
-    assert (await chat.ask("!search", channel="ops")).startswith("Usage: `!search <words>`")
+    assert (
+        await chat.ask("!search", channel="ops")
+        == "Usage: `!search <words…>` — `words` is missing."
+    )
 
 
 async def test_forget_me_takes_their_words_out_of_search_at_once(chat: ChatHarness) -> None:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from confab.bot.schedules import BadWhen, When, parse_once, parse_recurring, zone_named
+from confab.bot.scheduling.when import BadWhen, When, parse_once, parse_recurring, zone_named
 from tests.property.strategies import any_text, whens
 
 ZONES = [

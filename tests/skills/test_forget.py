@@ -84,9 +84,14 @@ async def test_forget_channel_is_for_admins_and_deletes_the_whole_channel(
 async def test_forget_without_me_or_channel_explains_itself(tmp_path: Path, db_url: str) -> None:
     async with harness(tmp_path, db_url) as chat:
         await chat.ask("hello", author="ada")
-        for request in ("!forget", "!forget everything", "!forget me please"):
+        said = {
+            "!forget": "`what` is missing",
+            "!forget everything": "`what` must be one of `me`, `channel`",
+            "!forget me please": "`please` is one word too many",
+        }
+        for request, why in said.items():
             answer = await chat.ask(request, author="ada")
-            assert answer.startswith("Usage: `!forget me` deletes everything you said")
+            assert answer == f"Usage: `!forget <me|channel>` — {why}."
         assert ("ada", "hello") in await stored(chat, "dm")
 
 

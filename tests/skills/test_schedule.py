@@ -19,8 +19,9 @@ from confab.bot.adapter import AdapterContext
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import RouterConfig, SchedulerConfig
 from confab.bot.messages import Author, Message
-from confab.bot.scheduler import JobScheduler, JobSpec
-from confab.bot.scheduling import ChannelSchedule
+from confab.bot.scheduling.channel_schedule import ChannelSchedule
+from confab.bot.scheduling.jobs import JobSpec
+from confab.bot.scheduling.runner import JobScheduler
 from confab.bot.testing import ChatHarness, ScriptedBackend
 from confab.skills.ping import PingSkill
 from confab.skills.schedule import RemindSkill, ScheduleSkill

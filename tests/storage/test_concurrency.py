@@ -119,20 +119,20 @@ async def test_a_deadlock_between_two_batches_writes_both_and_is_no_outage(
     gates = [threading.Event(), threading.Event()]
     try:
         held = [
-            database.journal.submit(lambda _c, _f, gate=gate: gate.wait(10), writes=False)
+            database.write_queue.submit(lambda _c, _f, gate=gate: gate.wait(10), writes=False)
             for database, gate in zip(databases, gates, strict=True)
         ]
         batches = [
             [
-                databases[0].journal.submit(insert("a", then_wait=True), writes=True),
-                databases[0].journal.submit(insert("b", then_wait=False), writes=True),
+                databases[0].write_queue.submit(insert("a", then_wait=True), writes=True),
+                databases[0].write_queue.submit(insert("b", then_wait=False), writes=True),
             ],
             [
-                databases[1].journal.submit(insert("b", then_wait=True), writes=True),
-                databases[1].journal.submit(insert("a", then_wait=False), writes=True),
+                databases[1].write_queue.submit(insert("b", then_wait=True), writes=True),
+                databases[1].write_queue.submit(insert("a", then_wait=False), writes=True),
             ],
         ]
-        with caplog.at_level(logging.INFO, logger="confab.storage.journal"):
+        with caplog.at_level(logging.INFO, logger="confab.storage.write_queue"):
             for gate in gates:
                 gate.set()
             await asyncio.gather(*held)
@@ -141,7 +141,7 @@ async def test_a_deadlock_between_two_batches_writes_both_and_is_no_outage(
             def stored(connection, _facts):  # type: ignore[no-untyped-def]
                 return sorted(connection.execute(text("SELECT key FROM skill_state")).scalars())
 
-            assert await databases[0].journal.submit(stored, writes=False) == ["a", "b"]
+            assert await databases[0].write_queue.submit(stored, writes=False) == ["a", "b"]
         assert written == ["a", "b", "b", "a"]
         assert "lock conflict" in caplog.text  # the deadlock did happen
         assert "unreachable" not in caplog.text

@@ -55,7 +55,7 @@ async def test_a_short_outage_delays_the_answer_and_loses_nothing(
     ) as chat:
         assert await chat.ask("first") == "About first."
         await proxy.down()
-        with caplog.at_level(logging.WARNING, logger="confab.storage.journal"):
+        with caplog.at_level(logging.WARNING, logger="confab.storage.write_queue"):
             asking = asyncio.create_task(chat.ask("second"))
             await asyncio.sleep(1.5)
             assert not asking.done()  # waiting for the database, not failing
@@ -81,7 +81,7 @@ async def test_a_long_outage_gets_a_clear_reply_and_the_next_message_works(
     async with ChatHarness(
         [AskSkill], tmp_path, model=ScriptedBackend(echo), database_url=url
     ) as chat:
-        chat.database.journal.retry_s = 1.0
+        chat.database.write_queue.retry_s = 1.0
         assert await chat.ask("first") == "About first."
         await proxy.down()
         started = time.monotonic()
@@ -122,5 +122,5 @@ async def test_an_answer_shown_during_an_outage_is_stored_once_the_database_is_b
         assert await asyncio.wait_for(asking, 10) == "About question."  # shown anyway
 
         await proxy.up()
-        await chat.database.journal.barrier()
+        await chat.database.write_queue.barrier()
         assert await stored(chat) == [("user", "question"), ("assistant", "About question.")]

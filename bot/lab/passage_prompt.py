@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from string import Template
 
 from confab.bot.knowledge.passage import Passage
+from confab.bot.lab.dataset import Chat
 from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import Chat
 
 QUESTION_WITH_NOTES = Template(
     "Notes from this team's chat history and documents:\n"

@@ -1,4 +1,4 @@
-"""The journal: the hot path's reads and writes, in batches, on a thread of their own.
+"""The write queue: the hot path's reads and writes, in batches, on a thread of their own.
 
 Every message costs a few small statements (mark the event, store the turn,
 read the conversation back). Issued one by one through the async driver each
@@ -61,7 +61,7 @@ class _Operation(Generic[T]):
 
 
 _STOP = object()
-RETRYING = "journal:retrying"
+RETRYING = "write_queue:retrying"
 """In :data:`Facts`: True when this run repeats one whose connection failed, maybe
 after its commit reached the database; an operation then checks before writing again."""
 _Settled = tuple["_Operation[Any]", Any, BaseException | None]
@@ -95,7 +95,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)  # refused or reset before the driver wrapped it
 
 
-class Journal:
+class WriteQueue:
     """Runs storage operations in submission order, batched, on one worker thread."""
 
     def __init__(
@@ -168,7 +168,7 @@ class Journal:
             self._queue.put(_STOP)
             thread.join(timeout)
             if thread.is_alive():
-                log.error("the storage journal did not finish within %.0f s", timeout)
+                log.error("the storage write queue did not finish within %.0f s", timeout)
         self.engine.dispose()
 
     # -- the worker thread -----------------------------------------------------

@@ -1,7 +1,7 @@
 """Evaluation results kept for the model registry to read.
 
-A fine-tuned adapter keeps them beside it in ``<adapter_dir>/confab-eval.json``;
-other models in ``<adapters_dir>/.evaluations/<name>.json`` (see
+A fine-tuned LoRA keeps them beside it in ``<lora_dir>/confab-eval.json``;
+other models in ``<loras_dir>/.evaluations/<name>.json`` (see
 :class:`confab.bot.llm.registry.ModelEntry`). The file holds a JSON list of runs, oldest first; each
 names the data it was measured on (path and SHA-256, so a changed file is never
 mistaken for the same one), when, and the scores::
@@ -24,10 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confab.bot.llm.dataset import file_sha256
-from confab.bot.llm.evaluate import Evaluation, EvaluationError, LossScore, TaskExample, TaskScore
-
-RESULTS_FILE = "confab-eval.json"
+from confab.bot.lab.dataset import file_sha256
+from confab.bot.lab.evaluate import Evaluation, EvaluationError, LossScore, TaskExample, TaskScore
+from confab.bot.llm.lora_folder import RESULTS_FILE
 
 
 @dataclass(frozen=True, slots=True)

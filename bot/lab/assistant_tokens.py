@@ -106,7 +106,7 @@ def assistant_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any)
 
     The output layer, a vocabulary-sized matrix product per position, runs only
     at positions that predict a labelled token in some row: on a chat of short
-    answers that saves most of its time and memory.
+    answers that saves most of its time and RAM.
     """
     import torch
     import torch.nn.functional as F

@@ -3,10 +3,10 @@
 The base model (the bundled SmolLM2 or a local folder or GGUF file) stays
 frozen; small low-rank matrices on its attention projections learn from a chat
 dataset, with the loss on the assistant's tokens only
-(:mod:`confab.bot.llm.assistant_tokens`). A run writes checkpoints into
+(:mod:`confab.bot.lab.assistant_tokens`). A run writes checkpoints into
 ``OUT/checkpoints`` and resumes from the newest one when started again with the
 same ``OUT``; it stops at ``max_steps`` or when its time budget is spent, and
-leaves a peft adapter folder plus ``confab-adapter.json`` describing it.
+leaves a peft LoRA folder plus ``confab-adapter.json`` describing it.
 """
 
 from __future__ import annotations
@@ -21,18 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from confab.bot.errors import ConfabError, FinetuneError
-from confab.bot.llm.adapter_folder import (
-    BUNDLED,
-    DEFAULT_CACHE_DIR,
-    METADATA_FILE,
-    base_folder,
-    base_identity,
-    base_source,
-    load_finetuned,
-    resume_point,
-    write_adapter,
-)
-from confab.bot.llm.assistant_tokens import (
+from confab.bot.lab.assistant_tokens import (
     Encoded,
     TemplateMismatch,
     assistant_loss,
@@ -40,13 +29,24 @@ from confab.bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
-from confab.bot.llm.dataset import Chat, DatasetError, file_sha256, listing, read_dataset
-from confab.bot.llm.lora_checkpoints import (
+from confab.bot.lab.dataset import Chat, DatasetError, file_sha256, listing, read_dataset
+from confab.bot.lab.lora_checkpoints import (
     CheckpointState,
     restore_checkpoint,
+    resume_point,
     save_checkpoint,
 )
-from confab.bot.llm.memory import available_memory, training_memory
+from confab.bot.lab.ram import available_ram, training_ram
+from confab.bot.llm.lora_folder import (
+    BUNDLED,
+    DEFAULT_CACHE_DIR,
+    METADATA_FILE,
+    base_folder,
+    base_identity,
+    base_source,
+    load_finetuned,
+    write_lora,
+)
 from confab.bot.llm.weights import loadable_folder
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ LOSS_WINDOW = 10  # steps averaged into the loss shown: one step's loss is noisy
 @dataclass(frozen=True)
 class FinetuneOptions:
     """One fine-tuning run. ``base`` is ``"bundled"``, a model folder or a GGUF file;
-    ``train`` a chat JSONL (or question,answer CSV); ``out`` the adapter folder."""
+    ``train`` a chat JSONL (or question,answer CSV); ``out`` the LoRA folder."""
 
     base: str
     train: Path
@@ -118,10 +118,10 @@ class Progress:
 def finetune(
     options: FinetuneOptions, progress: Callable[[Progress], None] | None = None
 ) -> FinetuneResult:
-    """Train (or go on training) a LoRA adapter; blocking, on the CPU.
+    """Train (or go on training) a LoRA; blocking, on the CPU.
 
     Raises :class:`FinetuneError` for bad data, a missing base model, an
-    ``out`` folder that belongs to another base or dataset, and too little memory.
+    ``out`` folder that belongs to another base or dataset, and too little RAM.
     """
     began = time.monotonic()
     report = progress or _log_progress
@@ -152,10 +152,10 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     examples = _encode(tokenizer, chats, options, note)
     width = max(len(example.input_ids) for example in examples)
-    needed = training_memory(folder, options.batch_size, width)
-    free = available_memory()
+    needed = training_ram(folder, options.batch_size, width)
+    free = available_ram()
     if free is not None and needed > free:
-        raise _too_little_memory(needed, free)
+        raise _too_little_ram(needed, free)
 
     torch.manual_seed(options.seed)
     step = started = 0
@@ -208,7 +208,7 @@ def finetune(
             save_checkpoint(options.out, state_for(step, losses, seconds), model, optimizer)
         described = _description(options, base, digest, step, losses, len(examples))
         described["lora"]["targets"] = sorted(model.peft_config["default"].target_modules)
-        write_adapter(model, options.out, described)
+        write_lora(model, options.out, described)
     except KeyboardInterrupt:
         if training and step > started:  # Ctrl-C: keep what was learnt for the next run
             seconds = seconds_before + time.monotonic() - loop_began
@@ -216,13 +216,13 @@ def finetune(
             note(f"Interrupted: saved a checkpoint at step {step}; run again to resume", step)
         raise
     except (MemoryError, torch.OutOfMemoryError) as error:
-        raise _too_little_memory(needed, free, error) from None
+        raise _too_little_ram(needed, free, error) from None
     except RuntimeError as error:
         if "memory" not in str(error).lower():
             raise
-        raise _too_little_memory(needed, free, error) from None
+        raise _too_little_ram(needed, free, error) from None
     run_seconds = time.monotonic() - loop_began
-    note(f"Saved the adapter after step {step} in {options.out}", step, _mean(losses))
+    note(f"Saved the LoRA after step {step} in {options.out}", step, _mean(losses))
     return FinetuneResult(
         out=options.out,
         steps_done=step,
@@ -351,14 +351,14 @@ def _description(
     }
 
 
-def _too_little_memory(
+def _too_little_ram(
     needed: int, free: int | None, error: BaseException | None = None
 ) -> FinetuneError:
     have = f" and {free / 2**30:.1f} GB is free" if free is not None else ""
     return FinetuneError(
-        f"Fine-tuning needs about {needed / 2**30:.1f} GB of memory{have}: lower "
+        f"Fine-tuning needs about {needed / 2**30:.1f} GB of RAM{have}: lower "
         "--batch-size or --max-tokens, or close other programs.",
-        f"out of memory: {error}" if error else None,
+        f"out of RAM: {error}" if error else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""How much memory there is, and how much fine-tuning a model will take of it."""
+"""How much RAM there is, and how much fine-tuning a model will take of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 OVERHEAD = 1 << 30  # the interpreter, torch, the tokenizer and the data
 
 
-def available_memory() -> int | None:
+def available_ram() -> int | None:
     """Bytes this process may still allocate: free RAM, or less under a cgroup limit.
 
     ``None`` where the system does not say (then nothing is checked up front).
@@ -33,7 +33,7 @@ def available_memory() -> int | None:
     return max(free, 0)
 
 
-def training_memory(folder: Path, batch_size: int, tokens: int) -> int:
+def training_ram(folder: Path, batch_size: int, tokens: int) -> int:
     """A generous estimate of the peak bytes of fine-tuning the model in ``folder`` in
     float32 with LoRA, on batches of ``batch_size`` rows of ``tokens`` tokens.
 

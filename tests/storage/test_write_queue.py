@@ -1,4 +1,4 @@
-"""The journal runs storage operations in order, in batches, each failing on its own."""
+"""The write queue runs storage operations in order, in batches, each failing on its own."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from confab.storage.errors import AlreadyProcessed, StorageUnavailable
 
 @pytest.fixture
 async def database(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'write_queue.db'}")
     await database.upgrade()
     yield database
     await database.close()
@@ -41,15 +41,15 @@ def keys(connection, _facts):  # type: ignore[no-untyped-def]
 
 
 async def test_operations_run_in_order_and_a_failure_stays_its_own(database: Database) -> None:
-    journal = database.journal
+    write_queue = database.write_queue
 
     def broken(_connection, _facts):  # type: ignore[no-untyped-def]
         raise ValueError("this one is wrong")
 
-    submitted = [journal.submit(insert(n), writes=True) for n in range(5)]
-    submitted.insert(2, journal.submit(broken, writes=True))
-    submitted += [journal.submit(insert(n), writes=True) for n in range(5, 8)]
-    read = journal.submit(keys, writes=False)
+    submitted = [write_queue.submit(insert(n), writes=True) for n in range(5)]
+    submitted.insert(2, write_queue.submit(broken, writes=True))
+    submitted += [write_queue.submit(insert(n), writes=True) for n in range(5, 8)]
+    read = write_queue.submit(keys, writes=False)
     outcomes = await asyncio.gather(*submitted, return_exceptions=True)
 
     assert [o for o in outcomes if not isinstance(o, Exception)] == list(range(8))
@@ -58,24 +58,24 @@ async def test_operations_run_in_order_and_a_failure_stays_its_own(database: Dat
 
 
 async def test_a_returned_exception_fails_only_its_future(database: Database) -> None:
-    journal = database.journal
-    refused = journal.submit(lambda _c, _f: LookupError("not there"), writes=True)
-    stored = journal.submit(insert(1), writes=True)
+    write_queue = database.write_queue
+    refused = write_queue.submit(lambda _c, _f: LookupError("not there"), writes=True)
+    stored = write_queue.submit(insert(1), writes=True)
     with pytest.raises(LookupError):
         await refused
     assert await stored == 1
 
 
 async def test_close_finishes_what_is_queued(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}"
+    url = f"sqlite+aiosqlite:///{tmp_path / 'write_queue.db'}"
     database = Database(url)
     await database.upgrade()
     for n in range(50):
-        database.journal.submit(insert(n), writes=True)  # nobody waits for these
+        database.write_queue.submit(insert(n), writes=True)  # nobody waits for these
     await database.close()
 
     again = Database(url)
-    assert sorted(await again.journal.submit(keys, writes=False)) == list(range(50))
+    assert sorted(await again.write_queue.submit(keys, writes=False)) == list(range(50))
     await again.close()
 
 
@@ -122,9 +122,9 @@ async def test_a_commit_whose_answer_was_lost_is_not_written_twice(
 
 
 async def test_after_close_work_fails_at_once_instead_of_waiting(tmp_path: Path) -> None:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'journal.db'}")
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'write_queue.db'}")
     await database.upgrade()
     await database.close()
     for _ in range(2):
         with pytest.raises(StorageUnavailable):
-            await asyncio.wait_for(database.journal.submit(keys, writes=False), 5)
+            await asyncio.wait_for(database.write_queue.submit(keys, writes=False), 5)

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from confab.bot.errors import NotAllowed, SkillError
-from confab.bot.jobs import JobSpec, ScheduledJob
 from confab.bot.messages import Message
-from confab.bot.scheduler import JobScheduler
-from confab.bot.schedules import parse_once, parse_recurring, zone_named
+from confab.bot.scheduling.jobs import JobSpec, ScheduledJob
+from confab.bot.scheduling.runner import JobScheduler
+from confab.bot.scheduling.when import parse_once, parse_recurring, zone_named
 from confab.storage.channels import ChannelSettingsStore
 
 NO_SCHEDULER = "Scheduled jobs are not available here."

@@ -1,7 +1,7 @@
 """``confab data …`` and ``confab model …``: the model lab's commands.
 
-Preparing a dataset, fine-tuning a LoRA adapter on it, and scoring models; the
-work itself is in :mod:`confab.bot.llm` (``dataset``, ``finetune``, ``evaluate``).
+Preparing a dataset, fine-tuning a LoRA on it, and scoring models; the
+work itself is in the modules beside this one (``dataset``, ``finetune``, ``evaluate``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from confab.bot.logs import status
 from confab.bot.model_commands import add_registry_commands, find_model, run_registry_command
 
 if TYPE_CHECKING:
-    from confab.bot.llm.dataset import Chat
+    from confab.bot.lab.dataset import Chat
 
 log = logging.getLogger("confab")
 T = TypeVar("T")
@@ -77,7 +77,7 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     tune = model_commands.add_parser(
         "finetune",
         parents=[common],
-        help="train a LoRA adapter on a chat dataset (resumes from OUT's last checkpoint)",
+        help="train a LoRA on a chat dataset (resumes from OUT's last checkpoint)",
     )
     tune.add_argument(
         "--base",
@@ -90,7 +90,7 @@ def _add_model_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="NAME|DIR",
-        help="a name (kept in model.adapters_dir, listed by `confab model list`) or a folder",
+        help="a name (kept in model.loras_dir, listed by `confab model list`) or a folder",
     )
     tune.add_argument("--steps", type=_positive, default=200, metavar="N", help="(default: 200)")
     tune.add_argument(
@@ -160,7 +160,7 @@ def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> 
 
 
 async def _data_export(config: Config, out: Path, skills: list[str] | None) -> int:
-    from confab.bot.llm.training_export import chats_of, write_chats
+    from confab.bot.lab.training_export import chats_of, write_chats
     from confab.storage.database import Database
     from confab.storage.training import display_names, opted_in_exchanges
 
@@ -189,7 +189,7 @@ async def _data_export(config: Config, out: Path, skills: list[str] | None) -> i
 
 
 def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from confab.bot.llm.dataset import (
+    from confab.bot.lab.dataset import (
         listing,
         prepare,
         read_dataset,
@@ -224,13 +224,13 @@ def _data_prepare(config: Config, args: argparse.Namespace, terminal: Any) -> in
 def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., int], int]:
     """Counts a whole conversation in the configured model's chat format, and the
     context window those counts must fit."""
-    from confab.bot.llm.adapter_folder import adapter_base, base_source, is_adapter
     from confab.bot.llm.backend import ChatMessage
+    from confab.bot.llm.lora_folder import base_source, is_lora, lora_base
     from confab.bot.llm.weights import load_tokenizer, resolve_model_path
 
     configured = Path(config.model.path).expanduser()
-    if config.model.path and is_adapter(configured):  # a fine-tuned model: its base's tokenizer
-        model_path = base_source(adapter_base(configured))
+    if config.model.path and is_lora(configured):  # a fine-tuned model: its base's tokenizer
+        model_path = base_source(lora_base(configured))
     else:
         model_path = resolve_model_path(config.model.path)
     with status(f"Reading the tokenizer of {model_path.name}...", terminal):
@@ -244,10 +244,10 @@ def _chat_token_counter(config: Config, terminal: Any) -> tuple[Callable[..., in
 
 
 def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from confab.bot.llm.adapter_folder import load_model
-    from confab.bot.llm.eval_store import record
-    from confab.bot.llm.evaluate import EvaluationError, compare, evaluate, read_chats
-    from confab.bot.llm.finetune import FinetuneError
+    from confab.bot.lab.eval_store import record
+    from confab.bot.lab.evaluate import EvaluationError, compare, evaluate, read_chats
+    from confab.bot.lab.finetune import FinetuneError
+    from confab.bot.llm.lora_folder import load_model
 
     registry = ModelRegistry.from_config(config)
     data = Path(args.data)
@@ -298,7 +298,7 @@ def _model_eval(config: Config, args: argparse.Namespace, terminal: Any) -> int:
 
 NO_DOCUMENTS = (
     "the knowledge base has no documents: add them with `confab kb add PATH…` "
-    "(for the Tarnwick example: confab kb add bot/llm/examples/tarnwick)"
+    "(for the Tarnwick example: confab kb add bot/lab/examples/tarnwick)"
 )
 
 
@@ -306,7 +306,7 @@ async def _with_passages(config: Config, chats: Sequence[Chat], terminal: Any) -
     """Each conversation with its last question asked as `ask` asks it: after the
     passages of the knowledge base's documents that match it well enough."""
     from confab.bot.knowledge.base import KnowledgeBase
-    from confab.bot.llm.passage_prompt import with_passages
+    from confab.bot.lab.passage_prompt import with_passages
     from confab.storage.database import Database
 
     database = Database(config.bot.database_url)
@@ -336,18 +336,18 @@ async def _with_passages(config: Config, chats: Sequence[Chat], terminal: Any) -
 
 
 def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> int:
-    from confab.bot.finetune_display import progress_display
-    from confab.bot.llm.finetune import FinetuneError, FinetuneOptions, finetune
+    from confab.bot.lab.finetune import FinetuneError, FinetuneOptions, finetune
+    from confab.bot.lab.finetune_display import progress_display
 
     registry = ModelRegistry.from_config(config)
     base = find_model(registry, args.base)
-    if base.kind == "adapter":
+    if base.kind == "lora":
         raise ConfabError(
-            f"{args.base} is a fine-tuned adapter; train from its base ({base.path.name}'s "
+            f"{args.base} is a fine-tuned LoRA; train from its base ({base.path.name}'s "
             "`confab model show` names it) with the same --data instead."
         )
     try:
-        out = registry.adapter_folder(args.out)
+        out = registry.lora_folder(args.out)
     except RegistryError as error:
         raise ConfabError(error.user_message) from None
     options = FinetuneOptions(
@@ -374,7 +374,7 @@ def _model_finetune(config: Config, args: argparse.Namespace, terminal: Any) -> 
     rate = f", {result.steps_per_s:.2f} steps/s" if result.steps_per_s else ""
     loss = f", loss {result.last_loss:.3f}" if result.last_loss is not None else ""
     print(
-        f"wrote the adapter to {result.out}: step {result.steps_done} "
+        f"wrote the LoRA to {result.out}: step {result.steps_done} "
         f"(from {result.started_from_step}){loss}{rate}"
     )
     return 0

@@ -1,6 +1,6 @@
 """Checkpoints of a LoRA fine-tune, so that a stopped run resumes where it was.
 
-One checkpoint is a folder ``checkpoints/step-NNNNNN`` holding the adapter's
+One checkpoint is a folder ``checkpoints/step-NNNNNN`` holding the LoRA's
 weights, the optimizer's state, the random generators' state and a small JSON
 record (step, base model, training file digest, LoRA shape, recent losses). It
 is written beside its final name and renamed into place, so a checkpoint that
@@ -15,6 +15,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from confab.bot.errors import FinetuneError
+from confab.bot.llm.lora_folder import LORA_FILES, METADATA_FILE
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -100,7 +103,7 @@ def save_checkpoint(out: Path, state: CheckpointState, model: Any, optimizer: An
 
 
 def restore_checkpoint(folder: Path, model: Any, optimizer: Any) -> None:
-    """Load the adapter weights, optimizer state and torch's generator from ``folder``."""
+    """Load the LoRA weights, optimizer state and torch's generator from ``folder``."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -109,3 +112,44 @@ def restore_checkpoint(folder: Path, model: Any, optimizer: Any) -> None:
     training = torch.load(folder / TRAINING_FILE, weights_only=True)
     optimizer.load_state_dict(training["optimizer"])
     torch.set_rng_state(training["torch_rng"])
+
+
+def resume_point(
+    out: Path, base: str, digest: str, rank: int, alpha: int
+) -> tuple[Path, CheckpointState] | None:
+    """The checkpoint in ``out`` to resume from, after checking it belongs to this run
+    (the same base model, training data and LoRA shape)."""
+    if out.exists() and not out.is_dir():
+        raise FinetuneError(f"{out} is a file; the LoRA needs a folder.")
+    found = latest_checkpoint(out)
+    metadata = out / METADATA_FILE
+    if found is None and metadata.is_file():
+        earlier = json.loads(metadata.read_text()).get("base")
+        if earlier != base:
+            raise FinetuneError(
+                f"{out} holds a LoRA of another base model ({earlier}); choose a new --out folder."
+            )
+    if found is None:
+        ours = {CHECKPOINTS, METADATA_FILE, *LORA_FILES}
+        # Hidden names are this module's and the checkpoints' staging folders.
+        foreign = [p for p in out.glob("*") if p.name not in ours] if out.is_dir() else []
+        if foreign and not metadata.is_file():
+            raise FinetuneError(f"{out} is not empty and holds no LoRA; choose a new folder.")
+        return None
+    _, state = found
+    if state.base != base:
+        raise FinetuneError(
+            f"{out} holds the checkpoints of a LoRA of another base model ({state.base}); "
+            "choose a new --out folder."
+        )
+    if state.train_sha256 != digest:
+        raise FinetuneError(
+            f"{out} holds checkpoints trained on another version of the data; "
+            "choose a new --out folder (or delete its checkpoints to start over)."
+        )
+    if (state.rank, state.alpha) != (rank, alpha):
+        raise FinetuneError(
+            f"{out} holds checkpoints of a rank {state.rank} (alpha {state.alpha}) LoRA; "
+            f"resume with --rank {state.rank}, or choose a new --out folder."
+        )
+    return found

@@ -30,8 +30,8 @@ from sqlalchemy import Engine, create_engine
 
 from confab.bot.adapter import Adapter
 from confab.bot.config import SchedulerConfig
-from confab.bot.jobs import JobSpec, ScheduledJob
 from confab.bot.messages import Author, Message
+from confab.bot.scheduling.jobs import JobSpec, ScheduledJob
 from confab.bot.streaming import ReplyStream
 from confab.storage.database import SQLITE_BUSY_TIMEOUT_MS, expand_url
 from confab.storage.events import EventLog

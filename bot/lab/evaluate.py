@@ -1,20 +1,20 @@
 """How well a model answers a held-out chat dataset: what ``confab model eval`` measures.
 
 Two figures, computed on any loaded transformers causal LM and its tokenizer
-(the bundled model, a local folder, or a model with a LoRA adapter applied), so
+(the bundled model, a local folder, or a model with a LoRA applied), so
 this module never decides how a model is loaded:
 
 - the held-out loss: the mean cross-entropy per token of the assistant's turns,
   given everything before them in the model's chat format (system and user
   turns are context, never scored), and its perplexity ``exp(loss)``. The
-  tokens and the loss are those fine-tuning uses (:mod:`confab.bot.llm.assistant_tokens`),
+  tokens and the loss are those fine-tuning uses (:mod:`confab.bot.lab.assistant_tokens`),
   so a fine-tune's training loss and its held-out loss are comparable;
 - the task score: how many expected answers the model states when it answers
   the preceding turns greedily, by the rule in :mod:`confab.bot.llm.answer_check`.
 
 Both can be measured on the conversations as they are shown to the model with
 more context in them (retrieved passages before the question, say:
-:mod:`confab.bot.llm.passage_prompt`), and are then still scored against the originals.
+:mod:`confab.bot.lab.passage_prompt`), and are then still scored against the originals.
 
 Both are deterministic: no sampling, dropout off, the same batches every run.
 """
@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from confab.bot.errors import ConfabError
-from confab.bot.llm.answer_check import states_expected
-from confab.bot.llm.assistant_tokens import (
+from confab.bot.lab.assistant_tokens import (
     Encoded,
     TemplateMismatch,
     assistant_loss,
@@ -38,8 +37,9 @@ from confab.bot.llm.assistant_tokens import (
     encode_chat,
     pad_id,
 )
+from confab.bot.lab.dataset import Chat, DatasetError, read_dataset
+from confab.bot.llm.answer_check import states_expected
 from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import Chat, DatasetError, read_dataset
 
 BATCH_TOKENS = 2048  # padded tokens per forward pass
 BATCH_CHATS = 8
@@ -94,7 +94,7 @@ class Evaluation:
 def read_chats(path: Path) -> list[Chat]:
     """The conversations of a chat JSONL (or question,answer CSV) file, all valid.
 
-    Raises :class:`~confab.bot.llm.dataset.DatasetError` listing every invalid record,
+    Raises :class:`~confab.bot.lab.dataset.DatasetError` listing every invalid record,
     since scores over part of a file would silently mean something else.
     """
     parsed = read_dataset(path)

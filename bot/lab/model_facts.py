@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confab.bot.llm.eval_store import RecordedRun, recorded
-from confab.bot.llm.evaluate import EvaluationError
-from confab.bot.llm.registry import ModelEntry, adapter_metadata
+from confab.bot.lab.eval_store import RecordedRun, recorded
+from confab.bot.lab.evaluate import EvaluationError
+from confab.bot.llm.registry import ModelEntry, lora_metadata
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT = 100 * 2**20  # a safetensors header larger than this is not one
@@ -33,9 +33,9 @@ class ModelFacts:
     parameters: int | None
     dtype: str | None
     created_at: datetime | None
-    base: str | None  # adapters: the model they were trained from
-    trainable: int | None  # adapters: the LoRA weights
-    training: dict[str, Any]  # adapters: what `confab model finetune` recorded
+    base: str | None  # LoRAs: the model they were trained from
+    trainable: int | None  # LoRAs: their own weights
+    training: dict[str, Any]  # LoRAs: what `confab model finetune` recorded
     evaluations: list[RecordedRun]
     problem: str | None = None  # why some facts are missing
 
@@ -47,8 +47,8 @@ def model_facts(entry: ModelEntry) -> ModelFacts:
         evaluations = recorded(entry.results_file)
     except EvaluationError as error:
         evaluations, problem = [], error.user_message
-    if entry.kind == "adapter":
-        return _adapter_facts(entry, evaluations, problem)
+    if entry.kind == "lora":
+        return _lora_facts(entry, evaluations, problem)
     parameters = dtype = None
     try:
         if entry.kind == "packaged" and not entry.path.exists():
@@ -61,16 +61,16 @@ def model_facts(entry: ModelEntry) -> ModelFacts:
         log.warning("could not read the tensors of %s: %r", entry.path, error)
         problem = f"its weights could not be read ({error})"
     if entry.kind == "missing":
-        problem = f"{entry.path} is neither a model folder, a .gguf file nor an adapter folder"
+        problem = f"{entry.path} is neither a model folder, a .gguf file nor a LoRA folder"
     return ModelFacts(
         entry, parameters, dtype, _modified(entry.path), None, None, {}, evaluations, problem
     )
 
 
-def _adapter_facts(
+def _lora_facts(
     entry: ModelEntry, evaluations: list[RecordedRun], problem: str | None
 ) -> ModelFacts:
-    metadata = adapter_metadata(entry)
+    metadata = lora_metadata(entry)
     counts = metadata.get("parameters")
     counts = counts if isinstance(counts, dict) else {}
     created = metadata.get("created_at")

@@ -1,4 +1,4 @@
-"""Draining: a stop lets the answers under way finish, or cuts them short and says so.
+"""Graceful shutdown: a stop lets the answers under way finish, or cuts them short and says so.
 
 :class:`InFlight` stands between the adapters (and the scheduler) and the
 router. While the bot runs it only counts the messages being answered. Once a

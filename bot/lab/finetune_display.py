@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confab.bot.llm.finetune import Progress
+from confab.bot.lab.finetune import Progress
 
 LINE_EVERY_S = 10.0  # without a terminal (a log file, CI), a line this often at most
 
@@ -32,7 +32,7 @@ def _loss(value: float | None) -> str:
 
 @contextlib.contextmanager
 def progress_display(terminal: Any) -> Iterator[Callable[[Progress], None]]:
-    """A callback for :func:`confab.bot.llm.finetune.finetune` that shows its progress."""
+    """A callback for :func:`confab.bot.lab.finetune.finetune` that shows its progress."""
     if terminal is None:
         yield _plain_lines()
         return

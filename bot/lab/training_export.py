@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 
+from confab.bot.lab.dataset import Chat, DatasetError
 from confab.bot.llm.backend import ChatMessage
-from confab.bot.llm.dataset import Chat, DatasetError
 from confab.bot.messages import args_after_command
 from confab.storage.training import Exchange
 

@@ -9,6 +9,20 @@ provide an ``under_test`` fixture returning an object with:
 - ``shown(sent) -> str``: the text the platform now displays for that message;
 - ``async seed_history(channel, [(author, text), ...])``: make the platform hold
   these messages, oldest first.
+
+For example (the class's name starts with ``Test``; this one does not, so
+importing it collects nothing by itself)::
+
+    from confab.contract import AdapterContract
+
+    class TestMyAdapter(AdapterContract):
+        @pytest.fixture
+        def under_test(self):
+            return MyUnderTest(MyAdapter(...), channel="c1")
+
+The contract's async tests run without any pytest-asyncio configuration
+(Confab's pytest plugin marks them); in pytest-asyncio's strict mode an async
+``under_test`` fixture is written with ``@pytest_asyncio.fixture``.
 """
 
 from __future__ import annotations
