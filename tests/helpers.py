@@ -11,7 +11,7 @@ from confab.bot.adapter import Adapter, AdapterContext
 from confab.bot.app import App
 from confab.bot.config import Config, build_config_model, load_config
 from confab.bot.llm.backend import ModelBackend
-from confab.bot.plugins import discover_adapters, discover_skills
+from confab.bot.plugins import SkillCatalog, discover_adapters, discover_skills
 
 
 def console_config(
@@ -39,11 +39,15 @@ async def run_console(
     lines: str,
     model: ModelBackend | None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    skills: SkillCatalog | None = None,
+    out: io.StringIO | None = None,
 ) -> tuple[str, str]:
     """Run the whole app with the console reading ``lines``; return stdout and stderr.
 
-    ``model=None`` serves the models the config and ``confab model use`` choose."""
-    out, err = io.StringIO(), io.StringIO()
+    ``model=None`` serves the models the config and ``confab model use`` choose;
+    ``skills`` defaults to the installed ones; ``out`` is the console's stdout."""
+    out, err = out or io.StringIO(), io.StringIO()
 
     def console(context: AdapterContext) -> ConsoleAdapter:
         return ConsoleAdapter(
@@ -52,7 +56,7 @@ async def run_console(
 
     app = App(
         console_config(db_url, overrides=overrides),
-        skills=discover_skills(),
+        skills=skills or discover_skills(),
         adapters=discover_adapters(),
         enabled=["console"],
         model=model,

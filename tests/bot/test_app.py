@@ -129,20 +129,7 @@ class SlowToLoad(ScriptedBackend):
 
 async def test_skills_without_the_model_answer_while_it_loads(db_url: str) -> None:
     out = io.StringIO()
-
-    def console(context: AdapterContext) -> ConsoleAdapter:
-        given = io.StringIO("!ping\n!help ping\nhi\n")
-        return ConsoleAdapter(context, stdin=given, stdout=out, stderr=out, interactive=False)
-
     model = SlowToLoad(out)
-    app = App(
-        console_config(db_url),
-        skills=discover_skills(),
-        adapters=discover_adapters(),
-        enabled=["console"],
-        model=model,
-        adapter_factories={"console": console},
-    )
-    await app.run()
+    shown, _ = await run_console(db_url, "!ping\n!help ping\nhi\n", model, out=out)
     assert model.shown_while_loading == "pong\n`!ping`: Check that the bot is alive.\n"
-    assert out.getvalue().endswith("Hello there.\n")  # the question waited for the model
+    assert shown.endswith("Hello there.\n")  # the question waited for the model

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
 import pytest
 
 from confab import Skill, SkillApp, SkillContext
-from confab.adapters.console import ConsoleAdapter
 from confab.bot import skill_lifecycle
-from confab.bot.adapter import AdapterContext
-from confab.bot.app import App
-from confab.bot.plugins import SkillCatalog, discover_adapters
+from confab.bot.plugins import SkillCatalog
 from confab.bot.testing import ChatHarness, ScriptedBackend
 from confab.skills.ping import PingSkill
-from tests.helpers import console_config
+from tests.helpers import run_console
 
 calls: list[str] = []
 
@@ -98,25 +94,12 @@ async def test_hooks_run_in_order_and_reverse_with_failures_contained(
 
 
 async def test_confab_run_starts_and_stops_the_skills_hooks(db_url: str) -> None:
-    out = io.StringIO()
-
-    def console(context: AdapterContext) -> ConsoleAdapter:
-        return ConsoleAdapter(
-            context,
-            stdin=io.StringIO("!ticker\n"),
-            stdout=out,
-            stderr=io.StringIO(),
-            interactive=False,
-        )
-
-    app = App(
-        console_config(db_url, overrides={"router": {"default_skill": "ticker"}}),
+    out, _ = await run_console(
+        db_url,
+        "!ticker\n",
+        ScriptedBackend(),
+        {"router": {"default_skill": "ticker"}},
         skills=SkillCatalog({"ticker": Ticker}),
-        adapters=discover_adapters(),
-        enabled=["console"],
-        model=ScriptedBackend(),
-        adapter_factories={"console": console},
     )
-    await app.run()
     assert calls == ["ticker start", "ticker stop"]
-    assert sorted(out.getvalue().splitlines()) == ["tick 1", "ticking"]
+    assert sorted(out.splitlines()) == ["tick 1", "ticking"]
