@@ -37,6 +37,7 @@ REQUIRED: Final[Any] = _Required()
 TYPES: Final = (str, int, float, bool)
 YES: Final = frozenset({"yes", "y", "true", "on", "1"})
 NO: Final = frozenset({"no", "n", "false", "off", "0"})
+QUOTES: Final = "\"“'"  # what a quoted phrase may start with
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _TYPE_WORDS: Final = {int: "a whole number", float: "a number", bool: "yes or no"}
 
@@ -194,7 +195,7 @@ def _next_word(text: str) -> tuple[str, str]:
     if not text:
         return "", ""
     quote = text[0]
-    if quote in "\"“'":
+    if quote in QUOTES:
         closing = "”" if quote == "“" else quote
         end = text.find(closing, 1)
         if end > 0:
@@ -212,7 +213,12 @@ def _word(value: Any, argument: Arg) -> str:
     if argument.type is bool:
         return "yes" if value else "no"
     said = shown(value)
-    return f'"{said}"' if " " in said or not said else said
+    if said and " " not in said and "\n" not in said and said[0] not in QUOTES:
+        return said
+    for opening, closing in (('"', '"'), ("'", "'"), ("“", "”")):
+        if closing not in said:
+            return f"{opening}{said}{closing}"
+    return said  # every kind of quote inside: read back as its first word
 
 
 def shown(value: Any) -> str:
