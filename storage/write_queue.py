@@ -264,6 +264,7 @@ class WriteQueue:
                     "the database is back after %.1f s", time.monotonic() - self._outage_since
                 )
                 self._outage_since = None
+            self._conflict_since = 0.0
             self.known.update(staged)
             for operation, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
@@ -316,8 +317,9 @@ class WriteQueue:
         and the pause is jittered so that the two sides do not meet again in step."""
         now = time.monotonic()
         if conflict:
-            since = now if attempt == 0 else self._conflict_since
-            self._conflict_since = since
+            if attempt == 0 or not self._conflict_since:  # this group's first conflict
+                self._conflict_since = now
+            since = self._conflict_since
         elif self._outage_since is None:
             self._outage_since = since = now
             log.warning("the database is unreachable (%s); retrying", _first_line(error))
