@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from confab.bot.errors import Unsupported
 from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.paths import data_dir
 from confab.bot.textsplit import FENCE_LINE
 
 DM_CHANNEL = "dm"
@@ -64,7 +65,7 @@ class ConsoleConfig(BaseModel):
 
     user: str = Field("you", min_length=1, max_length=64)
     channel: str = Field(DM_CHANNEL, min_length=1, max_length=64)
-    history_file: Path = Path("~/.local/share/confab/console_history")
+    history_file: Path = Field(default_factory=lambda: data_dir() / "console_history")
     markdown: bool = True
 
 

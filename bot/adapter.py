@@ -149,6 +149,20 @@ class Adapter(ABC):
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Leave the platform; ``run`` returns soon after."""
 
+    @property
+    def status(self) -> str:
+        """The platform connection in a word or two for ``/healthz``: ``"ok"`` while it
+        serves, else what it is doing (``"connecting"``, ``"disconnected"``). The app
+        counts an adapter whose ``run`` has ended as down whatever this says, so this
+        default, ``"ok"``, means: running is healthy. Adapters that watch a connection
+        say more."""
+        return "ok"
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the platform connection serves now (see :attr:`status`)."""
+        return self.status == "ok"
+
     @abstractmethod
     async def send(
         self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None

@@ -12,6 +12,7 @@ from confab.bot.adapter import Adapter, AdapterContext
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import Config, check_plugins
 from confab.bot.errors import ConfabError, ConfigError
+from confab.bot.health import Health, check_health
 from confab.bot.knowledge.base import KnowledgeBase
 from confab.bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
 from confab.bot.llm.backend import ModelBackend
@@ -20,6 +21,7 @@ from confab.bot.llm.pending import PendingModel
 from confab.bot.llm.pool import ModelPool, Resolve
 from confab.bot.llm.registry import ModelRegistry
 from confab.bot.llm.weights import Progress
+from confab.bot.metrics import PrometheusMetrics
 from confab.bot.plugins import AdapterCatalog, SkillCatalog
 from confab.bot.retention import RetentionJob
 from confab.bot.router import Router
@@ -27,6 +29,7 @@ from confab.bot.scheduling.runner import JobScheduler
 from confab.bot.shutdown import InFlight
 from confab.bot.skill_lifecycle import SkillLifecycle, skill_lifecycle
 from confab.bot.skillset import SkillSet
+from confab.bot.web import WebServer
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.conversations import ConversationStore
 from confab.storage.database import Database
@@ -115,7 +118,13 @@ class App:
         self.lifecycle: SkillLifecycle | None = None
         self.loading: asyncio.Task[ModelBackend] | None = None  # the model, loading at start
         self.adapters: list[Adapter] = []
+        self._serving: dict[asyncio.Task[None], Adapter] = {}  # every adapter's run, from serve()
         self.in_flight: InFlight | None = None
+        self.metrics = PrometheusMetrics()
+        self.metrics.observe(
+            lambda: self.database, lambda: self.models.backends if self.models else []
+        )
+        self.web: WebServer | None = None  # /healthz and /metrics, while serving ([web])
         self.shutdown_grace_s = (
             shutdown_grace_s if shutdown_grace_s is not None else config.bot.shutdown_grace_s
         )
@@ -181,6 +190,7 @@ class App:
             self.config.bot.database_url,
             EventLog(self.database),
             command_prefix=self.config.router.prefixes[0],
+            metrics=self.metrics,
         )
         self.router = Router(
             skills=skill_set,
@@ -194,6 +204,7 @@ class App:
             scheduler=self.scheduler,
             timezone=self.config.bot.timezone,
             knowledge=self.knowledge,
+            metrics=self.metrics,
         )
         self.in_flight = InFlight(
             self.router.handle,
@@ -286,10 +297,14 @@ class App:
         then drain the answers under way while the adapters are still connected."""
         assert self.in_flight is not None
         handle = self.in_flight.handle
+        if self.config.web.enabled and self.web is None:
+            self.web = WebServer(self.config.web, self.health, self.metrics)
+            await self.web.start()
         tasks = {
             asyncio.create_task(adapter.run(handle), name=adapter.platform): adapter
             for adapter in self.adapters
         }
+        self._serving = dict(tasks)
         stopper = asyncio.create_task(self._wait_for_stop_request())
         loading = self.loading
         if self.scheduler is not None:
@@ -333,11 +348,24 @@ class App:
     async def _wait_for_stop_request(self) -> None:
         await self._stopping.wait()
 
+    async def health(self) -> Health:
+        """Each adapter (down once its ``run`` ended), the database and the model, as
+        ``/healthz`` reports them (see :mod:`confab.bot.health`)."""
+        running = {adapter for task, adapter in self._serving.items() if not task.done()}
+        return await check_health(
+            [(adapter, adapter in running) for adapter in self.adapters],
+            self.database,
+            self.loading,
+        )
+
     async def stop(self) -> None:
         """Drain the answers under way, stop jobs and adapters, join the model worker,
         dispose of the database (after the last write). Safe to repeat."""
         if self.in_flight is not None:
             await self.in_flight.drain()
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
         if self.lifecycle is not None:
             await self.lifecycle.stop()
         if self.loading is not None and not self.loading.done():

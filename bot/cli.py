@@ -10,12 +10,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from confab.bot.adapter import Adapter, AdapterContext, EmptyChannelLog
+from confab.bot.completion import (
+    COMPLETION_COMMANDS,
+    add_completion_commands,
+    run_completion_command,
+)
 from confab.bot.config import Config, build_config_model, check_plugins, load_config
 from confab.bot.errors import ConfabError
+from confab.bot.init_command import INIT_COMMANDS, add_init_commands, run_init_command
 from confab.bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
 from confab.bot.lab.commands import LAB_COMMANDS, add_lab_commands, run_lab_command
 from confab.bot.logs import configure_logging, status
@@ -32,6 +39,7 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="TOML file (default: ./config.toml)")
     parser = argparse.ArgumentParser(prog="confab", description="Confab chat bot service.")
+    parser.add_argument("--version", action="version", version=f"confab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="start every adapter enabled in config")
     commands.add_parser("console", parents=[common], help="chat with the bot in this terminal")
@@ -55,6 +63,8 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     add_lab_commands(commands, common)
     add_kb_commands(commands, common)
     add_new_commands(commands)
+    add_init_commands(commands)
+    add_completion_commands(commands)
     for platform, adapter in (adapters.adapters if adapters else {}).items():
         if not adapter.tools:
             continue
@@ -68,10 +78,16 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     adapters = discover_adapters()  # their tools are commands: `confab slack manifest`
-    args = _parser(adapters).parse_args(argv)
+    parser = _parser(adapters)
+    args = parser.parse_args(argv)
     if args.command in NEW_COMMANDS:  # writes files; needs no config
         return run_new_command(args)
+    if args.command in INIT_COMMANDS:  # writes config.toml; reads none
+        return run_init_command(args, adapters.adapters)
+    if args.command in COMPLETION_COMMANDS:
+        return run_completion_command(args, parser)
     redactor: SecretRedactor | None = None
+    json_log = False
     try:
         skills = discover_skills()
         schema = build_config_model(
@@ -79,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             {name: cls.config_model for name, cls in skills.skills.items()},
         )
         config = load_config(args.config, schema=schema)
-        terminal = _terminal()
-        configure_logging(config.bot.log_level, terminal)
+        json_log = config.bot.log_format == "json"
+        terminal = None if json_log else _terminal()  # JSON lines only, not rich's
+        configure_logging(config.bot.log_level, terminal, config.bot.log_format)
         redactor = redact_logging(configured_secrets(config))
         if args.command == "config":
             check_plugins(config, skills.skills, adapters.adapters)
@@ -101,7 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(config, skills, adapters, enabled, terminal))
     except (ConfabError, StorageError) as error:
         message = redactor.redact(str(error)) if redactor else str(error)
-        print(f"confab: {message}", file=sys.stderr)
+        if json_log:  # stderr holds JSON lines only
+            log.error("%s", message)
+        else:
+            print(f"confab: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -111,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Through the log, so the traceback is redacted like any other record.
         log.exception("confab stopped on an unexpected error")
         return 1
+
+
+def _version() -> str:
+    try:
+        return version("confab-bot")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
 
 
 def _run_tool(
@@ -155,7 +182,7 @@ async def _run(
         else "Loading the model..."
     )
     try:
-        with status(loading, terminal):
+        with status(loading, terminal, config.bot.log_format):
             await app.start()
         await app.serve()
     finally:

@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from confab.bot.errors import ConfigError
 from confab.bot.llm.config import MODEL_NAME, ModelConfig
+from confab.bot.paths import default_database_url
 from confab.bot.section import Section
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -44,15 +45,19 @@ CORE_SECTIONS = (
     "storage",
     "knowledge",
     "scheduler",
+    "web",
     "skills",
 )
 
 
 class BotConfig(Section):
     name: str = Field("confab", min_length=1, max_length=64)
-    database_url: str = "sqlite+aiosqlite:///~/.local/share/confab/confab.db"
+    # A SQLite file under $XDG_DATA_HOME/confab, else ~/.local/share/confab.
+    database_url: str = Field(default_factory=default_database_url)
     adapters: list[str] = Field(default_factory=lambda: ["console"], min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line on stderr, for a log collector.
+    log_format: Literal["text", "json"] = "text"
     # Scheduled jobs run in a channel's own timezone (its settings) or this one.
     timezone: str = "UTC"
     # At a stop (SIGTERM, Ctrl-C), answers under way get this long to finish; the
@@ -162,6 +167,20 @@ class KnowledgeConfig(Section):
         return value
 
 
+class WebConfig(Section):
+    # One HTTP server for operators: GET /healthz and GET /metrics (Prometheus).
+    enabled: bool = False
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=0, le=65_535)  # 0: any free port (the log says which)
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, value: str) -> str:
+        if value != value.strip() or "://" in value or "/" in value:
+            raise ValueError("must be a host name or IP address, such as 127.0.0.1 or 0.0.0.0")
+        return value
+
+
 class Config(BaseSettings):
     """The validated settings of one Confab process."""
 
@@ -180,6 +199,7 @@ class Config(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("models")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,14 @@ from confab.bot.adapter import Adapter
 from confab.bot.arguments import ArgumentError, parse_arguments
 from confab.bot.channel import AdapterHistory, StoredChannelControls
 from confab.bot.config import RouterConfig
-from confab.bot.errors import CannotPost, ConfabError
+from confab.bot.errors import CannotPost, ConfabError, ModelBusy, ModelTimeout, ModelUnavailable
 from confab.bot.knowledge.access import ChannelKnowledge
 from confab.bot.knowledge.base import KnowledgeBase
 from confab.bot.limits import ChannelSlots, UserRateLimit
 from confab.bot.llm.backend import ChatMessage, ModelBackend
+from confab.bot.log_context import enter_log_context, leave_log_context
 from confab.bot.messages import Message, args_after_command, parse_command
+from confab.bot.metrics import NO_SKILL, Metrics
 from confab.bot.privacy import StoredPrivacy, is_admin
 from confab.bot.scheduling.channel_schedule import ChannelSchedule
 from confab.bot.scheduling.runner import JobScheduler
@@ -65,6 +68,23 @@ class Verdict:
     reason: str
     reply: str | None = None
     keep_as_chatter: bool = False
+    code: str = "dropped"  # the reason in metrics: one word, the same every time
+
+
+@dataclass(slots=True)
+class _Tally:
+    """How one message fared, filled in while it is handled, for :class:`Metrics`."""
+
+    arrived: float  # time.monotonic(), as ReplyStream's clock
+    skill: str = NO_SKILL
+    refused: str | None = None
+    replay: bool = False
+    first_sent: float | None = None
+    last_sent: float | None = None
+
+    def refuse(self, reason: str) -> None:
+        if self.refused is None:  # the first reason is the cause; later ones follow from it
+            self.refused = reason
 
 
 Guard = Callable[[Message], Awaitable[Verdict | None]]
@@ -88,8 +108,10 @@ class Router:
         timezone: str = "UTC",
         knowledge: KnowledgeBase | None = None,
         state: SkillStateStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.skills = skills
+        self.metrics = metrics if metrics is not None else Metrics()
         self.model = model
         self.models = models  # the model chosen per channel; without it, ``model`` everywhere
         # A skill's own model (``[skills.NAME] model``) by name; without it, as above.
@@ -116,9 +138,9 @@ class Router:
 
     async def _not_from_bots(self, message: Message) -> Verdict | None:
         if message.from_self:
-            return Verdict("own message")
+            return Verdict("own message", code="own")
         if message.author.is_bot and self.config.ignore_bots:
-            return Verdict("message from another bot")
+            return Verdict("message from another bot", code="bot")
         return None
 
     async def _addressed(self, message: Message) -> Verdict | None:
@@ -126,7 +148,7 @@ class Router:
             return None
         if message.command is not None and self.skills.find(message.command) is not None:
             return None
-        return Verdict("not addressed to the bot", keep_as_chatter=True)
+        return Verdict("not addressed to the bot", keep_as_chatter=True, code="unaddressed")
 
     async def _within_rate(self, message: Message) -> Verdict | None:
         if is_admin(self.config.admins, message):
@@ -143,11 +165,14 @@ class Router:
             )
             if allowance.notify
             else None,
+            code="rate_limit",
         )
 
     async def _not_empty(self, message: Message) -> Verdict | None:
         if message.command is None and not message.text.translate(INVISIBLE).strip():
-            return Verdict("empty message", reply="Your message was empty: ask me something.")
+            return Verdict(
+                "empty message", reply="Your message was empty: ask me something.", code="empty"
+            )
         return None
 
     async def _not_too_long(self, message: Message) -> Verdict | None:
@@ -157,6 +182,7 @@ class Router:
                 f"{len(message.text)} characters",
                 reply=f"Your message is too long ({len(message.text):,} characters; "
                 f"the limit is {limit:,}). Please shorten it.",
+                code="too_long",
             )
         return None
 
@@ -178,15 +204,39 @@ class Router:
         """Route one message; every addressed message gets exactly one answer.
 
         Nothing raises out of here: a failure outside any skill (storage, say)
-        is logged with its context and answered with one short error.
+        is logged with its context and answered with one short error. A message
+        that expects an answer is reported to ``metrics`` once it is handled.
         """
+        tally = _Tally(time.monotonic())
+        # What every record logged while handling it is about (the JSON log's fields).
+        entered = enter_log_context(
+            platform=message.platform, channel=message.channel, message_id=message.id
+        )
         try:
-            await self._route(message, adapter)
+            await self._handle(message, adapter, tally)
+        finally:
+            leave_log_context(entered)
+            if not tally.replay and self.expects_answer(message):
+                self._report(message.platform, tally)
+
+    def _report(self, platform: str, tally: _Tally) -> None:
+        if tally.first_sent is not None:
+            self.metrics.first_reply(platform, tally.skill, tally.first_sent - tally.arrived)
+        if tally.refused is None and tally.last_sent is not None:
+            self.metrics.answered(platform, tally.skill, tally.last_sent - tally.arrived)
+        else:
+            self.metrics.refused(platform, tally.skill, tally.refused or "unanswered")
+
+    async def _handle(self, message: Message, adapter: Adapter, tally: _Tally) -> None:
+        try:
+            await self._route(message, adapter, tally)
         except CannotPost as error:
+            tally.refuse("cannot_post")
             _log_cannot_post(message, error)
         except AlreadyProcessed:
             # A replay after a reconnect, or a platform's retry: answered already,
             # by this process or another one.
+            tally.replay = True
             log.info("message %s in %s was handled before; dropped", message.id, message.platform)
         except StorageUnavailable as error:
             log.error(
@@ -198,7 +248,7 @@ class Router:
                 error,
             )
             if self.expects_answer(message):
-                await self._reply_text(message, adapter, DB_DOWN)
+                await self._reply_text(message, adapter, DB_DOWN, tally, "database")
         except Exception:
             log.exception(
                 "handling message %s from %s in %s/%s failed",
@@ -209,17 +259,21 @@ class Router:
             )
             if self.expects_answer(message):
                 await self._reply_text(
-                    message, adapter, "Sorry, something went wrong. The error has been logged."
+                    message,
+                    adapter,
+                    "Sorry, something went wrong. The error has been logged.",
+                    tally,
+                    "error",
                 )
 
-    async def _route(self, message: Message, adapter: Adapter) -> None:
+    async def _route(self, message: Message, adapter: Adapter, tally: _Tally) -> None:
         parsed = None if message.command else parse_command(message.text, self.config.prefixes)
         if parsed:
             message = message.with_command(*parsed)
         for guard in self.guards:
             verdict = await guard(message)
             if verdict is not None:
-                await self._stop(message, adapter, verdict)
+                await self._stop(message, adapter, verdict, tally)
                 return
         if message.command is not None:
             skill = self.skills.find(message.command)
@@ -230,6 +284,8 @@ class Router:
                     adapter,
                     f"I don't know the command `{message.command}`. "
                     f"Try `{self._prefix(message)}help` for the list.",
+                    tally,
+                    "unknown_command",
                 )
                 return
             args = message.args
@@ -237,9 +293,12 @@ class Router:
             skill = self.skills.find(self.config.default_skill)
             if skill is None:
                 log.error("default skill %r is not installed", self.config.default_skill)
-                await self._reply_text(message, adapter, "No skill is set up to answer that.")
+                await self._reply_text(
+                    message, adapter, "No skill is set up to answer that.", tally, "no_skill"
+                )
                 return
             args = message.text.strip()
+        tally.skill = skill.name
         denied = skill.admin_command(args)
         if denied is not None and not is_admin(self.config.admins, message):
             log.info(
@@ -252,7 +311,9 @@ class Router:
             )
             command = f"{self._prefix(message)}{skill.name} {denied}".strip()
             await self._store_question(message)  # kept, and a replay is not answered twice
-            await self._reply_text(message, adapter, f"Only an admin can run `{command}`.")
+            await self._reply_text(
+                message, adapter, f"Only an admin can run `{command}`.", tally, "not_allowed"
+            )
             return
         try:
             options = parse_arguments(skill.arguments, args) if skill.arguments is not None else {}
@@ -261,7 +322,9 @@ class Router:
             await self._store_question(message)  # kept, and a replay is not answered twice
             usage = SkillInfo.of(type(skill)).usage
             command = f"{self._prefix(message)}{skill.name} {usage}".strip()
-            await self._reply_text(message, adapter, f"Usage: `{command}` — {error}.")
+            await self._reply_text(
+                message, adapter, f"Usage: `{command}` — {error}.", tally, "bad_arguments"
+            )
             return
         place = self.slots.admit(message.platform, message.channel)
         if place is None:
@@ -272,7 +335,7 @@ class Router:
                 message.id,
             )
             await self._store_question(message)
-            await self._reply_text(message, adapter, BUSY)
+            await self._reply_text(message, adapter, BUSY, tally, "channel_busy")
             return
         try:
             # Stored on arrival, before waiting for a turn: a person's messages stay
@@ -287,14 +350,21 @@ class Router:
                     adapter,
                     f"`{prefix}{skill.name}` is switched off in this channel; an admin can "
                     f"switch it on with `{prefix}skills enable {skill.name}`.",
+                    tally,
+                    "switched_off",
                 )
                 return
             await place.turn()
-            await self._run_skill(skill, message, args, options, switched_off, adapter, question)
+            await self._run_skill(
+                skill, message, args, options, switched_off, adapter, question, tally
+            )
         finally:
             place.leave()
 
-    async def _stop(self, message: Message, adapter: Adapter, verdict: Verdict) -> None:
+    async def _stop(
+        self, message: Message, adapter: Adapter, verdict: Verdict, tally: _Tally
+    ) -> None:
+        tally.refuse(verdict.code)
         log.debug("dropped message %s in %s: %s", message.id, message.channel, verdict.reason)
         if verdict.keep_as_chatter and message.text.strip():
             if len(message.text) > self.config.max_input_chars:
@@ -303,7 +373,7 @@ class Router:
                 await self._store_question(message, addressed=False)
         if verdict.reply:
             log.info("rejected message from %s: %s", message.author.id, verdict.reason)
-            await self._reply_text(message, adapter, verdict.reply)
+            await self._reply_text(message, adapter, verdict.reply, tally, verdict.code)
 
     async def _store_question(
         self, message: Message, *, skill: str | None = None, addressed: bool = True
@@ -333,6 +403,7 @@ class Router:
         switched_off: frozenset[str],
         adapter: Adapter,
         question: StoredTurn,
+        tally: _Tally,
     ) -> None:
         key = _key(message)
         replies = 0
@@ -360,7 +431,10 @@ class Router:
 
             try:
                 await stream.consume(stored_before_shown_whole())
+                tally.last_sent = time.monotonic()
             finally:
+                if tally.first_sent is None:
+                    tally.first_sent = stream.first_sent_at
                 # A stream that broke off, or was cancelled at shutdown: what the
                 # person saw is queued for storage at once, in its place (nothing,
                 # when not even its first message could be posted).
@@ -403,18 +477,20 @@ class Router:
                 else NoKnowledge()
             ),
         )
+        entered = enter_log_context(skill=skill.name)
         try:
             await skill.run(context)
         except CannotPost as error:
+            tally.refuse("cannot_post")
             _log_cannot_post(message, error)  # and no error reply: it could not go there either
             return
         except ConfabError as error:
             log.warning("skill %s could not answer message %s: %s", skill.name, message.id, error)
-            await self._reply_text(message, adapter, error.user_message)
+            await self._reply_text(message, adapter, error.user_message, tally, _refusal(error))
             return
         except StorageUnavailable as error:
             log.error("skill %s lost the database on message %s: %s", skill.name, message.id, error)
-            await self._reply_text(message, adapter, DB_DOWN)
+            await self._reply_text(message, adapter, DB_DOWN, tally, "database")
             return
         except Exception:
             log.exception(
@@ -429,11 +505,15 @@ class Router:
                 message,
                 adapter,
                 f"Sorry, `{skill.name}` failed while answering. The error has been logged.",
+                tally,
+                "skill_failed",
             )
             return
+        finally:
+            leave_log_context(entered)
         if replies == 0:
             log.warning("skill %s finished without replying to %s", skill.name, message.id)
-            await self._reply_text(message, adapter, NO_ANSWER)
+            await self._reply_text(message, adapter, NO_ANSWER, tally, "no_answer")
 
     def _remember_answer(
         self, key: ConversationKey, skill: str, stream: ReplyStream, question: StoredTurn
@@ -489,8 +569,12 @@ class Router:
 
         return load
 
-    async def _reply_text(self, message: Message, adapter: Adapter, text: str) -> None:
-        """A short answer outside any skill (errors, rejections); failures are only logged."""
+    async def _reply_text(
+        self, message: Message, adapter: Adapter, text: str, tally: _Tally, reason: str
+    ) -> None:
+        """A short answer outside any skill (errors, rejections; ``reason`` says which, in
+        metrics); failures are only logged."""
+        tally.refuse(reason)
         try:
             await _reply_stream(adapter, message).send_text(text)
         except CannotPost as error:
@@ -512,6 +596,17 @@ class Router:
         except Exception:  # a model that is not loaded must not stop a turn being stored
             log.debug("token count unavailable", exc_info=True)
             return 0
+
+
+def _refusal(error: ConfabError) -> str:
+    """A skill's own error as a reason in metrics."""
+    if isinstance(error, ModelBusy):
+        return "model_busy"
+    if isinstance(error, ModelTimeout):
+        return "model_timeout"
+    if isinstance(error, ModelUnavailable):
+        return "model_unavailable"
+    return "declined"  # the skill's own refusal: a file too large, a job not found ...
 
 
 def _log_cannot_post(message: Message, error: CannotPost) -> None:

@@ -60,6 +60,7 @@ class ReplyStream:
         self._limit = limits.max_message_chars
         self._interval = limits.min_edit_interval_s if adapter.capabilities.edit else None
         self.sent: list[SentMessage] = []
+        self.first_sent_at: float | None = None  # ``clock`` time the first message went out
         self.received = ""  # the text streamed in so far, as the model wrote it
         self._current: SentMessage | None = None
         self._pending = ""  # text of the current message, shown or not
@@ -149,6 +150,8 @@ class ReplyStream:
             )
 
         self._current = await self._tries(send)
+        if self.first_sent_at is None:
+            self.first_sent_at = self._clock()
         self.sent.append(self._current)
         self._shown_now(text)
 

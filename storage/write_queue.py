@@ -58,6 +58,7 @@ class _Operation(Generic[T]):
     deadline: float
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
+    quiet: bool = False  # a probe: giving up on it is its caller's news, not the log's
 
 
 _STOP = object()
@@ -125,11 +126,23 @@ class WriteQueue:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._outage_since: float | None = None
+        self._outages = 0
         self._conflict_since = 0.0
         self._connection: Connection | None = None  # the worker's own
         self._stop_requested = False
         self._closed = False
         self._settled: list[_Settled] = []  # the worker's, resolved after each batch
+
+    @property
+    def outage_since(self) -> float | None:
+        """``time.monotonic()`` when the database stopped answering, while it has not
+        answered since; None while it answers (or nothing has tried it yet)."""
+        return self._outage_since
+
+    @property
+    def outages(self) -> int:
+        """How many times the database became unreachable since the queue was made."""
+        return self._outages
 
     def submit(
         self,
@@ -137,11 +150,13 @@ class WriteQueue:
         *,
         writes: bool,
         retry_s: float | None = None,
+        quiet: bool = False,
     ) -> asyncio.Future[T]:
         """Queue ``run(connection, facts)``; the future resolves with its result.
 
         ``run`` may return an exception instance to fail its future without
-        disturbing the other operations of the batch.
+        disturbing the other operations of the batch. A ``quiet`` one (a health
+        probe) that fails for want of the database is not logged.
         """
         loop = asyncio.get_running_loop()
         if self._closed:
@@ -149,7 +164,7 @@ class WriteQueue:
             closed.set_exception(StorageUnavailable("the database is closed"))
             return closed
         deadline = time.monotonic() + (self.retry_s if retry_s is None else retry_s)
-        operation = _Operation(run, writes, deadline, loop, loop.create_future())
+        operation = _Operation(run, writes, deadline, loop, loop.create_future(), quiet)
         self._ensure_worker()
         self._queue.put(operation)
         return operation.future
@@ -322,6 +337,7 @@ class WriteQueue:
             since = self._conflict_since
         elif self._outage_since is None:
             self._outage_since = since = now
+            self._outages += 1
             log.warning("the database is unreachable (%s); retrying", _first_line(error))
         else:
             since = self._outage_since
@@ -330,12 +346,13 @@ class WriteQueue:
             if self._stop_requested:  # closing: a short last chance
                 operation.deadline = min(operation.deadline, since + STOP_RETRY_S)
             if now >= operation.deadline:
-                log.error(
-                    "gave up on a storage %s after %.1f s %s",
-                    "write" if operation.writes else "read",
-                    now - since,
-                    "of lock conflicts" if conflict else "without the database",
-                )
+                if not operation.quiet:
+                    log.error(
+                        "gave up on a storage %s after %.1f s %s",
+                        "write" if operation.writes else "read",
+                        now - since,
+                        "of lock conflicts" if conflict else "without the database",
+                    )
                 self._settled.append((operation, None, StorageUnavailable(_first_line(error))))
             else:
                 waiting.append(operation)

@@ -253,6 +253,18 @@ class DiscordAdapter(Adapter):
         self._stopping.set()
         await self.client.close()
 
+    @property
+    def status(self) -> str:
+        # Read from the client rather than followed through its events: a listener runs
+        # as a task of its own, which may never run when the loop is closing.
+        if self.client.is_closed():
+            return "disconnected"
+        if not self.client.is_ready():
+            return "connecting"  # before the first READY (and between start attempts)
+        socket = self.client.ws
+        # discord.py reconnects a lost gateway by itself, on a new socket.
+        return "ok" if socket is not None and socket.open else "reconnecting"
+
     async def _on_ready(self) -> None:
         user = self.client.user
         log.info(

@@ -95,6 +95,8 @@ class SlackAdapter(Adapter):
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self._team = self._user = "?"  # for the log line saying the bot is up
+        self._serving = False  # HTTP mode: the events endpoint is up
+        self._socket: Any = None  # Socket Mode: slack_sdk's client, once connecting
 
     # -- building and running ----------------------------------------------------
 
@@ -154,6 +156,7 @@ class SlackAdapter(Adapter):
         try:
             site = web.TCPSite(runner, self.config.host, self.config.port)
             await site.start()
+            self._serving = True
             log.info(
                 "Slack: serving team %s as @%s, HTTP mode, events at http://%s:%d%s",
                 self._team,
@@ -164,6 +167,7 @@ class SlackAdapter(Adapter):
             )
             await self._stopped.wait()
         finally:
+            self._serving = False
             await runner.cleanup()
 
     async def _serve_socket_mode(self, app: AsyncApp) -> None:
@@ -171,6 +175,7 @@ class SlackAdapter(Adapter):
 
         app_token = self._secret(self.config.app_token_env, "app-level token (xapp-...)")
         handler = AsyncSocketModeHandler(app, app_token)
+        self._socket = handler.client
         # slack_sdk keeps trying while Slack cannot be reached, and reconnects a
         # dropped socket itself; a stop request must not wait for either.
         connecting = asyncio.create_task(handler.connect_async())  # type: ignore[no-untyped-call]
@@ -191,6 +196,22 @@ class SlackAdapter(Adapter):
 
     async def stop(self) -> None:
         self._stopped.set()
+
+    @property
+    def status(self) -> str:
+        if self.config.mode == "http":
+            return "ok" if self._serving else "connecting"
+        socket = self._socket
+        if socket is None:
+            return "connecting"
+        # What slack_sdk's is_connected() reads, less its ping-pong check (a coroutine):
+        # it reconnects a dropped or stale socket by itself.
+        session = getattr(socket, "current_session", None)
+        if getattr(socket, "closed", False) or getattr(socket, "stale", False):
+            return "disconnected"
+        if session is None:
+            return "connecting"
+        return "disconnected" if session.closed else "ok"
 
     async def _reach_slack(self) -> bool:
         """Who the bot is (``auth.test``), trying again with backoff while Slack cannot

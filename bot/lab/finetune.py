@@ -16,7 +16,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from confab.bot.lab.lora_checkpoints import (
 from confab.bot.lab.ram import available_ram, training_ram
 from confab.bot.llm.lora_folder import (
     BUNDLED,
-    DEFAULT_CACHE_DIR,
     METADATA_FILE,
     base_folder,
     base_identity,
@@ -48,6 +47,7 @@ from confab.bot.llm.lora_folder import (
     write_lora,
 )
 from confab.bot.llm.weights import loadable_folder
+from confab.bot.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class FinetuneOptions:
     seed: int = 0
     checkpoint_every: int = 25
     threads: int = 0  # 0: torch's own choice
-    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_dir: Path = field(default_factory=default_cache_dir)
 
 
 @dataclass(frozen=True)

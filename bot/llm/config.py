@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from confab.bot.llm.backend import GenerationParams
+from confab.bot.paths import cache_dir as default_cache_dir
+from confab.bot.paths import data_dir
 from confab.bot.section import Section
 
 _SAMPLING = GenerationParams()
@@ -45,10 +47,11 @@ class OpenAIConfig(Section):
 class ModelConfig(Section):
     backend: Literal["transformers", "openai"] = "transformers"
     path: str = ""
-    cache_dir: Path = Path("~/.cache/confab")
+    # $XDG_CACHE_HOME/confab when set, else ~/.cache/confab (likewise data_dir below).
+    cache_dir: Path = Field(default_factory=default_cache_dir)
     # Where `confab model finetune --out NAME` writes LoRAs and the registry finds them
     # (the default folder keeps its older name, so LoRAs trained before stay found).
-    loras_dir: Path = Path("~/.local/share/confab/adapters")
+    loras_dir: Path = Field(default_factory=lambda: data_dir() / "adapters")
     context_window: int = Field(0, ge=0)
     # Sampling defaults live in one place: GenerationParams.
     max_new_tokens: int = Field(_SAMPLING.max_new_tokens, gt=0, le=8192)

@@ -74,6 +74,7 @@ class EngineLoad:
     running: int
     waiting: int
     steps: int
+    generated: int = 0  # tokens generated since the engine was made
 
 
 class _Worker:
@@ -124,6 +125,7 @@ class BatchEngine:
         self._waiting: deque[Request] = deque()
         self._taken: dict[Request, None] = {}  # prefilling or decoding, in arrival order
         self._steps = 0
+        self._generated = 0
         self._closing = False
         self._owns_executor = executor is None
         self._executor: Executor = executor or worker_thread()
@@ -134,7 +136,7 @@ class BatchEngine:
     @property
     def load(self) -> EngineLoad:
         with self._lock:
-            return EngineLoad(len(self._taken), len(self._waiting), self._steps)
+            return EngineLoad(len(self._taken), len(self._waiting), self._steps, self._generated)
 
     def submit(self, request: Request) -> None:
         """Queue a request; raises :class:`ModelBusy` when the queue is full."""
@@ -487,6 +489,7 @@ class BatchEngine:
             token = row.sampler.choose(scores)
             row.last = token
             row.generated += 1
+            self._generated += 1
             if token in self._eos:
                 row.done = "stop"
             else:

@@ -22,6 +22,7 @@ from typing import Any
 
 from confab.bot.errors import ConfabError, FinetuneError
 from confab.bot.llm.weights import bundled_model_path, loadable_folder
+from confab.bot.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ BUNDLED = "bundled"
 METADATA_FILE = "confab-adapter.json"
 RESULTS_FILE = "confab-eval.json"  # its stored evaluations (confab.bot.lab.eval_store)
 LORA_FILES = ("adapter_config.json", "adapter_model.safetensors")
-DEFAULT_CACHE_DIR = Path("~/.cache/confab")
 
 
 def base_identity(base: str) -> str:
@@ -110,7 +110,7 @@ def merged_model(lora_dir: Path, base_dir: Path, dtype: Any = None) -> Any:
 
 
 def load_finetuned(
-    lora_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0
+    lora_dir: Path, cache_dir: Path | None = None, threads: int = 0
 ) -> tuple[Any, Any]:
     """The base model with the LoRA merged into it (float32), and its tokenizer."""
     lora_base(lora_dir)  # says so when the folder holds no LoRA
@@ -122,14 +122,16 @@ def is_lora(path: Path) -> bool:
     return (path / METADATA_FILE).is_file() and all((path / f).is_file() for f in LORA_FILES)
 
 
-def load_model(name: str, cache_dir: Path = DEFAULT_CACHE_DIR, threads: int = 0) -> tuple[Any, Any]:
+def load_model(name: str, cache_dir: Path | None = None, threads: int = 0) -> tuple[Any, Any]:
     """Any model by the name ``confab model`` commands take, in float32 (as it is trained
     on the CPU), and its tokenizer: ``bundled``, a model folder or GGUF file, or a
-    fine-tuned LoRA folder (merged into its base)."""
+    fine-tuned LoRA folder (merged into its base). ``cache_dir`` defaults to Confab's
+    cache folder."""
     path = Path(name).expanduser()
     lora = path if is_lora(path) else None
     base = lora_base(lora) if lora is not None else name
-    folder = base_folder(base, cache_dir.expanduser(), lambda text: log.info("%s", text))
+    cache = (cache_dir or default_cache_dir()).expanduser()
+    folder = base_folder(base, cache, lambda text: log.info("%s", text))
     import torch
     from transformers import AutoTokenizer
 

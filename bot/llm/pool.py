@@ -75,6 +75,11 @@ class ModelPool:
         return self._start_model
 
     @property
+    def backends(self) -> list[ModelBackend]:
+        """The loaded models, least recently used first."""
+        return list(self._loaded.values())
+
+    @property
     def loaded(self) -> list[str]:
         """The keys of the loaded models, least recently used first."""
         return list(self._loaded)

@@ -23,6 +23,7 @@ from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.lora_folder import BUNDLED, METADATA_FILE, RESULTS_FILE, is_lora
 from confab.bot.llm.packaged import PACKAGED, installed, location
 from confab.bot.llm.weights import bundled_model_path
+from confab.bot.paths import cache_dir as default_cache_dir
 
 Kind = Literal["bundled", "packaged", "gguf", "folder", "lora", "missing"]
 EVALUATIONS = ".evaluations"  # in loras_dir: stored scores of models that are not LoRAs
@@ -87,7 +88,7 @@ class ModelRegistry:
         self.named = {name: Path(path).expanduser() for name, path in named.items()}
         self.loras_dir = loras_dir.expanduser()
         # Where models shipped in parts are assembled (see confab.bot.llm.packaged).
-        self.cache_dir = (cache_dir or Path("~/.cache/confab")).expanduser()
+        self.cache_dir = (cache_dir or default_cache_dir()).expanduser()
 
     @classmethod
     def from_config(cls, config: ConfiguredModels) -> ModelRegistry:

@@ -19,7 +19,7 @@ from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
-from confab.bot.llm.engine import BatchEngine, worker_thread
+from confab.bot.llm.engine import BatchEngine, EngineLoad, worker_thread
 from confab.bot.llm.loading import LOADING
 from confab.bot.llm.lora_folder import base_folder, is_lora, lora_base, merged_model
 from confab.bot.llm.packaged import ensure_assembled
@@ -149,6 +149,11 @@ class TransformersBackend(ModelBackend):
             self._window,
             self._config.max_batch_size,
         )
+
+    @property
+    def load(self) -> EngineLoad | None:
+        """How busy the batching engine is; None before :meth:`start`."""
+        return self._engine.load if self._engine is not None else None
 
     def _running_engine(self) -> BatchEngine:
         if self._engine is None:

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine
 from confab.bot.adapter import Adapter
 from confab.bot.config import SchedulerConfig
 from confab.bot.messages import Author, Message
+from confab.bot.metrics import Metrics
 from confab.bot.scheduling.jobs import JobSpec, ScheduledJob
 from confab.bot.streaming import ReplyStream
 from confab.storage.database import SQLITE_BUSY_TIMEOUT_MS, expand_url
@@ -145,8 +146,10 @@ class JobScheduler:
         events: EventLog,
         *,
         command_prefix: str = "!",
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self._events = events
         self._prefix = command_prefix
         self._handler: Any = None
@@ -256,6 +259,7 @@ class JobScheduler:
         if not await self._events.mark_event_processed(CLAIM_PLATFORM, claim):
             log.debug("job %s run at %s was claimed by another process", job_id, run_time)
             return
+        self.metrics.job_ran("reminder" if spec.reminder is not None else "skill")
         if spec.reminder is not None:
             text = REMINDER.format(owner=spec.owner_name, text=spec.reminder)
             await ReplyStream(adapter, spec.channel, thread=spec.thread).send_text(text)

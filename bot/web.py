@@ -1,0 +1,140 @@
+"""The operators' HTTP server (``[web]``): ``GET /healthz`` and ``GET /metrics``.
+
+``/healthz`` answers 200 with each part's status as JSON while the bot is up (a
+model still loading included, see :mod:`confab.bot.health`), 503 with the same
+body naming what is down. ``/metrics`` is the Prometheus text format of
+:class:`~confab.bot.metrics.PrometheusMetrics`. Any other path is a 404.
+
+Nothing a client sends puts a traceback in the log: requests are not logged, a
+handler that fails answers 500 with one log line, and HTTP that aiohttp cannot
+parse is one warning line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from confab.bot.config import WebConfig
+from confab.bot.errors import ConfabError
+from confab.bot.health import Health
+from confab.bot.metrics import PrometheusMetrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebServer:
+    """Serves ``/healthz`` from ``health`` and ``/metrics`` from ``metrics`` on
+    ``config.host``:``config.port`` between :meth:`start` and :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: WebConfig,
+        health: Callable[[], Awaitable[Health]],
+        metrics: PrometheusMetrics,
+    ) -> None:
+        self.config = config
+        self._health = health
+        self._metrics = metrics
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None  # the port listened on, once started (for port 0)
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[_one_line_errors], handler_args={"logger": _ServerLog()})
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics_text)
+        return app
+
+    async def start(self) -> None:
+        """Listen; raises :class:`ConfabError` when the address cannot be had."""
+        runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except OSError as error:
+            await runner.cleanup()
+            raise ConfabError(
+                "The web server could not start.",
+                f"web: cannot listen on {self.config.host}:{self.config.port}: "
+                f"{error.strerror or error}",
+            ) from None
+        self._runner = runner
+        self.port = _bound_port(runner, self.config.port)
+        log.info("serving /healthz and /metrics at http://%s:%d", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections. Safe to repeat."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        health = await self._health()
+        return web.json_response(health.as_json(), status=200 if health.ok else 503)
+
+    async def _metrics_text(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+
+@web.middleware
+async def _one_line_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise  # 404, 405 ...: an answer, not a failure
+    except Exception as error:
+        log.error("web: %s %s failed: %s", request.method, request.path, _described(error))
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+def _described(error: BaseException) -> str:
+    words = " ".join(str(error).split())[:120]
+    return f"{type(error).__name__}: {words}" if words else type(error).__name__
+
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, each record one line without a traceback: the bytes a
+    client sends are not worth one, and malformed HTTP is the client's fault."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def log(
+        self,
+        level: int,
+        msg: object,
+        *args: object,
+        exc_info: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+        **kwargs: object,
+    ) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else None
+        if exc_info is True:
+            error = sys.exc_info()[1]
+        text = str(msg) % args if args else str(msg)
+        if isinstance(error, HttpProcessingError):
+            level = min(level, logging.WARNING)
+            text = f"{text}: {type(error).__name__} {error.code}"
+        elif error is not None:
+            text = f"{text}: {_described(error)}"
+        self.logger.log(level, "web: %s", text.rstrip())
