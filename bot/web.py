@@ -13,18 +13,16 @@ parse is one warning line.
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from confab.bot.config import WebConfig
 from confab.bot.errors import ConfabError
 from confab.bot.health import Health
 from confab.bot.metrics import PrometheusMetrics
+from confab.bot.server_log import OneLineServerLog, described
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,9 @@ class WebServer:
         self.port: int | None = None  # the port listened on, once started (for port 0)
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[_one_line_errors], handler_args={"logger": _ServerLog()})
+        app = web.Application(
+            middlewares=[_one_line_errors], handler_args={"logger": OneLineServerLog(_emit)}
+        )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
         return app
@@ -94,7 +94,7 @@ async def _one_line_errors(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException:
         raise  # 404, 405 ...: an answer, not a failure
     except Exception as error:
-        log.error("web: %s %s failed: %s", request.method, request.path, _described(error))
+        log.error("web: %s %s failed: %s", request.method, request.path, described(error))
         return web.json_response({"error": "internal error"}, status=500)
 
 
@@ -105,36 +105,5 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
     return configured
 
 
-def _described(error: BaseException) -> str:
-    words = " ".join(str(error).split())[:120]
-    return f"{type(error).__name__}: {words}" if words else type(error).__name__
-
-
-class _ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's server log, each record one line without a traceback: the bytes a
-    client sends are not worth one, and malformed HTTP is the client's fault."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.getLogger("aiohttp.server"), {})
-
-    def log(
-        self,
-        level: int,
-        msg: object,
-        *args: object,
-        exc_info: Any = None,
-        stack_info: bool = False,
-        stacklevel: int = 1,
-        extra: Mapping[str, object] | None = None,
-        **kwargs: object,
-    ) -> None:
-        error = exc_info if isinstance(exc_info, BaseException) else None
-        if exc_info is True:
-            error = sys.exc_info()[1]
-        text = str(msg) % args if args else str(msg)
-        if isinstance(error, HttpProcessingError):
-            level = min(level, logging.WARNING)
-            text = f"{text}: {type(error).__name__} {error.code}"
-        elif error is not None:
-            text = f"{text}: {_described(error)}"
-        self.logger.log(level, "web: %s", text.rstrip())
+def _emit(logger: logging.Logger, level: int, text: str) -> None:
+    logger.log(level, "web: %s", text)

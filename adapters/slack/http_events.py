@@ -10,19 +10,17 @@ import hashlib
 import hmac
 import json
 import logging
-import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
+
+from confab.bot.server_log import OneLineServerLog, described
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,6 @@ LOG_LINES_PER_MINUTE = 10  # about refused requests; more are counted, not logge
 SSL_CHECK_MAX_BYTES = 1024  # an ssl_check is ~50 bytes; larger unsigned bodies are never parsed
 SIGNATURE_MAX_AGE_S = 5 * 60  # Slack's window, which slack_sdk's verifier applies too
 READ_CHUNK_BYTES = 64 * 1024
-DESCRIBED_CHARS = 120
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
@@ -50,7 +47,7 @@ def events_app(
     # aiohttp logs HTTP it cannot parse (bad request lines, headers, chunking) with a
     # traceback, before any handler runs: those go through the same throttle, one line each.
     web_app = web.Application(
-        client_max_size=max_body_bytes, handler_args={"logger": _ServerLog(throttle)}
+        client_max_size=max_body_bytes, handler_args={"logger": OneLineServerLog(throttle.emit)}
     )
     web_app.router.add_post(path, endpoint.handle)
     return web_app
@@ -100,7 +97,7 @@ class _Endpoint:
                 logging.ERROR,
                 "a Slack request from %s failed: 500 %s",
                 request.remote,
-                _described(error),
+                described(error),
             )
             return web.json_response({"error": "internal error"}, status=500)
 
@@ -208,14 +205,6 @@ def _bolt_request(text: str, request: web.Request) -> AsyncBoltRequest:
         raise _Refused(400, f"payload unreadable ({type(error).__name__})") from None
 
 
-def _described(error: BaseException) -> str:
-    """The exception's type and first words, on one line."""
-    words = " ".join(str(error).split())
-    if len(words) > DESCRIBED_CHARS:
-        words = words[:DESCRIBED_CHARS] + "..."
-    return f"{type(error).__name__}: {words}" if words else type(error).__name__
-
-
 class _Throttle:
     """At most ``lines`` log lines a minute; those held back are counted and the count
     is logged when the next minute's first line is, so a flood costs a few lines."""
@@ -226,6 +215,10 @@ class _Throttle:
         self._opened = -window_s
         self._logged = 0
         self._held_back = 0
+
+    def emit(self, logger: logging.Logger, level: int, text: str) -> None:
+        """One finished line of aiohttp's server log (see confab.bot.server_log)."""
+        self.log(logger, level, "%s", text)
 
     def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
         if not logger.isEnabledFor(level):
@@ -243,36 +236,3 @@ class _Throttle:
             logger.log(level, message, *args, stacklevel=2)  # the caller's line
         else:
             self._held_back += 1
-
-
-class _ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's server log, each record one line through the throttle: the exception's
-    type and message instead of its traceback. Malformed HTTP is the client's fault: a
-    warning, its message cut before the request bytes aiohttp quotes in it."""
-
-    def __init__(self, throttle: _Throttle) -> None:
-        super().__init__(logging.getLogger("aiohttp.server"), {})
-        self._throttle = throttle
-
-    def log(
-        self,
-        level: int,
-        msg: object,
-        *args: object,
-        exc_info: Any = None,
-        stack_info: bool = False,
-        stacklevel: int = 1,
-        extra: Mapping[str, object] | None = None,
-        **kwargs: object,
-    ) -> None:
-        error = exc_info if isinstance(exc_info, BaseException) else None
-        if exc_info is True:
-            error = sys.exc_info()[1]
-        text = str(msg) % args if args else str(msg)
-        if isinstance(error, HttpProcessingError):
-            level = min(level, logging.WARNING)
-            words = re.split(r"""[:'"\n]""", error.message, maxsplit=1)[0].strip()
-            text = f"{text}: {type(error).__name__} {error.code} {words[:DESCRIBED_CHARS]}"
-        elif error is not None:
-            text = f"{text}: {_described(error)}"
-        self._throttle.log(self.logger, level, "%s", text.rstrip())
