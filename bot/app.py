@@ -12,10 +12,12 @@ from confab.bot.adapter import Adapter, AdapterContext
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import Config, check_plugins
 from confab.bot.errors import ConfabError, ConfigError
+from confab.bot.extras import MissingExtra, local_model_missing, needs_extra
 from confab.bot.health import Health, check_health
 from confab.bot.knowledge.base import KnowledgeBase
 from confab.bot.knowledge.embedding import Embedder, EmbeddingUnavailable, model_folder, verified
 from confab.bot.llm.backend import ModelBackend
+from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.packaged import PACKAGED, installed
 from confab.bot.llm.pending import PendingModel
 from confab.bot.llm.pool import ModelPool, Resolve
@@ -47,9 +49,14 @@ def build_backend(config: Config, progress: Progress | None = None) -> ModelBack
         from confab.bot.llm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(config.model)
-    from confab.bot.llm.transformers_backend import TransformersBackend
+    return _local_backend(config.model, progress)
 
-    return TransformersBackend(config.model, progress)
+
+def _local_backend(settings: ModelConfig, progress: Progress | None) -> ModelBackend:
+    with needs_extra("The model is not installed on this server."):
+        from confab.bot.llm.transformers_backend import TransformersBackend
+
+    return TransformersBackend(settings, progress)
 
 
 def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
@@ -64,9 +71,7 @@ def model_resolver(config: Config, progress: Progress | None = None) -> Resolve:
         settings = config.model.model_copy(
             update={"backend": "transformers", "path": str(entry.path)}
         )
-        from confab.bot.llm.transformers_backend import TransformersBackend
-
-        return entry.key, lambda: TransformersBackend(settings, progress)
+        return entry.key, lambda: _local_backend(settings, progress)
 
     return resolve
 
@@ -140,7 +145,14 @@ class App:
             self._skills.skills,
             [*self._catalog.adapters, *self._factories],
             self._enabled,
+            self._catalog.failed,
         )
+        if self.config.model.backend == "transformers" and (missing := local_model_missing()):
+            raise MissingExtra(
+                "The model is not installed on this server.",
+                f'model.backend = "transformers" runs the model in this process, and {missing} '
+                '(or set model.backend = "openai" to use a model server)',
+            )
 
     async def start(self) -> None:
         """Open the database (migrating it), start the retention job, start loading the
@@ -260,11 +272,15 @@ class App:
             if not own or skill.config is None:
                 continue
             packaged = PACKAGED.get(own)
-            if packaged is not None and own not in self.config.models and not installed(packaged):
+            if packaged is not None and own not in self.config.models:
+                missing = packaged.install if not installed(packaged) else local_model_missing()
+            else:
+                missing = None
+            if missing:
                 log.warning(
                     "%s would answer with %s, which is not installed (%s); "
                     "the channel's model answers it instead",
-                    skill.name, own, packaged.install,
+                    skill.name, own, missing,
                 )  # fmt: skip
                 skill.config = skill.config.model_copy(update={"model": None})
                 continue

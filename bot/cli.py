@@ -22,6 +22,7 @@ from confab.bot.completion import (
 )
 from confab.bot.config import Config, build_config_model, check_plugins, load_config
 from confab.bot.errors import ConfabError
+from confab.bot.extras import missing_extra
 from confab.bot.init_command import INIT_COMMANDS, add_init_commands, run_init_command
 from confab.bot.knowledge.commands import KB_COMMANDS, add_kb_commands, run_kb_command
 from confab.bot.lab.commands import LAB_COMMANDS, add_lab_commands, run_lab_command
@@ -73,6 +74,11 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
         tools = group.add_subparsers(dest="action", required=True, metavar="ACTION")
         for tool in adapter.tools:
             tool().add_arguments(tools.add_parser(tool.name, parents=[common], help=tool.help))
+    for platform, reason in (adapters.failed if adapters else {}).items():
+        if platform not in commands.choices:  # `confab slack manifest` says what to install
+            group = commands.add_parser(platform, help=f"{platform} (its extra is not installed)")
+            group.set_defaults(tool_of=platform, left_out=reason)
+            group.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
@@ -80,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapters = discover_adapters()  # their tools are commands: `confab slack manifest`
     parser = _parser(adapters)
     args = parser.parse_args(argv)
+    if getattr(args, "left_out", None):
+        print(f"confab: {args.command}: {args.left_out}", file=sys.stderr)
+        return 2
     if args.command in NEW_COMMANDS:  # writes files; needs no config
         return run_new_command(args)
     if args.command in INIT_COMMANDS:  # writes config.toml; reads none
@@ -93,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         schema = build_config_model(
             {name: cls.config_model for name, cls in adapters.adapters.items()},
             {name: cls.config_model for name, cls in skills.skills.items()},
+            left_out=adapters.failed,
         )
         config = load_config(args.config, schema=schema)
         json_log = config.bot.log_format == "json"
@@ -100,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(config.bot.log_level, terminal, config.bot.log_format)
         redactor = redact_logging(configured_secrets(config))
         if args.command == "config":
-            check_plugins(config, skills.skills, adapters.adapters)
+            check_plugins(config, skills.skills, adapters.adapters, left_out=adapters.failed)
             print(render_config(config))
             return 0
         if args.command == "db" and args.action == "export":
@@ -125,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as error:  # `confab model finetune` without [local]
+        if (sentence := missing_extra(error)) is None:
+            raise
+        print(f"confab: {sentence}", file=sys.stderr)
+        return 2
     except Exception:
         if redactor is None:
             raise  # no secrets known yet, and no log set up to report it
@@ -172,15 +187,13 @@ async def _run(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, app.request_stop)
-    model_path = resolve_model_path(config.model.path)
-    first_use = model_path.is_file() and not is_converted(
-        conversion_folder(model_path, config.model.cache_dir)
-    )
-    loading = (
-        f"Preparing {model_path.name} for its first use (about 30 s, once)..."
-        if first_use
-        else "Loading the model..."
-    )
+    loading = "Loading the model..."
+    if config.model.backend == "transformers":
+        model_path = resolve_model_path(config.model.path)
+        if model_path.is_file() and not is_converted(
+            conversion_folder(model_path, config.model.cache_dir)
+        ):
+            loading = f"Preparing {model_path.name} for its first use (about 30 s, once)..."
     try:
         with status(loading, terminal, config.bot.log_format):
             await app.start()

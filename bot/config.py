@@ -250,8 +250,11 @@ def _field_for(model: type[BaseModel]) -> tuple[Any, Any]:
 def build_config_model(
     adapters: Mapping[str, type[BaseModel]] | None = None,
     skills: Mapping[str, type[BaseModel] | None] | None = None,
+    left_out: Iterable[str] = (),
 ) -> type[Config]:
-    """The full schema: core sections plus one per installed adapter and skill."""
+    """The full schema: core sections plus one per installed adapter and skill. The
+    section of an adapter in ``left_out`` (registered, but its extra is missing) is
+    taken as it is, so that enabling it says what to install, not "unknown key"."""
     skill_fields: dict[str, Any] = {}
     for name, model in (skills or {}).items():
         skill_fields[name] = _field_for(model or Section)
@@ -261,6 +264,8 @@ def build_config_model(
         if name in CORE_SECTIONS:
             raise ConfigError(f"adapter name {name!r} clashes with a core config section")
         adapter_fields[name] = _field_for(model)
+    for name in left_out:
+        adapter_fields.setdefault(name, (dict[str, Any] | None, None))
     built: type[Config] = create_model(
         "Config",
         __base__=Config,
@@ -389,11 +394,16 @@ def check_plugins(
     skills: Iterable[str],
     adapters: Iterable[str],
     enabled: Sequence[str] | None = None,
+    left_out: Mapping[str, str] | None = None,
 ) -> None:
-    """Check the keys that name plugins against what is installed."""
+    """Check the keys that name plugins against what is installed; ``left_out`` says
+    why an adapter that is registered could not be loaded (a missing extra)."""
     installed_adapters = sorted(adapters)
     enabled = list(config.bot.adapters) if enabled is None else list(enabled)
     unknown = [name for name in enabled if name not in installed_adapters]
+    left_out = left_out or {}
+    if reasons := [left_out[name] for name in unknown if name in left_out]:
+        raise ConfigError(f"bot.adapters = {enabled!r}: {'; '.join(reasons)}")
     if unknown:
         raise ConfigError(
             f"bot.adapters = {enabled!r}: {', '.join(unknown)} not installed "

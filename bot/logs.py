@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -72,6 +73,11 @@ def configure_logging(level: str, terminal: Any = None, log_format: LogFormat = 
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # discord.py logs request URLs (interaction tokens in them) and bodies at DEBUG.
     logging.getLogger("discord").setLevel(max(logging.INFO, root.level))
+    if terminal is None:
+        # Progress bars (the GGUF de-quantisation's is plain tqdm) redraw with \r: on
+        # a pipe or in a journal they are noise, and they break JSON lines. tqdm reads
+        # this when it is first imported, which is later than this.
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 @contextlib.contextmanager

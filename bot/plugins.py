@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
 from confab.bot.adapter import Adapter
+from confab.bot.extras import missing_extra
 from confab.bot.skill import Skill
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,22 @@ class AdapterCatalog:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+class _ImportFailed:
+    """Why an entry point could not be imported."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 def _load(point: EntryPoint) -> object:
     try:
         return point.load()
     except Exception as error:
+        if sentence := missing_extra(error):  # an install choice, not a fault
+            log.debug("plugin %r left out: %s", point.name, sentence)
+            return _ImportFailed(sentence)
         log.exception("plugin %r (%s) failed to import; it is left out", point.name, point.value)
-        return error
+        return _ImportFailed(f"import failed: {error}")
 
 
 def discover_skills(points: Iterable[EntryPoint] | None = None) -> SkillCatalog:
@@ -48,8 +59,8 @@ def discover_skills(points: Iterable[EntryPoint] | None = None) -> SkillCatalog:
     catalog = SkillCatalog()
     for point in entry_points(group=SKILL_GROUP) if points is None else points:
         loaded = _load(point)
-        if isinstance(loaded, Exception):
-            catalog.failed[point.name] = f"import failed: {loaded}"
+        if isinstance(loaded, _ImportFailed):
+            catalog.failed[point.name] = loaded.reason
             continue
         if not (isinstance(loaded, type) and issubclass(loaded, Skill)):
             reason = f"{point.value} is not a Skill subclass"
@@ -70,8 +81,8 @@ def discover_adapters(points: Iterable[EntryPoint] | None = None) -> AdapterCata
     catalog = AdapterCatalog()
     for point in entry_points(group=ADAPTER_GROUP) if points is None else points:
         loaded = _load(point)
-        if isinstance(loaded, Exception):
-            catalog.failed[point.name] = f"import failed: {loaded}"
+        if isinstance(loaded, _ImportFailed):
+            catalog.failed[point.name] = loaded.reason
         elif isinstance(loaded, type) and issubclass(loaded, Adapter):
             catalog.adapters[point.name] = loaded
         else:

@@ -4,10 +4,14 @@ or model code."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
+
+from confab.bot.extras import EXTRAS
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("bot", "adapters", "skills", "storage")
@@ -83,3 +87,56 @@ def test_serving_imports_neither_storage_nor_the_lab() -> None:
 
 def test_storage_imports_nothing_of_the_bot() -> None:
     assert _imports_under("storage", "**/*.py", ("confab.bot",)) == []
+
+
+def _requirement_name(requirement: str) -> str:
+    name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _third_party_imports() -> dict[str, list[str]]:
+    """Top-level modules outside the standard library that the installed code imports."""
+    found: dict[str, list[str]] = {}
+    for folder in (*FOLDERS, "confab"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top != "confab":
+                        found.setdefault(top, []).append(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_module_the_code_imports_is_declared_by_the_base_or_an_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_requirement_name(r) for r in project["dependencies"]}
+    for extra in ("local", "discord", "slack", "testing"):
+        declared |= {_requirement_name(r) for r in project["optional-dependencies"][extra]}
+    providers = packages_distributions()
+    undeclared = {
+        module: files
+        for module, files in _third_party_imports().items()
+        if not {_requirement_name(d) for d in providers.get(module, [module])} & declared
+    }
+    assert undeclared == {}
+
+
+def test_the_base_install_holds_neither_the_local_model_nor_a_platform() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {_requirement_name(r) for r in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    assert {"torch", "transformers", "peft", "discord-py", "slack-bolt"} & base == set()
+    assert extras["all"] == ["confab-bot[local,discord,slack]"]
+    # The sentence that names a missing extra names the extra that really provides it.
+    providers = packages_distributions()
+    for module, (extra, _, distribution) in EXTRAS.items():
+        assert _requirement_name(distribution) in {_requirement_name(r) for r in extras[extra]}, (
+            module
+        )
+        assert _requirement_name(distribution) in map(_requirement_name, providers[module])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from confab.bot.errors import ConfabError
+from confab.bot.extras import local_model_missing
 from confab.bot.llm.loading import LOADING
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ def model_folder() -> Path:
         raise EmbeddingUnavailable(
             "The knowledge base needs its sentence model, which is not installed.",
             f"the package {PACKAGE} is not installed: {INSTALL}",
+        )
+    if missing := local_model_missing():  # the sentence model runs in this process
+        raise EmbeddingUnavailable(
+            "The knowledge base needs its sentence model, which cannot run here.", missing
         )
     return Path(spec.origin).parent / "model"
 

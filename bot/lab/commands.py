@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from confab.bot.config import Config
 from confab.bot.errors import ConfabError
+from confab.bot.extras import MissingExtra, local_model_missing
 from confab.bot.llm.registry import ModelRegistry, RegistryError
 from confab.bot.logs import status
 from confab.bot.model_commands import add_registry_commands, find_model, run_registry_command
@@ -150,10 +151,12 @@ def _positive(text: str) -> int:
 def run_lab_command(config: Config, args: argparse.Namespace, terminal: Any) -> int:
     if args.command == "data" and args.action == "export":
         return asyncio.run(_data_export(config, Path(args.out), args.skill))
-    if args.command == "data":
-        return _data_prepare(config, args, terminal)
     if args.action in ("list", "show", "use"):
         return run_registry_command(config, args)
+    if missing := local_model_missing():  # preparing, training and scoring run the model
+        raise MissingExtra(missing)
+    if args.command == "data":
+        return _data_prepare(config, args, terminal)
     if args.action == "eval":
         return _model_eval(config, args, terminal)
     return _model_finetune(config, args, terminal)

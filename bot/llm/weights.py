@@ -121,7 +121,8 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # The app shows its own status line; transformers' loading bars would only
-    # clutter it. (The GGUF de-quantisation bar is plain tqdm and still shows.)
+    # clutter it. (The GGUF de-quantisation bar is plain tqdm: it shows on a terminal
+    # only, see bot/logs.py.)
     transformers.utils.logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))

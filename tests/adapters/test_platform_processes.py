@@ -22,8 +22,16 @@ MESSAGES = "/channels/{channel_id}/messages"
 SECRET = "process-signing-secret"
 
 
+async def _get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
 async def test_discord_unreachable_at_start_is_retried_then_answered(tmp_path: Path) -> None:
-    port = free_port()
+    """Also what an orchestrator sees of it, over HTTP: /healthz is 503 naming Discord
+    until it connects, then 200; /metrics counts the one answer."""
+    port, web_port = free_port(), free_port()
+    web = f"http://127.0.0.1:{web_port}"
     config = tmp_path / "config.toml"
     async with streaming_model(["Up", "and", "running."], 0.01) as model:
         config.write_text(
@@ -36,15 +44,26 @@ async def test_discord_unreachable_at_start_is_retried_then_answered(tmp_path: P
                     "gateway_url": f"ws://127.0.0.1:{port}/gateway",
                 },
             )
+            + f"[web]\nenabled = true\nport = {web_port}\n"
         )
         async with confab_process(config, {"CONFAB_DISCORD_TOKEN": TOKEN}) as bot:
             await bot.wait_for_line("cannot reach Discord (attempt 1")
+            await bot.wait_for_line(f"serving /healthz and /metrics at {web}")
+            status, body = await _get(f"{web}/healthz")
+            assert status == 503
+            assert json.loads(body)["down"] == ["adapter discord"]
             await bot.wait_for_line("cannot reach Discord (attempt 2", within_s=15)
             async with running_fake_discord(port) as discord:
                 await discord.wait_connected(within_s=30)
                 await bot.wait_for_line("Discord: connected as")
                 await discord.dispatch_message(CHANNEL_ID, "are you up?", mentions_bot=True)
                 await discord.wait_for(lambda: discord.shown() == ["Up and running."], 15)
+                status, body = await _get(f"{web}/healthz")
+                assert (status, json.loads(body)["adapters"]) == (200, {"discord": "ok"})
+                status, metrics = await _get(f"{web}/metrics")
+                assert status == 200
+                answered = 'confab_messages_answered_total{platform="discord",skill="ask"} 1.0'
+                assert answered in metrics.splitlines()
                 code, _ = await bot.stop()
     assert code == 0, bot.log_text
     attempts = [line for line in bot.log if "cannot reach Discord" in line]

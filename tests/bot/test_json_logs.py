@@ -224,3 +224,19 @@ async def test_the_router_sets_the_context_of_each_message(tmp_path: Path) -> No
     assert f"RuntimeError: upstream rejected {REDACTED}" in failed["exception"]
     assert API_KEY not in out.getvalue()
     assert current_log_context() == {}
+
+
+def test_a_progress_bar_off_a_terminal_does_not_break_the_json_lines() -> None:
+    """The GGUF de-quantisation bar is plain tqdm, imported after logging is set up."""
+    probe = (
+        "import os; os.environ.pop('TQDM_DISABLE', None)\n"
+        "from confab.bot.logs import configure_logging\n"
+        "configure_logging('INFO', None, 'json')\n"
+        "from tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(3), desc='Converting and de-quantizing GGUF tensors...'): pass\n"
+        "import logging; logging.getLogger('confab.test').info('converted')\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stderr.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == ["converted"]

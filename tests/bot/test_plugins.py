@@ -63,3 +63,19 @@ def test_adapters_are_checked_too() -> None:
     )
     assert list(catalog.adapters) == ["console"]
     assert set(catalog.failed) == {"fake", "gone"}
+
+
+def test_an_adapter_whose_extra_is_missing_is_left_out_with_the_pip_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        catalog = discover_adapters(
+            [point("discord", "tests.bot.plugins_missing_extra:Adapter", ADAPTER_GROUP)]
+        )
+    assert catalog.adapters == {}
+    assert catalog.failed == {
+        "discord": "the Discord adapter needs discord.py, which is not installed: "
+        "pip install 'confab-bot[discord]'"
+    }
+    # An install choice, not a fault: no error and no traceback in the log.
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
