@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in NEW_COMMANDS:  # writes files; needs no config
         return run_new_command(args)
     if args.command in INIT_COMMANDS:  # writes config.toml; reads none
-        return run_init_command(args, adapters.adapters)
+        return run_init_command(args, adapters.adapters, left_out=adapters.failed)
     if args.command in COMPLETION_COMMANDS:
         return run_completion_command(args, parser)
     redactor: SecretRedactor | None = None

@@ -27,6 +27,8 @@ from pydantic import BaseModel
 
 from confab.bot.config import DEFAULT_CONFIG_FILE
 from confab.bot.errors import ConfabError
+from confab.bot.extras import install_command, local_model_missing
+from confab.bot.llm.packaged import SMOLLM2
 
 INIT_COMMANDS = ("init",)
 EXAMPLE_FILE = "config.example.toml"
@@ -70,8 +72,11 @@ def run_init_command(
     args: argparse.Namespace,
     adapters: Mapping[str, type[Any]],
     ask: Callable[[str], str] | None = None,
+    left_out: Mapping[str, str] | None = None,
 ) -> int:
-    """Write the file ``args`` describe; ``ask`` (``input`` on a terminal) fills the rest."""
+    """Write the file ``args`` describe; ``ask`` (``input`` on a terminal) fills the rest.
+    ``left_out`` says why a registered adapter is not available (its extra is missing)."""
+    left_out = left_out or {}
     if ask is None and sys.stdin.isatty():
         ask = input
     target = Path(args.path).expanduser()
@@ -79,9 +84,11 @@ def run_init_command(
         if target.exists() and not args.force:
             raise CannotInit(f"{target} exists already; pass --force to replace it")
         choices = (
-            ask_choices(ask, args, sorted(adapters))
+            ask_choices(ask, args, sorted(adapters), left_out)
             if ask is not None
-            else choices_from(args.adapters, args.database, args.model, args.openai_url, adapters)
+            else choices_from(
+                args.adapters, args.database, args.model, args.openai_url, adapters, left_out
+            )
         )
         write_config(target, config_text(example_config(), choices))
     except CannotInit as error:
@@ -105,13 +112,14 @@ def choices_from(
     model: str | None,
     openai_url: str | None,
     installed: Mapping[str, Any],
+    left_out: Mapping[str, str] | None = None,
 ) -> InitChoices:
     """The choices that flags give, each checked; unset ones take their defaults."""
     if openai_url is not None and model != "openai":
         raise CannotInit("--openai-url goes with --model openai")
     url, dropped = parse_database(database or "sqlite")
     return InitChoices(
-        adapters=parse_adapters(adapters or "console", installed),
+        adapters=parse_adapters(adapters or "console", installed, left_out),
         database_url=url,
         model="openai" if model == "openai" else "bundled",
         openai_url=parse_openai_url(openai_url or DEFAULT_OPENAI_URL),
@@ -120,7 +128,10 @@ def choices_from(
 
 
 def ask_choices(
-    ask: Callable[[str], str], args: argparse.Namespace, installed: Sequence[str]
+    ask: Callable[[str], str],
+    args: argparse.Namespace,
+    installed: Sequence[str],
+    left_out: Mapping[str, str] | None = None,
 ) -> InitChoices:
     """Ask for what the flags leave open, again after an answer that does not fit."""
     known = dict.fromkeys(installed)
@@ -139,7 +150,7 @@ def ask_choices(
         f"Adapters to run ({', '.join(installed)})",
         "console",
         args.adapters,
-        lambda answer: parse_adapters(answer, known),
+        lambda answer: parse_adapters(answer, known, left_out),
     )
     url, dropped = question(
         "Database: sqlite, or a postgresql://USER@HOST/DB URL",
@@ -161,9 +172,14 @@ def ask_choices(
     return InitChoices(adapters, url, model, openai_url, dropped)
 
 
-def parse_adapters(text: str, installed: Mapping[str, Any]) -> tuple[str, ...]:
+def parse_adapters(
+    text: str, installed: Mapping[str, Any], left_out: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     unknown = [name for name in names if name not in installed]
+    left_out = left_out or {}
+    if missing := [f"{name}: {left_out[name]}" for name in unknown if name in left_out]:
+        raise CannotInit("; ".join(missing))  # registered, but its extra is not installed
     if unknown or not names:
         raise CannotInit(
             f"no such adapter: {', '.join(unknown) or '(none given)'}; "
@@ -291,6 +307,10 @@ def next_steps(target: Path, choices: InitChoices, adapters: Mapping[str, type[A
         steps.append(
             "set these environment variables (secrets never go in the file):\n"
             + "\n".join(f"     {variable}" for variable in secrets)
+        )
+    if choices.model == "bundled" and local_model_missing():
+        steps.append(
+            f"install the in-process model: {install_command('local')}, then {SMOLLM2.install}"
         )
     steps += [
         f"check the settings: confab config check{option}",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -62,6 +62,12 @@ class Metrics:
     with a short reason (``rate_limit``, ``channel_busy``, ``model_busy``,
     ``model_timeout``, ``database`` ...).
     """
+
+    def arrived(self, platform: str) -> None:
+        """A message that expects an answer arrived; it is reported again once handled."""
+
+    def handled(self, platform: str) -> None:
+        """The message :meth:`arrived` reported is handled (answered, refused or dropped)."""
 
     def answered(self, platform: str, skill: str, reply_s: float) -> None:
         """A skill answered the message; ``reply_s`` from arrival to its last part sent."""
@@ -115,6 +121,13 @@ class PrometheusMetrics(Metrics):
             buckets=FIRST_REPLY_BUCKETS,
             registry=self.registry,
         )
+        self._in_progress = Gauge(
+            "confab_messages_in_progress",
+            "Messages that arrived and are not yet answered or refused (counted in "
+            "confab_messages_received_total once they are).",
+            ("platform",),
+            registry=self.registry,
+        )
         self._jobs = Counter(
             "confab_scheduled_job_runs",
             "Scheduled jobs run by this process, by kind.",
@@ -129,6 +142,12 @@ class PrometheusMetrics(Metrics):
     ) -> None:
         """Read the database's outages and the loaded models' engines at each scrape."""
         self.registry.register(_Observed(database, models))
+
+    def arrived(self, platform: str) -> None:
+        self._in_progress.labels(platform).inc()
+
+    def handled(self, platform: str) -> None:
+        self._in_progress.labels(platform).dec()
 
     def answered(self, platform: str, skill: str, reply_s: float) -> None:
         self._received.labels(platform, skill).inc()

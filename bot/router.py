@@ -208,6 +208,9 @@ class Router:
         that expects an answer is reported to ``metrics`` once it is handled.
         """
         tally = _Tally(time.monotonic())
+        counted = self.expects_answer(message)
+        if counted:
+            self.metrics.arrived(message.platform)
         # What every record logged while handling it is about (the JSON log's fields).
         entered = enter_log_context(
             platform=message.platform, channel=message.channel, message_id=message.id
@@ -216,8 +219,10 @@ class Router:
             await self._handle(message, adapter, tally)
         finally:
             leave_log_context(entered)
-            if not tally.replay and self.expects_answer(message):
-                self._report(message.platform, tally)
+            if counted:
+                self.metrics.handled(message.platform)
+                if not tally.replay:
+                    self._report(message.platform, tally)
 
     def _report(self, platform: str, tally: _Tally) -> None:
         if tally.first_sent is not None:

