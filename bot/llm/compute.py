@@ -21,9 +21,14 @@ from typing import Any
 
 import torch
 
+from confab.bot.llm import int4
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# 4-bit decoder weights with bfloat16 activations (confab.bot.llm.int4); last among
+# the candidates, since packing replaces the dense weights the others need.
+INT4 = "int4"
 ATTENTION = ("sdpa", "eager")
 CHOICES_FILE = "compute-choices.json"
 PROBE = "engine probe 2"  # part of each remembered choice's key: a new probe measures again
@@ -45,14 +50,16 @@ def pick_model(
 
     A known choice loads straight in its dtype. A probe tries the candidates on
     one copy, float32 first, then converted in place to bfloat16 (a second copy
-    would raise the start's peak RAM); if float32 wins after that, the model
-    is loaded again, since bfloat16 lost precision.
+    would raise the start's peak RAM), then packed to 4 bits (``int4``, last: it
+    replaces the dense weights); if float32 or bfloat16 wins after that, the
+    model is loaded again in it.
     """
-    dtypes = list(DTYPES) if dtype == "auto" else [dtype]
+    auto = [*DTYPES, *([INT4] if int4.supported() else [])]
+    dtypes = auto if dtype == "auto" else [dtype]
     kernels = list(ATTENTION) if attention == "auto" else [attention]
     candidates = [(d, k) for d in dtypes for k in kernels]
     if len(candidates) == 1:
-        return _configured(load(DTYPES[dtypes[0]]), *candidates[0])
+        return _configured(load(_load_dtype(dtypes[0])), *candidates[0])
     key = "|".join(
         [PROBE, model_key, f"torch {torch.__version__}", _cpu()]
         + [f"threads {torch.get_num_threads()}"]
@@ -61,10 +68,12 @@ def pick_model(
     choices = _read(cache_dir / CHOICES_FILE)
     remembered = tuple(choices.get(key, "").split("/"))
     if remembered in candidates:
-        return _configured(load(DTYPES[remembered[0]]), remembered[0], remembered[1])
+        return _configured(load(_load_dtype(remembered[0])), remembered[0], remembered[1])
     model = load(torch.float32)
     if progress:
         progress("Measuring which compute settings are fastest here (first start only)...")
+    if not int4.packable(model):
+        candidates = [c for c in candidates if c[0] != INT4]
     timings = {
         candidate: _seconds(_configured(model, *candidate), tokenizer) for candidate in candidates
     }
@@ -78,14 +87,27 @@ def pick_model(
     )
     choices[key] = "/".join(chosen)
     _write(cache_dir / CHOICES_FILE, choices)
-    if model.dtype != DTYPES[chosen[0]] and DTYPES[chosen[0]] == torch.float32:
+    # bfloat16 lost float32's precision, and packing lost the dense weights.
+    lossy = int4.is_packed(model) or (chosen[0] == "float32" and model.dtype != torch.float32)
+    if chosen[0] != INT4 and lossy:
         del model
-        model = load(torch.float32)
+        model = load(DTYPES[chosen[0]])
     return _configured(model, *chosen)
 
 
+def _load_dtype(dtype: str) -> torch.dtype:
+    """What to load weights in for ``dtype``: 4-bit weights are packed from bfloat16."""
+    return torch.bfloat16 if dtype == INT4 else DTYPES[dtype]
+
+
 def _configured(model: Any, dtype: str, attention: str) -> Any:
-    model = model.to(DTYPES[dtype])
+    if dtype == INT4:
+        if not int4.packable(model) and not int4.is_packed(model):
+            log.warning("model.dtype = int4: nothing of this model packs here; bfloat16 instead")
+        if not int4.is_packed(model):
+            int4.pack_decoder(model)
+    else:
+        model = model.to(DTYPES[dtype])
     model.set_attn_implementation(attention)
     return model
 

@@ -59,7 +59,7 @@ class ModelConfig(Section):
     top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
     repetition_penalty: float = Field(_SAMPLING.repetition_penalty, ge=1.0, le=2.0)
     threads: int = Field(0, ge=0)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "int4"] = "auto"
     attention: Literal["auto", "sdpa", "eager"] = "auto"
     max_batch_size: int = Field(16, ge=1, le=64)
     # Models loaded at once: the default and those chosen for channels.

@@ -20,6 +20,7 @@ from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
 from confab.bot.llm.engine import BatchEngine, EngineLoad, worker_thread
+from confab.bot.llm.int4 import is_packed
 from confab.bot.llm.loading import LOADING
 from confab.bot.llm.lora_folder import base_folder, is_lora, lora_base, merged_model
 from confab.bot.llm.packaged import ensure_assembled
@@ -64,8 +65,13 @@ class TransformersBackend(ModelBackend):
 
     @property
     def dtype(self) -> str:
-        """The compute dtype in use, e.g. ``"float32"``."""
-        return str(self._model.dtype).removeprefix("torch.") if self._model is not None else ""
+        """The compute dtype in use, e.g. ``"float32"``; ``"int4"`` for 4-bit decoder weights
+        with bfloat16 activations."""
+        if self._model is None:
+            return ""
+        if is_packed(self._model):
+            return "int4"
+        return str(self._model.dtype).removeprefix("torch.")
 
     async def start(self) -> None:
         # Loaded on the thread that will run every forward pass (see confab.bot.llm.engine).

@@ -17,47 +17,11 @@ import torch
 from confab.bot.errors import ModelBusy, ModelTimeout, ModelUnavailable
 from confab.bot.llm.backend import GenerationParams
 from confab.bot.llm.compute import pick_model as pick
-from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.engine import BatchEngine
-from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
 pytestmark = pytest.mark.model
 
 GREEDY = GenerationParams(max_new_tokens=40, temperature=0, repetition_penalty=1.1)
-QUESTIONS = [
-    "What is the capital of France?",
-    "Write a haiku about rain.",
-    "Explain recursion to a child in two sentences, with an example about mirrors.",
-    "2+2?",
-    "Name three colors.",
-]
-
-
-@pytest.fixture(scope="module")
-def weights() -> tuple[Any, Any]:
-    """The bundled model and tokenizer in float32, as plain transformers objects."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = loadable_folder(resolve_model_path(""), ModelConfig().cache_dir, print)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
-    return model, tokenizer
-
-
-@pytest.fixture(scope="module")
-def prompts(weights: tuple[Any, Any]) -> list[list[int]]:
-    _, tokenizer = weights
-    return [
-        list(
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": q}],
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=False,
-            )
-        )
-        for q in QUESTIONS
-    ]
 
 
 @pytest.fixture(scope="module")

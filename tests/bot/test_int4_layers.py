@@ -1,0 +1,63 @@
+"""4-bit and 8-bit linear layers (``model.dtype = "int4"``) on a small decoder-shaped
+module: what they compute, and which layers are packed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from confab.bot.llm import int4
+
+pytestmark = pytest.mark.skipif(not int4.supported(), reason="no CPU int4 kernel in this torch")
+
+
+class Decoder(torch.nn.Module):
+    """Shaped like transformers' decoder models: ``model.layers`` and ``lm_head``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = torch.nn.Module()
+        layer.up = torch.nn.Linear(64, 96, bias=False)
+        layer.biased = torch.nn.Linear(64, 64, bias=True)  # Qwen2's q, k and v
+        layer.odd = torch.nn.Linear(40, 64, bias=False)  # not whole groups of 32
+        self.model = torch.nn.Module()
+        self.model.layers = torch.nn.ModuleList([layer])
+        self.lm_head = torch.nn.Linear(64, 500, bias=False)
+
+
+def test_levels_of_a_q4_1_block_come_back_exactly() -> None:
+    """Weights that are d * q + m per group of 32, as a Q4_1 file's, are computed with
+    exactly those weights (to bfloat16's rounding of inputs and outputs)."""
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 16, (96, 64), generator=generator).float()
+    levels[:, ::32] = 0  # every group spans the whole range, as Q4_1's quantiser makes it
+    levels[:, 1::32] = 15
+    d = torch.rand(96, 2, 1, generator=generator) * 0.01 + 0.001
+    m = -torch.rand(96, 2, 1, generator=generator) * 0.05
+    weight = (levels.view(96, 2, 32) * d + m).view(96, 64)
+    dense = torch.nn.Linear(64, 96, bias=False)
+    dense.weight.data = weight
+    packed = int4.Int4Linear(dense)
+    x = torch.randn(4, 64, generator=generator).bfloat16()
+    want = x.float() @ weight.t()
+    assert (packed(x).float() - want).abs().max() < 0.01 * want.abs().max()
+
+
+def test_only_whole_bias_free_layers_are_packed_and_the_head_goes_to_8_bits() -> None:
+    model = Decoder()
+    x = torch.randn(2, 3, 64)
+    want = model.lm_head(x)
+    assert int4.packable(model)
+    int4.pack_decoder(model)
+    layer = model.model.layers[0]
+    assert isinstance(layer.up, int4.Int4Linear)
+    assert type(layer.biased) is torch.nn.Linear and layer.biased.weight.dtype == torch.bfloat16
+    assert type(layer.odd) is torch.nn.Linear
+    assert isinstance(model.lm_head, int4.Int8Linear) and int4.is_packed(model)
+    got = model.lm_head(x.bfloat16()).float()
+    assert got.shape == (2, 3, 500)
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+
+
+def test_a_model_without_decoder_layers_is_not_packable() -> None:
+    assert not int4.packable(torch.nn.Linear(64, 64, bias=False))
