@@ -56,7 +56,7 @@ class Int4Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).contiguous()
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
             rows, self.packed, GROUP, self.scales_and_zeros
         )
         return out.view(*x.shape[:-1], self.out_features)
@@ -80,7 +80,7 @@ class Int8Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).contiguous()
-        out = torch.ops.aten._weight_int8pack_mm(rows, self.weight8, self.scales)
+        out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(rows, self.weight8, self.scales)
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
