@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from confab.adapters.console import ConsoleAdapter
@@ -64,3 +67,16 @@ async def run_console(
     )
     await app.run()
     return out.getvalue(), err.getvalue()
+
+
+def fresh_venv(venv: Path) -> tuple[Path, Path]:
+    """An empty venv without pip at ``venv``: its python and its site-packages."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return python, Path(site)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import sysconfig
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.adapters.processes import streaming_model
+from tests.helpers import fresh_venv
 
 # What the extras (and the Makefile's model packages) install on top of the base.
 EXTRA_DISTRIBUTIONS = (
@@ -50,17 +50,7 @@ def _top_level_entries(name: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def base_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("base") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    python, site = fresh_venv(tmp_path_factory.mktemp("base") / "venv")
     left_out = set().union(*map(_top_level_entries, EXTRA_DISTRIBUTIONS))
     assert {"torch", "transformers", "discord", "slack_bolt"} <= left_out
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():

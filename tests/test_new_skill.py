@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from confab.bot.cli import main
+from tests.helpers import fresh_venv
 
 
 def files_under(folder: Path) -> list[str]:
@@ -40,16 +41,7 @@ def test_a_new_skill_package_passes_its_own_test_installed_in_a_fresh_venv(
     # A fresh venv that sees confab-bot and its dependencies (and its editable
     # finder) through this venv's site-packages, but holds nothing else.
     venv = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    fresh_site = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    python, fresh_site = fresh_venv(venv)
     ours = sysconfig.get_paths()["purelib"]
     (fresh_site / "confab_dev.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
 

@@ -24,10 +24,8 @@ pytestmark = pytest.mark.model
 GREEDY = GenerationParams(max_new_tokens=40, temperature=0, repetition_penalty=1.1)
 
 
-@pytest.fixture(scope="module")
-def reference(weights: tuple[Any, Any], prompts: list[list[int]]) -> list[str]:
-    """What transformers' own ``generate`` answers to each prompt alone."""
-    model, tokenizer = weights
+def generated(model: Any, tokenizer: Any, prompts: list[list[int]]) -> list[str]:
+    """What transformers' own ``generate`` answers greedily to each prompt alone."""
     answers = []
     with torch.inference_mode():
         for prompt in prompts:
@@ -45,6 +43,11 @@ def reference(weights: tuple[Any, Any], prompts: list[list[int]]) -> list[str]:
             )
             answers.append(tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
     return answers
+
+
+@pytest.fixture(scope="module")
+def reference(weights: tuple[Any, Any], prompts: list[list[int]]) -> list[str]:
+    return generated(*weights, prompts)
 
 
 def make_engine(

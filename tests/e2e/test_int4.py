@@ -18,7 +18,7 @@ from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.engine import BatchEngine
 from confab.bot.llm.transformers_backend import TransformersBackend
-from tests.e2e.test_engine import GREEDY, collect
+from tests.e2e.test_engine import GREEDY, collect, generated
 
 pytestmark = [
     pytest.mark.model,
@@ -68,22 +68,7 @@ async def test_the_engine_answers_exactly_like_generate_on_the_packed_model(
     packed: Any, weights: tuple[Any, Any], prompts: list[list[int]]
 ) -> None:
     _, tokenizer = weights
-    reference = []
-    with torch.inference_mode():
-        for prompt in prompts:
-            ids = torch.tensor([prompt])
-            out = packed.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=GREEDY.max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                repetition_penalty=GREEDY.repetition_penalty,
-                pad_token_id=tokenizer.eos_token_id,
-            )
-            reference.append(tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True))
+    reference = generated(packed, tokenizer, prompts)
     engine = BatchEngine(packed, tokenizer, window=8192, max_batch_size=1, max_queue=8)
     try:
         answers = await asyncio.gather(
