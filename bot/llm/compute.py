@@ -22,6 +22,8 @@ from typing import Any
 import torch
 
 from confab.bot.llm import int4
+from confab.bot.llm.casting import cast_weights
+from confab.bot.llm.packed_store import PackedStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 INT4 = "int4"
 ATTENTION = ("sdpa", "eager")
 CHOICES_FILE = "compute-choices.json"
-PROBE = "engine probe 2"  # part of each remembered choice's key: a new probe measures again
+PROBE = "engine probe 3"  # part of each remembered choice's key: a new probe measures again
 # Leaving the default (float32, sdpa) costs precision or RAM, so it must win clearly.
 REQUIRED_GAIN = 0.9
 
@@ -44,6 +46,7 @@ def pick_model(
     cache_dir: Path,
     model_key: str,
     progress: Callable[[str], None] | None = None,
+    store: PackedStore | None = None,
 ) -> Any:
     """The model ``load`` gives in a dtype, with the dtype and attention kernel
     asked for, or, for ``"auto"``, those that measure fastest here.
@@ -52,14 +55,15 @@ def pick_model(
     one copy, float32 first, then converted in place to bfloat16 (a second copy
     would raise the start's peak RAM), then packed to 4 bits (``int4``, last: it
     replaces the dense weights); if float32 or bfloat16 wins after that, the
-    model is loaded again in it.
+    model is loaded again in it. With a ``store``, a packed model is read from it
+    when it holds one, and kept in it when it did not.
     """
     auto = [*DTYPES, *([INT4] if int4.supported() else [])]
     dtypes = auto if dtype == "auto" else [dtype]
     kernels = list(ATTENTION) if attention == "auto" else [attention]
     candidates = [(d, k) for d in dtypes for k in kernels]
     if len(candidates) == 1:
-        return _configured(load(_load_dtype(dtypes[0])), *candidates[0])
+        return _served(load, store, *candidates[0])
     key = "|".join(
         [PROBE, model_key, f"torch {torch.__version__}", _cpu()]
         + [f"threads {torch.get_num_threads()}"]
@@ -68,7 +72,7 @@ def pick_model(
     choices = _read(cache_dir / CHOICES_FILE)
     remembered = tuple(choices.get(key, "").split("/"))
     if remembered in candidates:
-        return _configured(load(_load_dtype(remembered[0])), remembered[0], remembered[1])
+        return _served(load, store, remembered[0], remembered[1])
     model = load(torch.float32)
     if progress:
         progress("Measuring which compute settings are fastest here (first start only)...")
@@ -92,7 +96,25 @@ def pick_model(
     if chosen[0] != INT4 and lossy:
         del model
         model = load(DTYPES[chosen[0]])
-    return _configured(model, *chosen)
+    model = _configured(model, *chosen)
+    if store is not None and int4.is_packed(model):
+        store.save(model)
+    return model
+
+
+def _served(
+    load: Callable[[torch.dtype], Any], store: PackedStore | None, dtype: str, attention: str
+) -> Any:
+    """The model in a known dtype; a packed one from ``store`` when it holds one."""
+    if dtype == INT4 and store is not None:
+        model = store.load()
+        if model is not None:
+            model.set_attn_implementation(attention)
+            return model
+    model = _configured(load(_load_dtype(dtype)), dtype, attention)
+    if store is not None and int4.is_packed(model):
+        store.save(model)
+    return model
 
 
 def _load_dtype(dtype: str) -> torch.dtype:
@@ -107,17 +129,21 @@ def _configured(model: Any, dtype: str, attention: str) -> Any:
         if not int4.is_packed(model):
             int4.pack_decoder(model)
     else:
-        model = model.to(DTYPES[dtype])
+        model = cast_weights(model, DTYPES[dtype])
     model.set_attn_implementation(attention)
     return model
 
 
 def _seconds(model: Any, tokenizer: Any) -> float:
-    """The engine serving eight prompts of mixed lengths at once, after a warm-up.
+    """The engine answering one person, then four prompts of mixed lengths at once,
+    after a warm-up.
 
     A synthetic forward pass misleads: which attention kernel wins depends on
     the left padding and cache lengths of a real batch, and on decoding more
-    than on prefill.
+    than on prefill. Most of the time one person is asking, and 4-bit weights
+    win most there, so the lone answer counts as much as the batch. Kept short
+    (about 0.5 s a candidate on a quiet 2-core machine; 2.5 s before): the first
+    start waits for it.
     """
     from confab.bot.llm.backend import GenerationParams
     from confab.bot.llm.engine import BatchEngine, Request
@@ -133,10 +159,13 @@ def _seconds(model: Any, tokenizer: Any) -> float:
         ]
 
     engine.run_here(requests((8, 16), 2))  # first calls pay for kernel set-up
-    batch = requests((16, 32, 48, 64, 96, 128, 160, 192), 24)
+    lone, batch = requests((24,), 16), requests((16, 48, 96, 160), 8)
+    start = time.perf_counter()
+    engine.run_here(lone)
+    alone = time.perf_counter() - start
     start = time.perf_counter()
     engine.run_here(batch)
-    return time.perf_counter() - start
+    return alone + time.perf_counter() - start
 
 
 def _drop(item: object) -> None:

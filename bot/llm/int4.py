@@ -10,21 +10,33 @@ along the input features, with the scale and zero the kernel reads as
 norms and attention run in bfloat16. The output layer (tied to the embedding,
 Q8_0 in the file: 8 bits with a scale per 32 weights) is held in 8 bits with
 one scale per row, the layout of PyTorch's int8 kernel: close to the file,
-not exact; the input embedding stays dense.
+not exact; the input embedding stays dense. Prompts are prefilled with a dense
+bfloat16 copy of the packed weights (:data:`MAX_PACKED_ROWS`): 4 bits are for
+speed here, not for RAM (the bundled model holds 360 MB of weights, 270 in
+bfloat16 alone).
 
-Measured on the bundled model, greedy, 48 steps (``bench/model_throughput.py``
-measures the engine): float32 44 ms a step alone and 88 ms for 8 rows;
-bfloat16 dense 59 and 50 ms; these weights 21 and 51 ms.
+Measured on the bundled model on a quiet 2-core machine, greedy, 48 steps after
+a short prompt (``bench/model_throughput.py`` measures the engine): float32
+48 ms a step alone and 73 ms for 8 rows; bfloat16 dense 23 and 31 ms; these
+weights 12 and 31 ms.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from confab.bot.llm.casting import cast_weights
+
 GROUP = 32  # weights per scale and zero: Q4_1's block
 LEVELS = 15  # the largest 4-bit value
+# Passes of more rows (tokens) than this use the dense bfloat16 copy: the int4
+# kernel re-expands each weight for every block of rows, so a prompt's prefill
+# ran up to 2.3x slower in 4 bits (8 prompts of 200 tokens: 1951 ms against
+# 857), while one to sixteen rows ran as fast or faster (16 rows: 23 ms, 28 dense).
+MAX_PACKED_ROWS = 16
 
 
 def supported() -> bool:
@@ -35,29 +47,53 @@ def supported() -> bool:
 
 
 class Int4Linear(torch.nn.Module):
-    """A bias-free ``nn.Linear`` whose weight is held in 4 bits, groups of :data:`GROUP`."""
+    """A bias-free ``nn.Linear`` whose weight is held in 4 bits, groups of :data:`GROUP`,
+    for decoding, and in bfloat16 for passes of more than :data:`MAX_PACKED_ROWS` rows."""
 
-    def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16) -> None:
+    packed: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    dense: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        """An empty layer (weights on the meta device) for :meth:`pack` or a saved state."""
         super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        meta = torch.device("meta")
+        levels = torch.empty((out_features, in_features), dtype=torch.int32, device=meta)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)  # its shape only
+        groups = in_features // GROUP
+        self.register_buffer("packed", packed)
+        self.register_buffer(
+            "scales_and_zeros", torch.empty((groups, out_features, 2), device=meta)
+        )
+        self.register_buffer("dense", torch.empty((out_features, in_features), device=meta))
+
+    @classmethod
+    def pack(cls, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16) -> Int4Linear:
+        """``linear``'s weight in 4 bits, each group's scale and zero in ``dtype``."""
         weight = linear.weight.detach().float()
         out_features, in_features = weight.shape
+        layer = cls(in_features, out_features)
         groups = weight.view(out_features, in_features // GROUP, GROUP)
         low = groups.amin(-1, keepdim=True)
         scale = ((groups.amax(-1, keepdim=True) - low) / LEVELS).clamp(min=1e-12)
         levels = ((groups - low) / scale).round().clamp(0, LEVELS).to(torch.int32)
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+        layer.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
             levels.view(out_features, in_features), 1
         )
         zero = low + (LEVELS + 1) // 2 * scale
         # [groups, out_features, 2]: the kernel's layout of scales and zeros.
-        self.scales_and_zeros = torch.stack([scale.squeeze(-1).t(), zero.squeeze(-1).t()], -1)
-        self.scales_and_zeros = self.scales_and_zeros.contiguous().to(dtype)
-        self.in_features, self.out_features = in_features, out_features
+        scales_and_zeros = torch.stack([scale.squeeze(-1).t(), zero.squeeze(-1).t()], -1)
+        layer.scales_and_zeros = scales_and_zeros.contiguous().to(dtype)
+        layer.dense = linear.weight.detach().to(dtype)
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features).contiguous()
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] > MAX_PACKED_ROWS:
+            return torch.nn.functional.linear(x, self.dense)
         out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            rows, self.packed, GROUP, self.scales_and_zeros
+            rows.contiguous(), self.packed, GROUP, self.scales_and_zeros
         )
         return out.view(*x.shape[:-1], self.out_features)
 
@@ -70,13 +106,27 @@ class Int8Linear(torch.nn.Module):
     output layer, a 49152-row read each step that bfloat16 made 7.4 ms alone and
     this 2.8 ms (and the same for 8 rows)."""
 
-    def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16) -> None:
+    weight8: torch.Tensor
+    scales: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        """An empty layer (weights on the meta device) for :meth:`pack` or a saved state."""
         super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        meta = torch.device("meta")
+        shape = (out_features, in_features)
+        self.register_buffer("weight8", torch.empty(shape, dtype=torch.int8, device=meta))
+        self.register_buffer("scales", torch.empty(out_features, device=meta))
+
+    @classmethod
+    def pack(cls, linear: torch.nn.Linear, dtype: torch.dtype = torch.bfloat16) -> Int8Linear:
+        """``linear``'s weight in 8 bits, each row's scale in ``dtype``."""
         weight = linear.weight.detach().float()
-        self.scales = (weight.abs().amax(1) / 127).clamp(min=1e-12)
-        self.weight8 = (weight / self.scales[:, None]).round().clamp(-127, 127).to(torch.int8)
-        self.scales = self.scales.to(dtype)
-        self.out_features, self.in_features = weight.shape
+        layer = cls(weight.shape[1], weight.shape[0])
+        scales = (weight.abs().amax(1) / 127).clamp(min=1e-12)
+        layer.weight8 = (weight / scales[:, None]).round().clamp(-127, 127).to(torch.int8)
+        layer.scales = scales.to(dtype)
+        return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).contiguous()
@@ -96,15 +146,33 @@ def pack_decoder(model: Any) -> Any:
     """``model`` in bfloat16 with its decoder's linear layers in 4 bits, in place, and its
     output layer in 8. A layer with a bias (Qwen2's q, k and v) or a part group of
     input features stays dense."""
-    model.to(torch.bfloat16)
+    cast_weights(model, torch.bfloat16)
+    return _replace_linears(model, Int4Linear.pack, Int8Linear.pack)
+
+
+def empty_packed(model: Any) -> Any:
+    """``model`` with empty layers where :func:`pack_decoder` puts packed ones, in place:
+    the shape a saved state of a packed model loads into."""
+    return _replace_linears(
+        model,
+        lambda linear: Int4Linear(linear.in_features, linear.out_features),
+        lambda linear: Int8Linear(linear.in_features, linear.out_features),
+    )
+
+
+def _replace_linears(
+    model: Any,
+    four: Callable[[torch.nn.Linear], torch.nn.Module],
+    eight: Callable[[torch.nn.Linear], torch.nn.Module],
+) -> Any:
     for layer in _decoder_layers(model):
         for parent in list(layer.modules()):
             for name, child in list(parent.named_children()):
                 if isinstance(child, torch.nn.Linear) and _eligible(child):
-                    setattr(parent, name, Int4Linear(child))
+                    setattr(parent, name, four(child))
     head = getattr(model, "lm_head", None)
     if isinstance(head, torch.nn.Linear) and head.bias is None:
-        model.lm_head = Int8Linear(head)  # the input embedding it is tied to stays dense
+        model.lm_head = eight(head)  # the input embedding it is tied to stays dense
     return model
 
 

@@ -24,6 +24,7 @@ from confab.bot.llm.int4 import is_packed
 from confab.bot.llm.loading import LOADING
 from confab.bot.llm.lora_folder import base_folder, is_lora, lora_base, merged_model
 from confab.bot.llm.packaged import ensure_assembled
+from confab.bot.llm.packed_store import PackedStore
 from confab.bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ class TransformersBackend(ModelBackend):
                 self._config.cache_dir,
                 model_key,
                 self._progress,
+                PackedStore.for_model(
+                    self._config.cache_dir, folder, [folder] + ([lora] if lora else [])
+                ),
             )
         except (OSError, ValueError, RuntimeError) as error:  # e.g. a LoRA of another shape
             raise ModelError(

@@ -37,7 +37,7 @@ def test_levels_of_a_q4_1_block_come_back_exactly() -> None:
     weight = (levels.view(96, 2, 32) * d + m).view(96, 64)
     dense = torch.nn.Linear(64, 96, bias=False)
     dense.weight.data = weight
-    packed = int4.Int4Linear(dense)
+    packed = int4.Int4Linear.pack(dense)
     x = torch.randn(4, 64, generator=generator).bfloat16()
     want = x.float() @ weight.t()
     assert (packed(x).float() - want).abs().max() < 0.01 * want.abs().max()
@@ -61,3 +61,32 @@ def test_only_whole_bias_free_layers_are_packed_and_the_head_goes_to_8_bits() ->
 
 def test_a_model_without_decoder_layers_is_not_packable() -> None:
     assert not int4.packable(torch.nn.Linear(64, 64, bias=False))
+
+
+def test_a_pass_of_many_rows_uses_the_dense_copy_and_a_few_rows_the_packed_weights() -> None:
+    """Prompts (many rows) are prefilled in bfloat16, where the int4 kernel is slower;
+    decoding steps (a row per person) read the 4-bit weights."""
+    generator = torch.Generator().manual_seed(1)
+    dense = torch.nn.Linear(64, 96, bias=False)
+    packed = int4.Int4Linear.pack(dense)
+    assert torch.equal(packed.dense, dense.weight.detach().bfloat16())
+    many = torch.randn(1, int4.MAX_PACKED_ROWS + 1, 64, generator=generator).bfloat16()
+    few = many[:, : int4.MAX_PACKED_ROWS]
+    assert torch.equal(packed(many), torch.nn.functional.linear(many, packed.dense))
+    kernel = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        few.reshape(-1, 64).contiguous(), packed.packed, int4.GROUP, packed.scales_and_zeros
+    )
+    assert torch.equal(packed(few), kernel.view(1, int4.MAX_PACKED_ROWS, 96))
+    # The two differ by the 4-bit rounding only.
+    assert not torch.equal(packed(few), torch.nn.functional.linear(few, packed.dense))
+
+
+def test_an_empty_packed_model_loads_a_packed_state_and_computes_the_same() -> None:
+    model = int4.pack_decoder(Decoder())
+    shell = int4.empty_packed(Decoder().bfloat16())
+    assert shell.model.layers[0].up.packed.is_meta
+    shell.load_state_dict(model.state_dict(), strict=True, assign=True)
+    x = torch.randn(2, 3, 64).bfloat16()
+    layer, loaded = model.model.layers[0], shell.model.layers[0]
+    assert torch.equal(loaded.up(x), layer.up(x))
+    assert torch.equal(shell.lm_head(x), model.lm_head(x))

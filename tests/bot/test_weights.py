@@ -13,6 +13,7 @@ from confab.bot.llm.weights import (
     COMPLETE_MARKER,
     bundled_model_path,
     conversion_folder,
+    parsed_once,
     prune_conversions,
     resolve_model_path,
 )
@@ -55,3 +56,17 @@ def test_a_changed_file_gets_a_new_folder_and_the_old_one_is_pruned(tmp_path: Pa
     new.mkdir()
     assert sorted(prune_conversions(new, gguf)) == sorted([old, dead_staging])
     assert new.exists() and other_model.exists() and live_staging.exists()
+
+
+def test_a_conversion_parses_the_gguf_file_once_and_puts_gguf_py_back() -> None:
+    import gguf
+
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    path = bundled_model_path()
+    with parsed_once():
+        first, again = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is again and isinstance(first, original_reader)
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 30) is gguf.get_tensor_name_map(arch, 30)
+    assert gguf.GGUFReader is original_reader and gguf.get_tensor_name_map is original_map
+    assert gguf.GGUFReader(path) is not first

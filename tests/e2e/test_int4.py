@@ -1,6 +1,7 @@
 """4-bit decoder weights (``model.dtype = "int4"``) on the real bundled model: they
 hold the GGUF file's Q4_1 weights exactly, the engine answers with them exactly
-like ``generate`` on the same model, and the probe can choose them."""
+like ``generate`` on the same model, the probe can choose them, and a later start
+reads them back from where the first kept them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from confab.bot.llm import int4
 from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.engine import BatchEngine
+from confab.bot.llm.packed_store import PackedStore
 from confab.bot.llm.transformers_backend import TransformersBackend
 from tests.e2e.test_engine import GREEDY, collect, generated
 
@@ -47,7 +49,7 @@ def test_the_packed_levels_are_the_files_q4_1_weights(weights: tuple[Any, Any]) 
 def test_a_packed_layer_computes_what_the_dense_one_does(weights: tuple[Any, Any]) -> None:
     model, _ = weights
     dense = model.model.layers[0].self_attn.q_proj
-    packed = int4.Int4Linear(dense)
+    packed = int4.Int4Linear.pack(dense)
     x = torch.randn(3, 5, dense.in_features, generator=torch.Generator().manual_seed(1))
     want = dense(x)
     got = packed(x.to(torch.bfloat16)).float()
@@ -99,6 +101,56 @@ def test_the_probe_weighs_4_bit_weights_and_remembers_its_choice(
         assert int4.is_packed(picked) == (chosen == "int4/sdpa")
         if chosen != "int4/sdpa":
             assert picked.dtype == {"float32/sdpa": torch.float32}.get(chosen, torch.bfloat16)
+
+
+def test_a_kept_4_bit_model_reads_back_and_answers_exactly_like_the_packed_one(
+    packed: Any, weights: tuple[Any, Any], prompts: list[list[int]], tmp_path: Path
+) -> None:
+    _, tokenizer = weights
+    folder = Path(packed.name_or_path)
+    store = PackedStore.for_model(tmp_path, folder, [folder])
+    assert store.load() is None  # nothing kept yet
+    store.save(packed)
+    loaded = store.load()
+    assert loaded is not None and loaded is not packed and int4.is_packed(loaded)
+    loaded.set_attn_implementation(packed.config._attn_implementation)
+    assert generated(loaded, tokenizer, prompts[:2]) == generated(packed, tokenizer, prompts[:2])
+    assert loaded.generation_config.eos_token_id == packed.generation_config.eos_token_id
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+
+
+def test_an_unreadable_kept_model_is_packed_again_and_replaced(
+    packed: Any, weights: tuple[Any, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tokenizer = weights
+    folder = Path(packed.name_or_path)
+    store = PackedStore.for_model(tmp_path, folder, [folder])
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with caplog.at_level(logging.WARNING, logger="confab.bot.llm.packed_store"):
+        served = pick_model(
+            lambda _: copy.deepcopy(model), tokenizer, "int4", "sdpa", tmp_path, "m", None, store
+        )
+    assert int4.is_packed(served)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "unusable" in warning.getMessage() and warning.exc_info is None
+    assert len(warning.getMessage()) < 400
+    assert store.load() is not None  # replaced by a good one
+
+
+def test_a_changed_model_file_gets_a_new_kept_model_and_the_old_one_goes(
+    packed: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"one")
+    before = PackedStore.for_model(tmp_path, Path(packed.name_or_path), [source])
+    before.save(packed)
+    (source / "model.safetensors").write_bytes(b"other weights")
+    after = PackedStore.for_model(tmp_path, Path(packed.name_or_path), [source])
+    assert after.path != before.path
+    after.save(packed)
+    assert sorted((tmp_path / "packed").iterdir()) == [after.path]
 
 
 async def test_the_backend_serves_int4_when_asked(tmp_path: Path) -> None:
