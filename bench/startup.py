@@ -38,12 +38,13 @@ def one_run(cache_dir: Path, workdir: Path) -> tuple[float, float, float]:
         "CONFAB_BOT__DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         "CONFAB_BOT__LOG_LEVEL": "WARNING",
     }
+    log = (workdir / "console.log").open("w+b")
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(confab), "console"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         env=environment,
         cwd=workdir,
     )
@@ -56,7 +57,11 @@ def one_run(cache_dir: Path, workdir: Path) -> tuple[float, float, float]:
     _, status, usage = os.wait4(process.pid, 0)
     finished = time.perf_counter() - started
     if status != 0 or not first:
-        raise SystemExit(f"confab console failed (status {status}); answer: {first + rest!r}")
+        log.seek(0)
+        tail = log.read().decode(errors="replace")[-3000:]
+        raise SystemExit(
+            f"confab console failed (status {status}); answer: {first + rest!r}\n{tail}"
+        )
     return first_byte, finished, usage.ru_maxrss / 1024
 
 

@@ -61,7 +61,6 @@ class PackedStore:
             return None
         from accelerate import init_empty_weights
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
         settings = AutoConfig.from_pretrained(str(self.config_folder), local_files_only=True)
@@ -71,7 +70,7 @@ class PackedStore:
             model = AutoModelForCausalLM.from_config(settings, dtype=torch.bfloat16)
         int4.empty_packed(model)
         try:
-            model.load_state_dict(load_file(self.path), strict=True, assign=True)
+            model.load_state_dict(_read(self.path), strict=True, assign=True)
         except (OSError, RuntimeError, SafetensorError) as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[0][:200]
             log.warning(
@@ -104,6 +103,20 @@ class PackedStore:
             if older != self.path and _source(older) == self.source:
                 older.unlink(missing_ok=True)  # an older torch or a changed model file
                 log.info("removed the stale 4-bit model %s", older)
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors saved at ``path``, each copied into memory torch allocated.
+
+    safetensors hands out views into its file mapping, 16-byte aligned. Served
+    from such views, the 8-bit output layer's kernel crashed the process (SIGSEGV)
+    in 4 of about 10 starts here, each while another thread was converting the
+    code model's GGUF file; with copies, none of the next 10 did.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as saved:
+        return {name: saved.get_tensor(name).clone() for name in saved.keys()}  # noqa: SIM118
 
 
 def _source(path: Path) -> str | None:
