@@ -5,6 +5,8 @@ Designs, each measured in its own process on the same weights:
            ``--naive-dtype`` (float32: what ``generate`` serves from the converted GGUF)
   manager  transformers' continuous-batching manager (``init_continuous_batching``)
   engine   Confab's :class:`confab.bot.llm.engine.BatchEngine`
+  llamacpp llama.cpp (llama-cpp-python) on the same GGUF file, one request after
+           another, when it is installed; skipped with the reason when not
 
 For each concurrency (requests of mixed prompt lengths, greedy, ``--new-tokens``
 each) and arrival pattern (``burst``: all at once; ``staggered``: spread over
@@ -195,6 +197,56 @@ def run_manager(model: Any, tokenizer: Any, batch: list[list[int]], offsets: lis
         manager.stop(block=True)
 
 
+def run_llamacpp(
+    model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int
+):
+    """llama.cpp's own generation on the GGUF file, greedy, one request after another."""
+    start = time.perf_counter()
+    timings = []
+    for prompt, offset in zip(batch, offsets, strict=True):
+        submitted = start + offset
+        time.sleep(max(0.0, submitted - time.perf_counter()))
+        model.reset()
+        timing = Timing(submitted, 0.0, 0.0, 0)
+        for token in model.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+            if not timing.first:
+                timing.first = time.perf_counter()
+            timing.tokens += 1
+            if token == model.token_eos() or timing.tokens >= new:
+                break
+        timing.done = time.perf_counter()
+        timings.append(timing)
+    return timings
+
+
+def load_llamacpp() -> tuple[Any, Any]:
+    """llama.cpp on the GGUF file itself; the prompts come from the same tokenizer."""
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from confab.bot.llm.config import ModelConfig
+    from confab.bot.llm.weights import loadable_folder, resolve_model_path
+
+    gguf = resolve_model_path(MODEL_PATH)
+    folder = loadable_folder(gguf, ModelConfig().cache_dir, print)
+    model = Llama(
+        model_path=str(gguf), n_ctx=4096, n_threads=torch.get_num_threads(), verbose=False
+    )
+    return model, AutoTokenizer.from_pretrained(str(folder))
+
+
+def llamacpp_missing() -> str | None:
+    """Why the llama.cpp column cannot run here, or ``None`` when it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install llama-cpp-python builds it)"
+    if MODEL_PATH and not MODEL_PATH.endswith(".gguf"):
+        return "it reads GGUF files only"
+    return None
+
+
 def run_engine(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
     """Confab's engine, through its request API so token counts are exact."""
     from confab.bot.llm.backend import GenerationParams
@@ -261,12 +313,19 @@ def worker(args: argparse.Namespace) -> None:
 
         ENGINE_THREAD = worker_thread()
         model, tokenizer = ENGINE_THREAD.submit(load, args.dtype, args.attention).result()
+    elif args.worker == "llamacpp":
+        model, tokenizer = load_llamacpp()
     elif args.worker == "manager":
         with ThreadPoolExecutor(1) as loader:
             model, tokenizer = loader.submit(load, args.dtype, args.attention).result()
     else:
         model, tokenizer = load(args.dtype, args.attention)
-    designs = {"naive": run_naive, "manager": run_manager, "engine": run_engine}
+    designs = {
+        "naive": run_naive,
+        "manager": run_manager,
+        "engine": run_engine,
+        "llamacpp": run_llamacpp,
+    }
     run = designs[args.worker]
     warm = prompts(tokenizer, 2)
     run(model, tokenizer, warm, [0.0, 0.0], 8)  # first-call costs are not the design's
@@ -284,7 +343,7 @@ def worker(args: argparse.Namespace) -> None:
             wall = time.perf_counter() - started
             point = {
                 "design": args.worker,
-                "dtype": compute_name(model),
+                "dtype": "gguf" if args.worker == "llamacpp" else compute_name(model),
                 "concurrency": count,
                 "arrivals": pattern,
                 "wall_s": wall,
@@ -322,10 +381,11 @@ def summarise(point: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> None:
+    global MAX_BATCH_SIZE, MODEL_PATH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", default="1,4,8,16")
     parser.add_argument("--arrivals", default="burst,staggered")
-    parser.add_argument("--designs", default="naive,manager,engine")
+    parser.add_argument("--designs", default="naive,manager,engine,llamacpp")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--spread-s", type=float, default=4.0)
     dtypes = ["auto", "float32", "bfloat16", "int4"]
@@ -340,15 +400,16 @@ def main() -> None:
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.arrivals = args.arrivals.split(",")
+    MAX_BATCH_SIZE, MODEL_PATH = args.max_batch_size, args.model_path
     if args.worker:
-        global MAX_BATCH_SIZE, MODEL_PATH
-        MAX_BATCH_SIZE = args.max_batch_size
-        MODEL_PATH = args.model_path
         worker(args)
         return
 
     results: dict[tuple[str, int, str], dict[str, Any]] = {}
     for design in args.designs.split(","):
+        if design == "llamacpp" and (reason := llamacpp_missing()):
+            print(f"llamacpp: skipped: {reason}")
+            continue
         dtype = args.naive_dtype if design == "naive" else args.dtype
         command = [sys.executable, __file__, "--worker", design, "--dtype", dtype]
         command += ["--attention", args.attention]
@@ -393,6 +454,10 @@ def print_targets(results: dict[tuple[str, int, str], dict[str, Any]]) -> None:
     if lone_engine and lone_naive:
         ratio = lone_engine["tok_s"] / lone_naive["tok_s"]
         print(f"  lone request: {ratio:.2f}x naive tokens/s (target >= 2)")
+    lone_llamacpp = get("llamacpp", 1, "alone")
+    if lone_engine and lone_llamacpp:
+        ratio = lone_engine["tok_s"] / lone_llamacpp["tok_s"]
+        print(f"  lone request: {ratio:.2f}x llama.cpp tokens/s")
     if lone_engine:
         print(f"  lone time to first token p50: {lone_engine['ttft_p50']:.2f} s (target <= 0.3)")
     for pattern in ("burst", "staggered"):
