@@ -16,7 +16,9 @@ cache (the GGUF is de-quantised and saved); warm runs reuse that cache.
 # 2026-12-03, same 2-core machine, load average about 1 (`--cold-runs 3 --warm-runs 5`,
 # without the code model installed): before (9f527ee) cold 43.7 s (one run), warm
 # median 7.99 s, peak RSS 1672 / 1229 MiB; after (packed store, GGUF parsed once,
-# shorter probe) cold median 21.5 s, warm median 8.0 s, peak RSS 1290 / 1133 MiB.
+# shorter probe) cold median 21.5 s, warm median 8.0 s, peak RSS 1290 / 1133 MiB; the
+# packed store read without a file mapping (`--cold-runs 1`): cold 21.8 s, warm median
+# 6.16 s (5.31 to 6.50), peak RSS 1301 / 886 MiB.
 # A warm start is mostly imports: torch 1.6 s, the modules transformers loads
 # lazily for the tokenizer and the model 3.0 s, the app's own 0.7 s.
 

@@ -119,14 +119,24 @@ def test_a_kept_4_bit_model_reads_back_and_answers_exactly_like_the_packed_one(
     assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
 
 
+@pytest.mark.parametrize("damage", ["garbage", "cut short"])
 def test_an_unreadable_kept_model_is_packed_again_and_replaced(
-    packed: Any, weights: tuple[Any, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    damage: str,
+    packed: Any,
+    weights: tuple[Any, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     model, tokenizer = weights
     folder = Path(packed.name_or_path)
     store = PackedStore.for_model(tmp_path, folder, [folder])
-    store.path.parent.mkdir(parents=True)
-    store.path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    if damage == "garbage":
+        store.path.parent.mkdir(parents=True)
+        store.path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    else:  # a disk that filled up while it was written
+        store.save(packed)
+        with store.path.open("r+b") as file:
+            file.truncate(store.path.stat().st_size - 1000)
     with caplog.at_level(logging.WARNING, logger="confab.bot.llm.packed_store"):
         served = pick_model(
             lambda _: copy.deepcopy(model), tokenizer, "int4", "sdpa", tmp_path, "m", None, store
