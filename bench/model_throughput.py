@@ -92,15 +92,22 @@ def arrival_offsets(count: int, pattern: str, spread: float) -> list[float]:
     return [spread * i / (count - 1) for i in range(count)]
 
 
+def model_folder() -> Path:
+    """The folder transformers loads the model from (a GGUF file is converted once)."""
+    from confab.bot.llm.config import ModelConfig
+    from confab.bot.llm.weights import loadable_folder, resolve_model_path
+
+    return loadable_folder(resolve_model_path(MODEL_PATH), ModelConfig().cache_dir, print)
+
+
 def load(dtype: str, attention: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from confab.bot.llm.compute import pick_model
     from confab.bot.llm.config import ModelConfig
-    from confab.bot.llm.weights import loadable_folder, resolve_model_path
 
     cache = ModelConfig().cache_dir
-    folder = loadable_folder(resolve_model_path(MODEL_PATH), cache, print)
+    folder = model_folder()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
 
     def load_model(dtype: Any) -> Any:
@@ -225,15 +232,13 @@ def load_llamacpp() -> tuple[Any, Any]:
     from llama_cpp import Llama
     from transformers import AutoTokenizer
 
-    from confab.bot.llm.config import ModelConfig
-    from confab.bot.llm.weights import loadable_folder, resolve_model_path
+    from confab.bot.llm.weights import resolve_model_path
 
     gguf = resolve_model_path(MODEL_PATH)
-    folder = loadable_folder(gguf, ModelConfig().cache_dir, print)
     model = Llama(
         model_path=str(gguf), n_ctx=4096, n_threads=torch.get_num_threads(), verbose=False
     )
-    return model, AutoTokenizer.from_pretrained(str(folder))
+    return model, AutoTokenizer.from_pretrained(str(model_folder()))
 
 
 def llamacpp_missing() -> str | None:

@@ -96,10 +96,7 @@ def pick_model(
     if chosen[0] != INT4 and lossy:
         del model
         model = load(DTYPES[chosen[0]])
-    model = _configured(model, *chosen)
-    if store is not None and int4.is_packed(model):
-        store.save(model)
-    return model
+    return _kept(store, _configured(model, *chosen))
 
 
 def _served(
@@ -111,7 +108,11 @@ def _served(
         if model is not None:
             model.set_attn_implementation(attention)
             return model
-    model = _configured(load(_load_dtype(dtype)), dtype, attention)
+    return _kept(store, _configured(load(_load_dtype(dtype)), dtype, attention))
+
+
+def _kept(store: PackedStore | None, model: Any) -> Any:
+    """``model``, its state kept in ``store`` when it was packed."""
     if store is not None and int4.is_packed(model):
         store.save(model)
     return model

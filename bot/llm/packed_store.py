@@ -20,7 +20,7 @@ import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -132,11 +132,8 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     range, then the bytes.
     """
     with path.open("rb") as file:
-        size = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(size))
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a table of tensors")
-        start = 8 + size
+        header = _header(file)
+        start = file.tell()
         tensors = {}
         for name, entry in header.items():
             if name == "__metadata__":
@@ -155,12 +152,21 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _header(file: BinaryIO) -> dict[str, Any]:
+    """The JSON header at the start of an open safetensors file, leaving the file
+    at the first tensor's bytes."""
+    size = int.from_bytes(file.read(8), "little")
+    header = json.loads(file.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a table of tensors")
+    return header
+
+
 def _source(path: Path) -> str | None:
     """The sources a saved file was packed from (its header only is read)."""
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(path), "pt") as saved:
-            return (saved.metadata() or {}).get("source")
-    except (OSError, SafetensorError):
+        with path.open("rb") as file:
+            metadata = _header(file).get("__metadata__") or {}
+    except (OSError, ValueError):
         return None
+    return metadata.get("source") if isinstance(metadata, dict) else None
