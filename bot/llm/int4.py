@@ -59,8 +59,9 @@ class Int4Linear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         meta = torch.device("meta")
-        levels = torch.empty((out_features, in_features), dtype=torch.int32, device=meta)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1)  # its shape only
+        # The kernel's packed layout: two 4-bit levels a byte, one row per output feature
+        # (asking the op's meta kernel instead imports sympy, 0.4 s of a start).
+        packed = torch.empty((out_features, in_features // 2), dtype=torch.uint8, device=meta)
         groups = in_features // GROUP
         self.register_buffer("packed", packed)
         self.register_buffer(

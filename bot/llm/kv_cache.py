@@ -4,6 +4,10 @@ transformers' ``DynamicLayer`` concatenates every new key and value onto the
 old tensors, copying the layer's whole cache each step, a cost that grows with the batch and
 the answer's length. These layers keep spare room and write each step's column
 into it; the engine replaces their contents when rows join or leave.
+
+:class:`LayerCache` serves :class:`~confab.bot.llm.decoder.Decoder` without
+importing transformers; a transformers model gets the same layers inside
+transformers' own ``Cache`` (:mod:`confab.bot.llm.hf_cache`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
 from confab.bot.errors import ModelError
 
@@ -19,15 +22,19 @@ from confab.bot.errors import ModelError
 SPARE_COLUMNS = 256
 
 
-class GrowingLayer(DynamicLayer):
+class Growing:
     """Keys and values as views into buffers with room for more columns."""
 
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    keys: torch.Tensor | None
+    values: torch.Tensor | None
+    _length: int
+    _key_room: torch.Tensor
+    _value_room: torch.Tensor
+
+    def append(
+        self, key_states: torch.Tensor, value_states: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-            return self.replace(key_states, value_states)
+        """Add this pass's columns; every column held so far, these included."""
         end = self._length + key_states.shape[-2]
         if end > self._key_room.shape[-2]:
             keys, values = self._views(self._length)
@@ -55,13 +62,48 @@ class GrowingLayer(DynamicLayer):
         return keys, values
 
 
-def growing_cache(model: Any) -> Cache:
-    """An empty cache of :class:`GrowingLayer` for every layer of ``model``."""
-    return Cache(layers=[GrowingLayer() for _ in range(model.config.num_hidden_layers)])
+class GrowingRoom(Growing):
+    """One layer of a :class:`LayerCache`."""
+
+    def __init__(self) -> None:
+        self.keys = self.values = None
+        self._length = 0
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys is None:
+            return self.replace(key_states, value_states)
+        return self.append(key_states, value_states)
+
+
+class LayerCache:
+    """The KV cache of a :class:`~confab.bot.llm.decoder.Decoder`: one layer per decoder layer."""
+
+    def __init__(self, layers: int) -> None:
+        self.layers = [GrowingRoom() for _ in range(layers)]
+
+    @property
+    def length(self) -> int:
+        """Columns held (the same in every layer)."""
+        return self.layers[0]._length if self.layers else 0
+
+
+def growing_cache(model: Any) -> Any:
+    """An empty growing cache for ``model``: its own kind when it makes one, else a
+    transformers ``Cache`` of growing layers."""
+    new_cache = getattr(model, "new_cache", None)
+    if callable(new_cache):
+        return new_cache()
+    from confab.bot.llm.hf_cache import transformers_cache
+
+    return transformers_cache(model)
 
 
 def check_supported(model: Any) -> None:
     """The engine pads and merges full-attention caches; refuse anything else."""
+    if callable(getattr(model, "new_cache", None)):
+        return  # confab's own decoder: full attention only
     config = model.config.get_text_config(decoder=True)
     kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
     if kinds != {"full_attention"}:

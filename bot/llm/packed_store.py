@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 import torch
 
 from confab.bot.llm import int4
+from confab.bot.llm.decoder import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +62,7 @@ class PackedStore:
         """The saved packed model, or ``None`` when there is none or it cannot be read."""
         if not self.path.is_file():
             return None
-        from accelerate import init_empty_weights
-        from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
-
-        settings = AutoConfig.from_pretrained(str(self.config_folder), local_files_only=True)
-        # Parameters on the meta device (no memory, no initialisation); buffers such
-        # as the rotary frequencies, which no saved state holds, computed as usual.
-        with init_empty_weights(include_buffers=False):
-            model = AutoModelForCausalLM.from_config(settings, dtype=torch.bfloat16)
-        int4.empty_packed(model)
+        model = self._empty_model()
         try:
             model.load_state_dict(_read(self.path), strict=True, assign=True)
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
@@ -78,12 +71,26 @@ class PackedStore:
                 "the kept 4-bit model %s is unusable (%s); packing again", self.path, reason
             )
             return None
-        # A folder without generation_config.json keeps the config's defaults.
-        with contextlib.suppress(OSError):
-            model.generation_config = GenerationConfig.from_pretrained(
-                str(self.config_folder), local_files_only=True
-            )
+        if isinstance(model, Decoder):
+            model.tie_weights()
+        elif (generation := _generation_config(self.config_folder)) is not None:
+            model.generation_config = generation
         return model.eval()
+
+    def _empty_model(self) -> Any:
+        """A packed model of the folder's shape with nothing in its weights: confab's own
+        decoder where it computes this model, else transformers' model."""
+        model = Decoder.for_folder(self.config_folder)
+        if model is None:
+            from accelerate import init_empty_weights
+            from transformers import AutoConfig, AutoModelForCausalLM
+
+            settings = AutoConfig.from_pretrained(str(self.config_folder), local_files_only=True)
+            # Parameters on the meta device (no memory, no initialisation); buffers such
+            # as the rotary frequencies, which no saved state holds, computed as usual.
+            with init_empty_weights(include_buffers=False):
+                model = AutoModelForCausalLM.from_config(settings, dtype=torch.bfloat16)
+        return int4.empty_packed(model)
 
     def save(self, model: Any) -> None:
         """Keep ``model``'s packed state for the next start; a failure only costs that start."""
@@ -160,6 +167,17 @@ def _header(file: BinaryIO) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ValueError("the header is not a table of tensors")
     return header
+
+
+def _generation_config(folder: Path) -> Any | None:
+    """The folder's generation config; ``None`` without generation_config.json (the
+    model config's defaults stay)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(str(folder), local_files_only=True)
+    except OSError:
+        return None
 
 
 def _source(path: Path) -> str | None:

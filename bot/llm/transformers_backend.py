@@ -17,6 +17,7 @@ from typing import Any
 from confab.bot.errors import ModelError, ModelUnavailable
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
 from confab.bot.llm.compute import pick_model
+from confab.bot.llm.chat_tokenizer import ChatTokenizer
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
 from confab.bot.llm.engine import BatchEngine, EngineLoad, worker_thread
@@ -28,6 +29,24 @@ from confab.bot.llm.packed_store import PackedStore
 from confab.bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _tokenizer_for(folder: Path) -> Any:
+    """The folder's tokenizer, through ``tokenizers`` where that gives transformers' result."""
+    tokenizer = ChatTokenizer.from_folder(folder)
+    if tokenizer is not None:
+        return tokenizer
+    _quiet_transformers()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def _lora_folder(setting: str) -> Path | None:
@@ -92,8 +111,6 @@ class TransformersBackend(ModelBackend):
 
     def _load_now(self) -> None:
         import torch
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         lora = _lora_folder(self._config.path)
         if lora is not None:  # a fine-tuned LoRA: its base with the LoRA merged in
@@ -106,21 +123,24 @@ class TransformersBackend(ModelBackend):
             folder = loadable_folder(model_path, self._config.cache_dir, self._progress)
             name, model_key = model_path.name, str(folder)
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
 
+        # transformers is imported only when its model is loaded: a start that reads the
+        # kept 4-bit model serves it with confab.bot.llm.decoder instead.
         def load_model(dtype: torch.dtype) -> Any:
+            _quiet_transformers()
             if lora is not None:
                 return merged_model(lora, folder, dtype)
+            from transformers import AutoModelForCausalLM
+
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), local_files_only=True, dtype=dtype
             )
             return model.eval()
 
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self._tokenizer = _tokenizer_for(folder)
             model = pick_model(
                 load_model,
                 self._tokenizer,

@@ -90,3 +90,16 @@ def test_an_empty_packed_model_loads_a_packed_state_and_computes_the_same() -> N
     layer, loaded = model.model.layers[0], shell.model.layers[0]
     assert torch.equal(loaded.up(x), layer.up(x))
     assert torch.equal(shell.lm_head(x), model.lm_head(x))
+
+
+@pytest.mark.parametrize("shape", [(96, 64), (576, 576), (1536, 576), (576, 1536)])
+def test_an_empty_layer_has_the_shape_and_dtype_the_kernel_packs_into(
+    shape: tuple[int, int],
+) -> None:
+    out_features, in_features = shape
+    packed = int4.Int4Linear.pack(torch.nn.Linear(in_features, out_features, bias=False))
+    empty = int4.Int4Linear(in_features, out_features)
+    for name in ("packed", "scales_and_zeros", "dense"):
+        real, shell = getattr(packed, name), getattr(empty, name)
+        assert shell.is_meta and shell.shape == real.shape, name
+    assert empty.packed.dtype == packed.packed.dtype

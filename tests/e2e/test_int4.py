@@ -17,6 +17,7 @@ import torch
 from confab.bot.llm import int4
 from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
+from confab.bot.llm.decoder import Decoder
 from confab.bot.llm.engine import BatchEngine
 from confab.bot.llm.packed_store import PackedStore
 from confab.bot.llm.transformers_backend import TransformersBackend
@@ -103,19 +104,28 @@ def test_the_probe_weighs_4_bit_weights_and_remembers_its_choice(
             assert picked.dtype == {"float32/sdpa": torch.float32}.get(chosen, torch.bfloat16)
 
 
-def test_a_kept_4_bit_model_reads_back_and_answers_exactly_like_the_packed_one(
+async def test_a_kept_4_bit_model_reads_back_and_answers_exactly_like_the_packed_one(
     packed: Any, weights: tuple[Any, Any], prompts: list[list[int]], tmp_path: Path
 ) -> None:
+    """Read back into confab's own decoder, it answers what ``generate`` answers on
+    the packed transformers model."""
     _, tokenizer = weights
     folder = Path(packed.name_or_path)
     store = PackedStore.for_model(tmp_path, folder, [folder])
     assert store.load() is None  # nothing kept yet
     store.save(packed)
     loaded = store.load()
-    assert loaded is not None and loaded is not packed and int4.is_packed(loaded)
+    assert isinstance(loaded, Decoder) and int4.is_packed(loaded)
     loaded.set_attn_implementation(packed.config._attn_implementation)
-    assert generated(loaded, tokenizer, prompts[:2]) == generated(packed, tokenizer, prompts[:2])
-    assert loaded.generation_config.eos_token_id == packed.generation_config.eos_token_id
+    engine = BatchEngine(loaded, tokenizer, window=8192, max_batch_size=1, max_queue=8)
+    try:
+        answers = await asyncio.gather(
+            *(collect(engine.stream(p, GREEDY, 120), [], i) for i, p in enumerate(prompts[:2]))
+        )
+    finally:
+        engine.close()
+    assert answers == generated(packed, tokenizer, prompts[:2])
+    assert set(loaded.generation_config.eos_token_id) == {packed.generation_config.eos_token_id}
     assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
 
 
