@@ -23,7 +23,15 @@ log = logging.getLogger(__name__)
 
 # The tokenizer class transformers records for a tokenizer.json it saved.
 _CLASSES = {"TokenizersBackend", "PreTrainedTokenizerFast"}
-_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+_SPECIAL = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
 
 
 class ChatTokenizer:

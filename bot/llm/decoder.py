@@ -90,7 +90,9 @@ class DecoderConfig:
                 max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
                 qkv_bias=bool(raw.get("attention_bias", False)) if bias is None else bias,
                 tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-                eos_token_id=tuple(eos if isinstance(eos, list) else [eos] if eos is not None else []),
+                eos_token_id=tuple(
+                    eos if isinstance(eos, list) else [eos] if eos is not None else []
+                ),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -186,7 +188,8 @@ class Attention(nn.Module):
             out = self._eager(query, key, value, mask)
         else:
             out = self._sdpa(query, key, value, mask)
-        return self.o_proj(out.reshape(*shape, -1).contiguous())
+        projected: torch.Tensor = self.o_proj(out.reshape(*shape, -1).contiguous())
+        return projected
 
     def _sdpa(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
@@ -199,14 +202,23 @@ class Attention(nn.Module):
                 extra["enable_gqa"] = True
             elif q_length == 1:  # one query: attend on the key/value heads directly
                 # (the mask, shared by all heads, broadcasts as it is)
-                query = query.reshape(query.shape[0], query.shape[1] // self.groups, self.groups, -1)
+                query = query.reshape(
+                    query.shape[0], query.shape[1] // self.groups, self.groups, -1
+                )
             else:
                 key, value = _repeat_kv(key, self.groups), _repeat_kv(value, self.groups)
         causal = q_length > 1 and mask is None
         if causal and key.shape[2] > q_length:
             key, value = key[:, :, :q_length, :], value[:, :, :q_length, :]
         out = functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, dropout_p=0.0, scale=self.scaling, is_causal=causal, **extra
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            dropout_p=0.0,
+            scale=self.scaling,
+            is_causal=causal,
+            **extra,
         )
         out = out.reshape(out.shape[0], -1, q_length, value.shape[-1])
         return out.transpose(1, 2).contiguous()
@@ -230,7 +242,10 @@ class MLP(nn.Module):
         self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(functional.silu(self.gate_proj(hidden)) * self.up_proj(hidden))
+        out: torch.Tensor = self.down_proj(
+            functional.silu(self.gate_proj(hidden)) * self.up_proj(hidden)
+        )
+        return out
 
 
 class Layer(nn.Module):
@@ -249,7 +264,8 @@ class Layer(nn.Module):
         cache: LayerCache,
     ) -> torch.Tensor:
         hidden = hidden + self.self_attn(self.input_layernorm(hidden), rotary, mask, cache)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        out: torch.Tensor = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return out
 
 
 class Body(nn.Module):
@@ -265,6 +281,8 @@ class Body(nn.Module):
 class Decoder(nn.Module):
     """A causal language model with the call the batching engine makes:
     ``model(input_ids=, attention_mask=, position_ids=, cache=, logits_to_keep=)``."""
+
+    inv_freq: torch.Tensor
 
     def __init__(self, config: DecoderConfig, generation: GenerationSettings | None = None) -> None:
         super().__init__()
@@ -298,6 +316,7 @@ class Decoder(nn.Module):
             raise ValueError(f"attention kernel {kernel!r}: one of {', '.join(ATTENTION_KERNELS)}")
         self.config._attn_implementation = kernel
         for layer in self.model.layers:
+            assert isinstance(layer, Layer)
             layer.self_attn.kernel = kernel
 
     def tie_weights(self) -> None:

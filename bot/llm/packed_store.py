@@ -11,7 +11,6 @@ source (its files' sizes and modification times) names a new file too.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging

@@ -16,8 +16,8 @@ from typing import Any
 
 from confab.bot.errors import ModelError, ModelUnavailable
 from confab.bot.llm.backend import ChatMessage, GenerationParams, ModelBackend
-from confab.bot.llm.compute import pick_model
 from confab.bot.llm.chat_tokenizer import ChatTokenizer
+from confab.bot.llm.compute import pick_model
 from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.context import fit_messages
 from confab.bot.llm.engine import BatchEngine, EngineLoad, worker_thread

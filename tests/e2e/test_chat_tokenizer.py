@@ -66,9 +66,12 @@ def test_chat_prompts_are_the_same_tokens(both: tuple[Any, ChatTokenizer]) -> No
             text = theirs.apply_chat_template(
                 chat, add_generation_prompt=generation_prompt, tokenize=False
             )
-            assert ours.apply_chat_template(
-                chat, add_generation_prompt=generation_prompt, tokenize=False
-            ) == text
+            assert (
+                ours.apply_chat_template(
+                    chat, add_generation_prompt=generation_prompt, tokenize=False
+                )
+                == text
+            )
 
 
 def test_text_encodes_and_decodes_the_same(both: tuple[Any, ChatTokenizer]) -> None:

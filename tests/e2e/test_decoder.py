@@ -140,4 +140,3 @@ asyncio.run(main())
     assert kinds == "Decoder ChatTokenizer int4"
     assert imported == "[]"
     assert "Paris" in answer
-
