@@ -82,8 +82,16 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (options such as ``--config`` follow it)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    adapters = discover_adapters()  # their tools are commands: `confab slack manifest`
+    # Their tools are commands (`confab slack manifest`); a console session serves the
+    # console alone and imports no other adapter.
+    console = _command(sys.argv[1:] if argv is None else argv) == "console"
+    adapters = discover_adapters(only=["console"] if console else None)
     parser = _parser(adapters)
     args = parser.parse_args(argv)
     if getattr(args, "left_out", None):

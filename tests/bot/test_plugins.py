@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +83,39 @@ def test_an_adapter_whose_extra_is_missing_is_left_out_with_the_pip_command(
     }
     # An install choice, not a fault: no error and no traceback in the log.
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+def test_a_console_session_imports_no_other_adapter_and_accepts_their_sections(
+    tmp_path: Path,
+) -> None:
+    """discord.py and slack-bolt cost a console start 0.15 to 0.3 s for nothing."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[bot]\n"
+        f'database_url = "sqlite+aiosqlite:///{tmp_path / "confab.db"}"\n'
+        "[knowledge]\nenabled = false\n"
+        '[model]\nbackend = "openai"\n'
+        '[model.openai]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "any"\nmax_retries = 0\n'
+        "[discord]\nenabled = true\n[slack]\nenabled = true\n"
+    )
+    script = (
+        "import sys\n"
+        "from confab.bot.cli import main\n"
+        f"status = main(['console', '--config', {str(config)!r}])\n"
+        "sdks = ('discord', 'slack_bolt', 'slack_sdk')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(sdks)), file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CONFAB_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input="!help\n",
+        capture_output=True,
+        text=True,
+        env={**environment, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")},
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "!ask" in done.stdout  # the help answered
+    assert done.stderr.strip().splitlines()[-1] == "[]"
