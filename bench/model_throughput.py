@@ -100,11 +100,15 @@ def model_folder() -> Path:
     return loadable_folder(resolve_model_path(MODEL_PATH), ModelConfig().cache_dir, print)
 
 
-def load(dtype: str, attention: str) -> tuple[Any, Any]:
+def load(dtype: str, attention: str, served: bool = False) -> tuple[Any, Any]:
+    """A transformers model in ``dtype``; ``served``, as a start serves it: a kept
+    4-bit model is read back into confab's own decoder (the first run packs and
+    keeps it), which has no ``generate``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from confab.bot.llm.compute import pick_model
     from confab.bot.llm.config import ModelConfig
+    from confab.bot.llm.packed_store import PackedStore
 
     cache = ModelConfig().cache_dir
     folder = model_folder()
@@ -113,7 +117,9 @@ def load(dtype: str, attention: str) -> tuple[Any, Any]:
     def load_model(dtype: Any) -> Any:
         return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
 
-    return pick_model(load_model, tokenizer, dtype, attention, cache, str(folder)), tokenizer
+    store = PackedStore.for_model(cache, folder, [folder]) if served else None
+    model = pick_model(load_model, tokenizer, dtype, attention, cache, str(folder), None, store)
+    return model, tokenizer
 
 
 def run_naive(model: Any, tokenizer: Any, batch: list[list[int]], offsets: list[float], new: int):
@@ -317,7 +323,7 @@ def worker(args: argparse.Namespace) -> None:
         from confab.bot.llm.engine import worker_thread
 
         ENGINE_THREAD = worker_thread()
-        model, tokenizer = ENGINE_THREAD.submit(load, args.dtype, args.attention).result()
+        model, tokenizer = ENGINE_THREAD.submit(load, args.dtype, args.attention, True).result()
     elif args.worker == "llamacpp":
         model, tokenizer = load_llamacpp()
     elif args.worker == "manager":

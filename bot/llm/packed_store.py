@@ -74,7 +74,7 @@ class PackedStore:
             model.tie_weights()
         elif (generation := _generation_config(self.config_folder)) is not None:
             model.generation_config = generation
-        return model.eval()
+        return int4.tie_head(model).eval()
 
     def _empty_model(self) -> Any:
         """A packed model of the folder's shape with nothing in its weights: confab's own

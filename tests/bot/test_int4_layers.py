@@ -103,3 +103,32 @@ def test_an_empty_layer_has_the_shape_and_dtype_the_kernel_packs_into(
         real, shell = getattr(packed, name), getattr(empty, name)
         assert shell.is_meta and shell.shape == real.shape, name
     assert empty.packed.dtype == packed.packed.dtype
+
+
+class TiedDecoder(Decoder):
+    """With an input embedding its output layer is tied to, as the bundled model's."""
+
+    def __init__(self, tied: bool) -> None:
+        super().__init__()
+        self.model.embed_tokens = torch.nn.Embedding(500, 64)
+        self.lm_head.weight = self.model.embed_tokens.weight
+        self.config = type("Config", (), {"tie_word_embeddings": tied})()
+
+
+def test_many_rows_through_a_tied_8_bit_head_use_the_embedding_and_few_the_8_bits() -> None:
+    model = int4.pack_decoder(TiedDecoder(tied=True))
+    head, embedding = model.lm_head, model.model.embed_tokens.weight
+    assert head.tied is not None and head.tied.data_ptr() == embedding.data_ptr()
+    few = torch.randn(1, int4.MAX_INT8_ROWS, 64).bfloat16()
+    many = torch.randn(1, int4.MAX_INT8_ROWS + 1, 64).bfloat16()
+    assert torch.equal(head(many), torch.nn.functional.linear(many, embedding))
+    rows = few.reshape(-1, 64)
+    kernel = torch.ops.aten._weight_int8pack_mm(rows, head.weight8, head.scales)
+    assert torch.equal(head(few), kernel.view(1, int4.MAX_INT8_ROWS, 500))
+    assert not torch.equal(head(few), torch.nn.functional.linear(few, embedding))
+    assert "tied" not in "".join(model.state_dict())  # the embedding is saved once
+
+
+def test_an_untied_head_stays_8_bit_for_any_rows() -> None:
+    model = int4.pack_decoder(TiedDecoder(tied=False))
+    assert model.lm_head.tied is None

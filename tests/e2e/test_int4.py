@@ -63,6 +63,9 @@ def test_only_the_decoders_linear_layers_are_packed(packed: Any) -> None:
     kinds = {type(m).__name__ for m in packed.model.layers.modules()}
     assert "Int4Linear" in kinds and "Linear" not in kinds
     assert isinstance(packed.lm_head, int4.Int8Linear)  # 8 bits, one scale per row
+    assert packed.lm_head.tied is packed.model.embed_tokens.weight or torch.equal(
+        packed.lm_head.tied, packed.model.embed_tokens.weight
+    )  # for batches, the bfloat16 embedding it is tied to
     assert isinstance(packed.model.embed_tokens, torch.nn.Embedding)  # the tied input: dense
     assert packed.dtype == torch.bfloat16 and int4.is_packed(packed)
 
@@ -116,6 +119,7 @@ async def test_a_kept_4_bit_model_reads_back_and_answers_exactly_like_the_packed
     store.save(packed)
     loaded = store.load()
     assert isinstance(loaded, Decoder) and int4.is_packed(loaded)
+    assert loaded.lm_head.tied is not None
     loaded.set_attn_implementation(packed.config._attn_implementation)
     engine = BatchEngine(loaded, tokenizer, window=8192, max_batch_size=1, max_queue=8)
     try:
