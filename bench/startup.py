@@ -19,8 +19,19 @@ cache (the GGUF is de-quantised and saved); warm runs reuse that cache.
 # shorter probe) cold median 21.5 s, warm median 8.0 s, peak RSS 1290 / 1133 MiB; the
 # packed store read without a file mapping (`--cold-runs 1`): cold 21.8 s, warm median
 # 6.16 s (5.31 to 6.50), peak RSS 1301 / 886 MiB.
-# A warm start is mostly imports: torch 1.6 s, the modules transformers loads
+# A warm start was mostly imports: torch 1.6 s, the modules transformers loads
 # lazily for the tokenizer and the model 3.0 s, the app's own 0.7 s.
+#
+# 2026-12-03, later (each start on a copy of a migrated database, `--cold-runs 3
+# --warm-runs 5`, load average 0.8 to 1.3): before (044475f) cold median 21.04 s,
+# warm median 5.25 s (5.10 to 5.41), peak RSS 1351 / 850 MiB; after (the kept model
+# served by bot/llm/decoder.py and bot/llm/chat_tokenizer.py without importing
+# transformers, no discord.py, slack-bolt, aiohttp or pypdf in a console start)
+# cold median 20.57 s, warm medians 3.10, 2.82 and 2.79 s in three runs of five,
+# peak RSS 1606 / 711 MiB. What is left of a warm start: the interpreter and
+# Confab's imports 0.6 s, torch 1.0 s, the app's start 0.2 s, reading the model
+# 0.5 s, then the answer itself (32 tokens, held back for the consistency check)
+# 0.6 s.
 
 from __future__ import annotations
 
