@@ -103,18 +103,24 @@ def model_folder() -> Path:
 def load(dtype: str, attention: str, served: bool = False) -> tuple[Any, Any]:
     """A transformers model in ``dtype``; ``served``, as a start serves it: a kept
     4-bit model is read back into confab's own decoder (the first run packs and
-    keeps it), which has no ``generate``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    keeps it), which has no ``generate``, and the tokenizer is read without
+    transformers where it can be (a start that imports none holds less)."""
+    from confab.bot.llm.chat_tokenizer import ChatTokenizer
     from confab.bot.llm.compute import pick_model
     from confab.bot.llm.config import ModelConfig
     from confab.bot.llm.packed_store import PackedStore
 
     cache = ModelConfig().cache_dir
     folder = model_folder()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer: Any = ChatTokenizer.from_folder(folder) if served else None
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
 
     def load_model(dtype: Any) -> Any:
+        from transformers import AutoModelForCausalLM
+
         return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
 
     store = PackedStore.for_model(cache, folder, [folder]) if served else None

@@ -1,4 +1,8 @@
-"""A local model on transformers + torch, shared by every request through the batching engine.
+"""A local model on torch, shared by every request through the batching engine.
+
+transformers loads and converts the model; a start that reads the kept 4-bit model
+serves it with confab's own decoder and tokenizer (:mod:`confab.bot.llm.decoder`,
+:mod:`confab.bot.llm.chat_tokenizer`) and never imports transformers.
 
 The event loop never waits for a forward pass: prompts are tokenised on a
 helper thread and generation runs on the engine's worker thread, which hands
@@ -10,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,10 @@ from confab.bot.llm.packed_store import PackedStore
 from confab.bot.llm.weights import Progress, loadable_folder, resolve_model_path
 
 log = logging.getLogger(__name__)
+
+# How long stopping waits for a load under way (a warm one takes about 0.5 s; a first
+# start's conversion or compute probe, each about 9 s, cannot stop half-way).
+STOP_LOADING_S = 10.0
 
 
 def _quiet_transformers() -> None:
@@ -66,6 +76,8 @@ class TransformersBackend(ModelBackend):
         self._tokenizer: Any = None
         self._engine: BatchEngine | None = None
         self._worker = worker_thread()
+        self._loading: Future[None] | None = None
+        self._stopping = threading.Event()
         self._window = 0
         self.default_params = config.sampling()
 
@@ -95,19 +107,40 @@ class TransformersBackend(ModelBackend):
 
     async def start(self) -> None:
         # Loaded on the thread that will run every forward pass (see confab.bot.llm.engine).
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self._load)
+        self._loading = self._worker.submit(self._load)
+        await asyncio.wrap_future(self._loading)
 
     async def close(self) -> None:
+        await self._stop_loading()
         if self._engine is not None:
             await asyncio.to_thread(self._engine.close)
         self._worker.shutdown(wait=False)
         self._engine = None
         self._model = self._tokenizer = None
 
+    async def _stop_loading(self) -> None:
+        """Let a load under way stop at its next step, and wait for it (up to
+        :data:`STOP_LOADING_S`): the process must not exit while the loader thread is
+        inside torch, whose teardown then aborts it ("terminate called without an
+        active exception", seen when a bot was stopped half a second into a start)."""
+        loading, self._loading = self._loading, None
+        if loading is None or loading.done():
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(loading), STOP_LOADING_S)
+        except TimeoutError:
+            log.warning("the model was still loading %g s after stopping began", STOP_LOADING_S)
+        except Exception:  # a load that fails on its way out was said where it was awaited
+            pass
+
     def _load(self) -> None:
         with LOADING:
             self._load_now()
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise ModelUnavailable("the bot stopped while the model was loading")
 
     def _load_now(self) -> None:
         import torch
@@ -123,6 +156,7 @@ class TransformersBackend(ModelBackend):
             folder = loadable_folder(model_path, self._config.cache_dir, self._progress)
             name, model_key = model_path.name, str(folder)
 
+        self._check_stopping()  # a conversion, the longest step, may have just ended
         if self._config.threads:
             torch.set_num_threads(self._config.threads)
 
@@ -141,6 +175,7 @@ class TransformersBackend(ModelBackend):
 
         try:
             self._tokenizer = _tokenizer_for(folder)
+            self._check_stopping()
             model = pick_model(
                 load_model,
                 self._tokenizer,

@@ -5,10 +5,12 @@ steps; and a start that reads the kept 4-bit model never imports transformers.""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +117,7 @@ from confab.bot.llm.config import ModelConfig
 from confab.bot.llm.transformers_backend import TransformersBackend
 
 async def main():
-    backend = TransformersBackend(ModelConfig(dtype="int4", attention="sdpa",
+    backend = TransformersBackend(ModelConfig(dtype="int4", attention="sdpa", temperature=0,
                                               cache_dir=Path({str(cache)!r})))
     await backend.start()
     question = [ChatMessage("user", "What is the capital of France?")]
@@ -133,10 +135,30 @@ asyncio.run(main())
         capture_output=True,
         text=True,
         timeout=300,
-        env={**environment, "CONFAB_MODEL__TEMPERATURE": "0"},
+        env=environment,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     kinds, imported, answer = done.stdout.split("\n", 2)
     assert kinds == "Decoder ChatTokenizer int4"
     assert imported == "[]"
     assert "Paris" in answer
+
+
+async def test_stopping_while_the_model_loads_waits_for_the_loader(tmp_path: Path) -> None:
+    """Exiting with the loader thread inside torch aborted the process; close() now
+    lets the load stop at its next step and waits for it."""
+    from confab.bot.llm.config import ModelConfig
+    from confab.bot.llm.transformers_backend import STOP_LOADING_S, TransformersBackend
+
+    backend = TransformersBackend(ModelConfig(dtype="int4", attention="sdpa"))
+    starting = asyncio.create_task(backend.start())
+    await asyncio.sleep(0.05)  # the loader thread is reading the model now
+    starting.cancel()
+    loading = backend._loading
+    assert loading is not None and not loading.done()
+    began = time.monotonic()
+    await backend.close()
+    assert time.monotonic() - began < STOP_LOADING_S
+    assert loading.done() and backend.model is None  # the loader is idle: nothing in torch
+    with pytest.raises(asyncio.CancelledError):
+        await starting
