@@ -41,6 +41,8 @@ _QUESTION_START = re.compile(
     re.IGNORECASE,
 )
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s")
+# Where _FIRST_SENTENCE splits, as stop strings for the samples.
+SENTENCE_ENDS = tuple(end + space for end in ".!?" for space in (" ", "\n"))
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 # Content words that say nothing about which fact an answer states.
 _CHATTER = FUNCTION_WORDS | frozenset(
@@ -172,6 +174,9 @@ async def checked_stream(
         params,
         temperature=settings.temperature,
         max_new_tokens=min(settings.sample_tokens, params.max_new_tokens),
+        # Only a sample's first sentence is compared: it ends there, and the answer
+        # waits for the longest first sentence instead of every sample's 32 tokens.
+        stop=(*params.stop, *SENTENCE_ENDS),
     )
     main = asyncio.create_task(answer())
     sampling = asyncio.ensure_future(

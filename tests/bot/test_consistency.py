@@ -83,3 +83,28 @@ async def test_a_fast_model_that_agrees_streams_without_a_warning() -> None:
         ]
     )
     assert text == "Dune was written by Frank Herbert."
+
+
+async def test_samples_end_at_their_first_sentence_and_are_judged_the_same() -> None:
+    """Only first sentences are compared, so the samples stop there and the answer
+    waits for the longest first sentence, not for every sample's 32 tokens."""
+    from confab.bot.checks.consistency import SENTENCE_ENDS, checked_stream
+    from confab.bot.llm.backend import ChatMessage, GenerationParams
+    from confab.bot.testing import ScriptedBackend
+
+    model = ScriptedBackend(["Dune was written by Frank Herbert.", "Frank Herbert."])
+    question = "Who wrote Dune?"
+    async for _ in checked_stream(model, [ChatMessage("user", question)], GenerationParams()):
+        pass
+    answer, *samples = model.params
+    assert answer.stop == () and len(samples) == 3
+    assert all(set(SENTENCE_ENDS) <= set(p.stop) for p in samples)
+    said = "Dune was written by Frank Herbert."
+    for sample in (
+        "Frank Herbert wrote it. In 1965 Isaac Asimov did!",
+        "It was Brian Herbert? Maybe.\nOr not",
+        "Herbert, Frank",
+    ):
+        ends = [i for i in (sample.find(end) for end in SENTENCE_ENDS) if i >= 0]
+        cut = sample[: min(ends, default=len(sample))]  # what a stopped sample holds
+        assert agreement(said, [cut], question) == agreement(said, [sample], question)
