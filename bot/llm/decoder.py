@@ -76,7 +76,6 @@ class DecoderConfig:
             heads = int(raw["num_attention_heads"])
             hidden = int(raw["hidden_size"])
             bias = _ARCHITECTURES[architectures[0]]
-            eos = raw.get("eos_token_id")
             return cls(
                 vocab_size=int(raw["vocab_size"]),
                 hidden_size=hidden,
@@ -90,9 +89,7 @@ class DecoderConfig:
                 max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
                 qkv_bias=bool(raw.get("attention_bias", False)) if bias is None else bias,
                 tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-                eos_token_id=tuple(
-                    eos if isinstance(eos, list) else [eos] if eos is not None else []
-                ),
+                eos_token_id=_token_ids(raw.get("eos_token_id")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -111,9 +108,7 @@ class GenerationSettings:
             eos = raw.get("eos_token_id") if isinstance(raw, dict) else None
         except (OSError, ValueError):
             eos = None
-        if eos is None:
-            return cls(config.eos_token_id)
-        return cls(tuple(eos) if isinstance(eos, list) else (int(eos),))
+        return cls(config.eos_token_id if eos is None else _token_ids(eos))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +314,6 @@ class Decoder(nn.Module):
             assert isinstance(layer, Layer)
             layer.self_attn.kernel = kernel
 
-    def tie_weights(self) -> None:
-        """The output layer shares the embedding's weight, as in transformers."""
-        if self.config.tie_word_embeddings and isinstance(self.lm_head, nn.Linear):
-            self.lm_head.weight = self.model.embed_tokens.weight
-
     def new_cache(self) -> LayerCache:
         return LayerCache(self.config.num_hidden_layers)
 
@@ -373,12 +363,16 @@ class Decoder(nn.Module):
 
 def _causal_suffices(padding: torch.Tensor, q_length: int, kv_length: int, past: int) -> bool:
     """transformers.masking_utils._ignore_causal_mask_sdpa, for full attention."""
-    if (q_length == 1 or kv_length == q_length) and bool(padding.sum() == padding.numel()):
+    if (q_length == 1 or kv_length == q_length) and bool(padding.all()):
         return True
-    if past == 0:
-        head, tail = padding[:, :q_length], padding[:, q_length:]
-        return bool(head.sum() == head.numel()) and bool((~tail).sum() == tail.numel())
-    return False
+    return past == 0 and bool(padding[:, :q_length].all()) and not padding[:, q_length:].any()
+
+
+def _token_ids(value: Any) -> tuple[int, ...]:
+    """A config's token id or list of them."""
+    if value is None:
+        return ()
+    return tuple(int(v) for v in value) if isinstance(value, list) else (int(value),)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

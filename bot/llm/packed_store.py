@@ -70,9 +70,11 @@ class PackedStore:
                 "the kept 4-bit model %s is unusable (%s); packing again", self.path, reason
             )
             return None
-        if isinstance(model, Decoder):
-            model.tie_weights()
-        elif (generation := _generation_config(self.config_folder)) is not None:
+        # The decoder read its generation settings; transformers' model gets its own.
+        if (
+            not isinstance(model, Decoder)
+            and (generation := _generation_config(self.config_folder)) is not None
+        ):
             model.generation_config = generation
         return int4.tie_head(model).eval()
 

@@ -35,7 +35,8 @@ def decoder_of(model: Any) -> Decoder:
         int4.empty_packed(decoder)
     missing, unexpected = decoder.load_state_dict(model.state_dict(), strict=False, assign=True)
     assert not unexpected and set(missing) <= {"lm_head.weight"}  # tied to the embedding
-    decoder.tie_weights()
+    if isinstance(decoder.lm_head, torch.nn.Linear):
+        decoder.lm_head.weight = decoder.model.embed_tokens.weight
     assert not any(t.is_meta for t in [*decoder.parameters(), *decoder.buffers()])
     return decoder.eval()
 
@@ -43,29 +44,21 @@ def decoder_of(model: Any) -> Decoder:
 def passes(model: Any, cache: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """The logits of a prefill and three greedy decoding steps, called as the engine calls."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = []
+    logits: list[torch.Tensor] = []
     with torch.inference_mode():
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        logits.append(out.logits)
-        for _ in range(3):
-            mask = torch.cat([mask, torch.ones((len(ids), 1), dtype=torch.long)], 1)
-            positions = positions[:, -1:] + 1
-            chosen = out.logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(4):
             out = model(
-                input_ids=chosen,
+                input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
                 cache=cache,
                 use_cache=True,
+                logits_to_keep=1,
             )
             logits.append(out.logits)
+            ids = out.logits[:, -1].argmax(-1, keepdim=True)
+            mask = torch.cat([mask, torch.ones((len(ids), 1), dtype=torch.long)], 1)
+            positions = positions[:, -1:] + 1
     return logits
 
 
