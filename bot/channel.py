@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from confab.bot.adapter import Adapter
+from confab.bot.audit import Audit
 from confab.bot.errors import NotAllowed, SkillError, Unsupported
 from confab.bot.messages import Message, parse_command
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.records import ChannelSettings
-
-log = logging.getLogger(__name__)
-
 
 class AdapterHistory:
     """Implements :class:`confab.bot.skill.ChannelHistory` on the adapter's history primitive."""
@@ -53,10 +50,21 @@ class AdapterHistory:
 class StoredChannelControls:
     """Implements :class:`confab.bot.skill.ChannelControls` over the channel settings store."""
 
-    def __init__(self, store: ChannelSettingsStore, message: Message, *, admin: bool) -> None:
+    def __init__(
+        self, store: ChannelSettingsStore, message: Message, *, admin: bool, audit: Audit
+    ) -> None:
         self._store = store
         self._message = message
         self._admin = admin
+        self._audit = audit
+
+    def _changed(self, what: str) -> None:
+        message = self._message
+        self._audit.changed(
+            f"{message.platform}:{message.author.id}",
+            "chat",
+            f"{what} in {message.platform}:{message.channel}",
+        )
 
     async def settings(self) -> ChannelSettings:
         return await self._store.get(self._message.platform, self._message.channel)
@@ -77,22 +85,18 @@ class StoredChannelControls:
     async def set_timezone(self, name: str | None) -> ChannelSettings:
         message = self._admin_only("change this channel's timezone")
         try:
-            return await self._store.update(message.platform, message.channel, timezone=name)
+            settings = await self._store.update(message.platform, message.channel, timezone=name)
         except ValueError:
             raise SkillError(
                 f"I don't know the timezone {name!r}; use an IANA name such as Europe/Paris."
             ) from None
+        self._changed(f"set the timezone to {name}" if name else "reset the timezone")
+        return settings
 
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
         message = self._admin_only("change this channel's system prompt")
         settings = await self._store.update(message.platform, message.channel, system_prompt=prompt)
-        log.info(
-            "%s %s the system prompt of %s/%s",
-            message.author.id,
-            "set" if prompt is not None else "cleared",
-            message.platform,
-            message.channel,
-        )
+        self._changed("set the system prompt" if prompt is not None else "cleared the system prompt")
         return settings
 
     async def set_enabled_skills(self, names: Sequence[str] | None) -> ChannelSettings:
@@ -101,23 +105,13 @@ class StoredChannelControls:
         settings = await self._store.update(
             message.platform, message.channel, enabled_skills=enabled
         )
-        log.info(
-            "%s set the skills of %s/%s to %s",
-            message.author.id,
-            message.platform,
-            message.channel,
-            "all" if enabled is None else ", ".join(enabled) or "none",
+        self._changed(
+            "set the skills to " + ("all" if enabled is None else ", ".join(enabled) or "none")
         )
         return settings
 
     async def set_training_optin(self, optin: bool) -> ChannelSettings:
         message = self._admin_only("opt this channel in or out of training")
         settings = await self._store.update(message.platform, message.channel, training_optin=optin)
-        log.info(
-            "%s opted %s/%s %s of training exports",
-            message.author.id,
-            message.platform,
-            message.channel,
-            "in" if optin else "out",
-        )
+        self._changed(f"opted {'in to' if optin else 'out of'} training exports")
         return settings

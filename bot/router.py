@@ -19,6 +19,7 @@ from typing import Any
 
 from confab.bot.adapter import Adapter
 from confab.bot.arguments import ArgumentError, parse_arguments
+from confab.bot.audit import Audit
 from confab.bot.channel import AdapterHistory, StoredChannelControls
 from confab.bot.config import RouterConfig
 from confab.bot.errors import CannotPost, ConfabError, ModelBusy, ModelTimeout, ModelUnavailable
@@ -109,9 +110,11 @@ class Router:
         knowledge: KnowledgeBase | None = None,
         state: SkillStateStore | None = None,
         metrics: Metrics | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.skills = skills
         self.metrics = metrics if metrics is not None else Metrics()
+        self.audit = audit if audit is not None else Audit()  # changes made from chat
         self.model = model
         self.models = models  # the model chosen per channel; without it, ``model`` everywhere
         # A skill's own model (``[skills.NAME] model``) by name; without it, as above.
@@ -465,12 +468,13 @@ class Router:
             bot_name=self.bot_name,
             privacy=StoredPrivacy(self.store, self.state, message, admin=admin),
             history=AdapterHistory(adapter, message, self.config.prefixes, self._is_command),
-            channel=StoredChannelControls(self.settings, message, admin=admin),
+            channel=StoredChannelControls(self.settings, message, admin=admin, audit=self.audit),
             schedule=ChannelSchedule(
                 self.scheduler,
                 message,
                 self.settings,
                 admin=admin,
+                audit=self.audit,
                 default_timezone=self.timezone,
                 is_skill=self._is_command,
             ),

@@ -268,6 +268,11 @@ class Schedule(Protocol):
         """Remove a job of this channel (its owner's or, for admins, anyone's)."""
         ...
 
+    async def pause(self, job_id: str, *, paused: bool = True) -> ScheduledJob:
+        """Pause a job of this channel (``paused=False``: resume it), as :meth:`remove`
+        allows; a paused job keeps its place and runs again once resumed."""
+        ...
+
     async def zone(self) -> ZoneInfo:
         """The channel's timezone (its settings, else ``bot.timezone``)."""
         ...

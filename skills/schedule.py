@@ -1,8 +1,8 @@
 """``schedule`` and ``remind``: skills on a timetable, and reminders, in this channel.
 
 ``!schedule add "0 9 * * 1-5" summarise 24h``, ``!schedule add daily 09:00
-summarise``, ``!schedule list``, ``!schedule remove ID``; ``!remind in 2h
-<text>``, ``!remind at 14:30 <text>``. Times are in the channel's timezone.
+summarise``, ``!schedule list``, ``!schedule pause ID``, ``!schedule resume ID``,
+``!schedule remove ID``; ``!remind in 2h <text>``, ``!remind at 14:30 <text>``. Times are in the channel's timezone.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ScheduleSkill(Skill):
     help = "Run a command here on a timetable (admins), list or remove jobs."
     usage = (
         'add "<cron>"|daily HH:MM|weekly mon HH:MM|every 30m <command> [args] '
-        "| list | remove ID | timezone [NAME]"
+        "| list | pause ID | resume ID | remove ID | timezone [NAME]"
     )
     admin_commands = ("add", "timezone NAME")
 
@@ -74,13 +74,17 @@ class ScheduleSkill(Skill):
         elif action == "remove" and rest.strip():
             job = await ctx.schedule.remove(rest.strip())
             await ctx.reply(f"Removed `{job.id}`: {_what(job)}.")
+        elif action in ("pause", "resume") and rest.strip():
+            job = await ctx.schedule.pause(rest.strip(), paused=action == "pause")
+            zone = await ctx.schedule.zone()
+            await ctx.reply(f"{action.capitalize()}d `{job.id}`: {_what(job)}; {_when(job, zone)}.")
         else:
             p = ctx.prefix
             await ctx.reply(
                 f'Usage: `{p}schedule add "0 9 * * 1-5" summarise 24h`, '
                 f"`{p}schedule add daily 09:00 summarise`, `{p}schedule add weekly mon 09:00 "
                 f"summarise 7d`, `{p}schedule add every 30m ping`; `{p}schedule list`; "
-                f"`{p}schedule remove ID`; `{p}schedule timezone Europe/Paris` (admins)."
+                f"`{p}schedule pause ID`, `resume ID`, `remove ID`; `{p}schedule timezone Europe/Paris` (admins)."
             )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from confab.bot.audit import Audit
 from confab.bot.errors import NotAllowed, SkillError
 from confab.bot.messages import Message
 from confab.bot.scheduling.jobs import JobSpec, ScheduledJob
@@ -32,9 +33,11 @@ class ChannelSchedule:
         settings: ChannelSettingsStore,
         *,
         admin: bool,
+        audit: Audit,
         default_timezone: str,
         is_skill: Callable[[str], bool],
     ) -> None:
+        self._audit = audit
         self._scheduler = scheduler
         self._message = message
         self._settings = settings
@@ -62,12 +65,14 @@ class ChannelSchedule:
             raise SkillError("Say which command to run after the schedule, e.g. `summarise`.")
         if not self._is_skill(skill):
             raise SkillError(f"There is no command `{_quotable(skill, 32)}` to schedule.")
-        return await asyncio.to_thread(
+        job = await asyncio.to_thread(
             scheduler.add,
             self._spec(skill=skill, args=args.strip()),
             when.trigger,
             when.description,
         )
+        self._changed(f"scheduled job {job.id} ({skill}, {when.description})")
+        return job
 
     async def remind(self, text: str) -> ScheduledJob:
         scheduler = self._running()
@@ -82,8 +87,25 @@ class ChannelSchedule:
         return self._running().jobs(self._message.platform, self._message.channel)
 
     async def remove(self, job_id: str) -> ScheduledJob:
+        job = self._own_job(job_id, "remove")
+        if not await asyncio.to_thread(self._running().remove, job.id):
+            raise SkillError(f"Job `{job.id}` has just run or was removed already.")
+        self._changed(f"removed job {job.id}")
+        return job
+
+    async def pause(self, job_id: str, *, paused: bool = True) -> ScheduledJob:
+        job = self._own_job(job_id, "pause" if paused else "resume")
         scheduler = self._running()
-        job = scheduler.get(job_id.strip().lower())
+        change = scheduler.pause_job if paused else scheduler.resume_job
+        changed = await asyncio.to_thread(change, job.id)
+        if changed is None:
+            raise SkillError(f"Job `{job.id}` has just run or was removed already.")
+        self._changed(f"{'paused' if paused else 'resumed'} job {job.id}")
+        return changed
+
+    def _own_job(self, job_id: str, what: str) -> ScheduledJob:
+        """The job of this channel named ``job_id``, if the author may ``what`` it."""
+        job = self._running().get(job_id.strip().lower())
         message = self._message
         if job is None or (job.spec.platform, job.spec.channel) != (
             message.platform,
@@ -92,12 +114,18 @@ class ChannelSchedule:
             raise SkillError(f"There is no job `{_quotable(job_id, 16)}` in this channel.")
         if job.spec.owner_id != message.author.id and not self._admin:
             raise NotAllowed(
-                "Only its owner or an admin can remove that job.",
-                f"{message.author.id} may not remove job {job.id} of {job.spec.owner_id}",
+                f"Only its owner or an admin can {what} that job.",
+                f"{message.author.id} may not {what} job {job.id} of {job.spec.owner_id}",
             )
-        if not await asyncio.to_thread(scheduler.remove, job.id):
-            raise SkillError(f"Job `{job.id}` has just run or was removed already.")
         return job
+
+    def _changed(self, what: str) -> None:
+        message = self._message
+        self._audit.changed(
+            f"{message.platform}:{message.author.id}",
+            "chat",
+            f"{what} in {message.platform}:{message.channel}",
+        )
 
     def _spec(self, **what: str) -> JobSpec:
         message = self._message

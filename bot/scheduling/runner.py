@@ -207,12 +207,15 @@ class JobScheduler:
         log.info("scheduled job %s (%s) in %s/%s", job_id, description, spec.platform, spec.channel)
         return ScheduledJob(job_id, spec, job.next_run_time, description)
 
-    def jobs(self, platform: str, channel: str) -> list[ScheduledJob]:
-        """This channel's jobs (its threads included), soonest first."""
+    def jobs(self, platform: str | None = None, channel: str | None = None) -> list[ScheduledJob]:
+        """This channel's jobs (its threads included), or every channel's when none is
+        named; soonest first, paused ones last."""
         found = []
         for job in self._scheduler.get_jobs():
             listed = _listed(job)
-            if listed is not None and (listed.spec.platform, listed.spec.channel) == (
+            if listed is None:
+                continue
+            if platform is None or (listed.spec.platform, listed.spec.channel) == (
                 platform,
                 channel,
             ):
@@ -227,6 +230,22 @@ class JobScheduler:
             log.warning("scheduled job %s cannot be read", job_id, exc_info=True)
             return None
         return _listed(job) if job is not None else None
+
+    def pause_job(self, job_id: str) -> ScheduledJob | None:
+        """Stop a job from running until :meth:`resume_job`; None when it is gone."""
+        try:
+            self._scheduler.pause_job(job_id)
+        except JobLookupError:
+            return None
+        return self.get(job_id)
+
+    def resume_job(self, job_id: str) -> ScheduledJob | None:
+        """Run a paused job again from its next due time; None when it is gone."""
+        try:
+            self._scheduler.resume_job(job_id)
+        except JobLookupError:
+            return None
+        return self.get(job_id)
 
     def remove(self, job_id: str) -> bool:
         """Remove a job; False when it was already gone (it ran, or another process)."""

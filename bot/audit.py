@@ -1,0 +1,51 @@
+"""Changes to how the bot behaves, each logged once with who made it and from where.
+
+Every channel setting, skill switch, scheduled job, model choice and knowledge
+document an operator changes, from chat, the command line or the admin page, is
+one INFO record of the ``confab.audit`` logger: ``<who> (<where>): <what>``.
+The latest records are also kept in memory for the admin page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+log = logging.getLogger("confab.audit")
+
+KEPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change: who made it (``web-admin:alice``, ``discord:1234``, ``cli:root``),
+    through what (``admin page``, ``chat``, ``command line``), and what it was."""
+
+    who: str
+    via: str
+    what: str
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Audit:
+    """Logs each change and keeps the latest :data:`KEPT` of them."""
+
+    def __init__(self, kept: int = KEPT) -> None:
+        self._latest: deque[Change] = deque(maxlen=kept)
+
+    def changed(self, who: str, via: str, what: str) -> Change:
+        change = Change(who, via, what)
+        self._latest.append(change)
+        log.info("%s (%s): %s", who, via, what)
+        return change
+
+    def latest(self) -> list[Change]:
+        """The changes kept, newest first."""
+        return list(reversed(self._latest))
+
+
+def changed(who: str, via: str, what: str) -> None:
+    """Log a change made where no :class:`Audit` is at hand (a CLI command)."""
+    log.info("%s (%s): %s", who, via, what)
