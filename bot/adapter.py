@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
@@ -213,6 +213,11 @@ class Adapter(ABC):
         raise Unsupported(
             "I can't read files here.", f"{self.platform} adapter: download {attachment.name!r}"
         )
+
+    def http_application(self) -> tuple[str, Any] | None:
+        """A path and an aiohttp ``web.Application`` the app's HTTP server (``[web]``)
+        mounts there (the web chat's page), or None for an adapter without pages."""
+        return None
 
     async def link(self, channel: str, message_id: str, *, thread: str | None = None) -> str | None:
         """A URL that opens this message on the platform, or None where there is none

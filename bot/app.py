@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from confab.bot.adapter import Adapter, AdapterContext
+from confab.bot.audit import Audit
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import Config, check_plugins
 from confab.bot.errors import ConfabError, ConfigError
@@ -131,7 +132,10 @@ class App:
         self.metrics.observe(
             lambda: self.database, lambda: self.models.backends if self.models else []
         )
-        self.web: WebServer | None = None  # /healthz and /metrics, while serving ([web])
+        self.web: WebServer | None = None  # /healthz, /metrics and the pages, while serving
+        self.audit = Audit()  # changes made from chat and the admin page
+        self.settings: ChannelSettingsStore | None = None
+        self.served: ServedModels | None = None
         self.shutdown_grace_s = (
             shutdown_grace_s if shutdown_grace_s is not None else config.bot.shutdown_grace_s
         )
@@ -168,8 +172,8 @@ class App:
         )
         self.retention.start()
         self.knowledge = await self._start_knowledge(self.database)
-        settings = ChannelSettingsStore(self.database)
-        served = ServedModels(self.database, settings)
+        settings = self.settings = ChannelSettingsStore(self.database)
+        served = self.served = ServedModels(self.database, settings)
         self.models = ModelPool(
             model_resolver(self.config, self._progress),
             served.own_choice,
@@ -219,6 +223,7 @@ class App:
             timezone=self.config.bot.timezone,
             knowledge=self.knowledge,
             metrics=self.metrics,
+            audit=self.audit,
         )
         self.in_flight = InFlight(
             self.router.handle,
@@ -315,11 +320,8 @@ class App:
         then drain the answers under way while the adapters are still connected."""
         assert self.in_flight is not None
         handle = self.in_flight.handle
-        if self.config.web.enabled and self.web is None:
-            from confab.bot.web import WebServer
-
-            self.web = WebServer(self.config.web, self.health, self.metrics)
-            await self.web.start()
+        if self.web is None:
+            await self._start_web()
         tasks = {
             asyncio.create_task(adapter.run(handle), name=adapter.platform): adapter
             for adapter in self.adapters
@@ -364,6 +366,49 @@ class App:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+    async def _start_web(self) -> None:
+        """Serve ``[web]`` when it is on, or when an enabled adapter has pages (the web
+        chat); the admin page joins them when its credential is set."""
+        pages = dict(
+            mounted for adapter in self.adapters if (mounted := adapter.http_application())
+        )
+        admin = self._admin_pages()
+        if admin is not None:
+            pages["/admin"] = admin
+        if not (self.config.web.enabled or pages):
+            return
+        from confab.bot.web import WebServer
+
+        self.web = WebServer(self.config.web, self.health, self.metrics, pages)
+        await self.web.start()
+
+    def _admin_pages(self) -> Any:
+        from confab.bot.admin.auth import Credential
+
+        credential = Credential.from_config(self.config.web)
+        if credential is None:
+            return None
+        from confab.bot.admin.desk import AdminDesk
+        from confab.bot.admin.figures import LiveFigures
+        from confab.bot.admin.pages import AdminPages
+        from confab.storage.browse import ConversationBrowser
+
+        assert self.database and self.settings and self.served and self.router
+        desk = AdminDesk(
+            config=self.config,
+            browser=ConversationBrowser(self.database),
+            settings=self.settings,
+            served=self.served,
+            skills=self.router.skills.infos,
+            scheduler=self.scheduler,
+            knowledge=self.knowledge,
+            audit=self.audit,
+        )
+        figures = LiveFigures(self.metrics)
+        return AdminPages(
+            desk, credential, self.config.web, figures, self.config.bot.name
+        ).application()
 
     async def _wait_for_stop_request(self) -> None:
         await self._stopping.wait()

@@ -168,16 +168,34 @@ class KnowledgeConfig(Section):
 
 
 class WebConfig(Section):
-    # One HTTP server for operators: GET /healthz and GET /metrics (Prometheus).
+    # One HTTP server: GET /healthz and GET /metrics (Prometheus), the web chat
+    # (when "web" is in bot.adapters) and the admin page (when its credential is set).
     enabled: bool = False
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=0, le=65_535)  # 0: any free port (the log says which)
+    # The admin page (/admin/) is off unless one of these is set: a token in the
+    # environment variable named here, or a hash from `confab admin hash-password`.
+    admin_token_env: str = "CONFAB_ADMIN_TOKEN"
+    admin_password_hash: str = ""
+    session_ttl_s: float = Field(8 * 3600, gt=0, le=30 * 24 * 3600)
+    # Failed logins allowed per client address within login_window_s; then refused.
+    login_attempts: int = Field(5, ge=1, le=1000)
+    login_window_s: float = Field(300.0, gt=0, le=86_400)
+    # Mark the admin cookie Secure: set it when the page is served over HTTPS (a proxy).
+    secure_cookies: bool = False
 
     @field_validator("host")
     @classmethod
     def _bare_host(cls, value: str) -> str:
         if value != value.strip() or "://" in value or "/" in value:
             raise ValueError("must be a host name or IP address, such as 127.0.0.1 or 0.0.0.0")
+        return value
+
+    @field_validator("admin_password_hash")
+    @classmethod
+    def _password_hash(cls, value: str) -> str:
+        if value and not value.startswith("scrypt$"):
+            raise ValueError("must be a hash printed by `confab admin hash-password`")
         return value
 
 
@@ -261,6 +279,8 @@ def build_config_model(
     skills_model = create_model("SkillsConfig", __base__=Section, **skill_fields)
     adapter_fields: dict[str, Any] = {}
     for name, model in (adapters or {}).items():
+        if name in CORE_SECTIONS and Config.model_fields[name].annotation is model:
+            continue  # the web chat takes [web], the section of the server it is served by
         if name in CORE_SECTIONS:
             raise ConfigError(f"adapter name {name!r} clashes with a core config section")
         adapter_fields[name] = _field_for(model)

@@ -116,10 +116,14 @@ async def _serving(config: Config, registry: ModelRegistry) -> Serving:
     database = Database(config.bot.database_url)
     try:
         await database.upgrade()
-        served = ServedModels(database)
-        default, overrides = await served.default(), await served.overrides()
+        return await serving_of(ServedModels(database), config, registry)
     finally:
         await database.close()
+
+
+async def serving_of(served: ServedModels, config: Config, registry: ModelRegistry) -> Serving:
+    """What ``served`` says is served, each choice looked up in ``registry``."""
+    default, overrides = await served.default(), await served.overrides()
     return Serving(
         (default, _entry(registry, default)) if default is not None else None,
         registry.configured(config.model),
@@ -140,11 +144,11 @@ async def _list(config: Config, registry: ModelRegistry) -> int:
     rows = [
         (
             f.entry.name,
-            _kind(f.entry),
-            _parameters(f),
+            kind_label(f.entry),
+            parameters_label(f),
             f.dtype or "?",
             _when(f.created_at),
-            _last_scores(f),
+            last_scores(f),
             ", ".join(serving.where(f.entry)) or "-",
         )
         for f in facts
@@ -166,7 +170,7 @@ async def _show(config: Config, registry: ModelRegistry, name: str) -> int:
     facts, serving = await asyncio.to_thread(model_facts, entry), await _serving(config, registry)
     lines = [
         entry.name,
-        f"  kind: {_kind(entry)}",
+        f"  kind: {kind_label(entry)}",
         f"  path: {entry.path}",
     ]
     if entry.name in PACKAGED:
@@ -247,7 +251,7 @@ def _channel(text: str) -> tuple[str, str]:
     return platform, channel
 
 
-def _kind(entry: ModelEntry) -> str:
+def kind_label(entry: ModelEntry) -> str:
     """The kind column: for a packaged model, which model it is ("bundled GGUF" alone
     does not say)."""
     kind = KIND_NAMES[entry.kind]
@@ -255,7 +259,7 @@ def _kind(entry: ModelEntry) -> str:
     return f"{kind}: {shipped.model}" if shipped is not None else kind
 
 
-def _parameters(facts: ModelFacts) -> str:
+def parameters_label(facts: ModelFacts) -> str:
     if facts.parameters is None:
         return "?"
     text = _count(facts.parameters)
@@ -297,7 +301,7 @@ def _training(metadata: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _last_scores(facts: ModelFacts) -> str:
+def last_scores(facts: ModelFacts) -> str:
     if not facts.evaluations:
         return "-"
     run = facts.evaluations[-1]

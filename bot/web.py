@@ -1,4 +1,6 @@
-"""The operators' HTTP server (``[web]``): ``GET /healthz`` and ``GET /metrics``.
+"""The app's HTTP server (``[web]``): ``GET /healthz``, ``GET /metrics``, and the
+pages mounted on it: the web chat at ``/chat/`` and the admin page at ``/admin/``,
+with their shared files at ``/static/``. ``/`` leads to the chat where it is on.
 
 ``/healthz`` answers 200 with each part's status as JSON while the bot is up (a
 model still loading included, see :mod:`confab.bot.health`), 503 with the same
@@ -13,7 +15,7 @@ parse is one warning line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -38,10 +40,13 @@ class WebServer:
         config: WebConfig,
         health: Callable[[], Awaitable[Health]],
         metrics: PrometheusMetrics,
+        pages: Mapping[str, web.Application] | None = None,
     ) -> None:
+        """``pages``: sub-applications by the path they are mounted at (``/chat``)."""
         self.config = config
         self._health = health
         self._metrics = metrics
+        self._pages = dict(pages or {})
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the port listened on, once started (for port 0)
 
@@ -51,6 +56,13 @@ class WebServer:
         )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
+        if self._pages:
+            from confab.bot.webui import STATIC
+
+            app.router.add_static("/static/", STATIC, append_version=False)
+            app.router.add_get("/", self._index)
+            for path, page in self._pages.items():
+                app.add_subapp(path, page)
         return app
 
     async def start(self) -> None:
@@ -69,7 +81,10 @@ class WebServer:
             ) from None
         self._runner = runner
         self.port = _bound_port(runner, self.config.port)
-        log.info("serving /healthz and /metrics at http://%s:%d", self.config.host, self.port)
+        pages = "".join(f", {path}/" for path in self._pages)
+        log.info(
+            "serving /healthz and /metrics%s at http://%s:%d", pages, self.config.host, self.port
+        )
 
     async def stop(self) -> None:
         """Stop listening and close open connections. Safe to repeat."""
@@ -80,6 +95,9 @@ class WebServer:
     async def _healthz(self, _request: web.Request) -> web.Response:
         health = await self._health()
         return web.json_response(health.as_json(), status=200 if health.ok else 503)
+
+    async def _index(self, _request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"{next(iter(self._pages))}/")
 
     async def _metrics_text(self, _request: web.Request) -> web.Response:
         response = web.Response(body=self._metrics.render())
