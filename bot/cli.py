@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from confab.bot.adapter import Adapter, AdapterContext, EmptyChannelLog
+from confab.bot.admin.commands import ADMIN_COMMANDS, add_admin_commands, run_admin_command
 from confab.bot.completion import (
     COMPLETION_COMMANDS,
     add_completion_commands,
@@ -65,6 +66,7 @@ def _parser(adapters: AdapterCatalog | None = None) -> argparse.ArgumentParser:
     add_kb_commands(commands, common)
     add_new_commands(commands)
     add_init_commands(commands)
+    add_admin_commands(commands)
     add_completion_commands(commands)
     for platform, adapter in (adapters.adapters if adapters else {}).items():
         if not adapter.tools:
@@ -103,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_init_command(args, adapters.adapters, left_out=adapters.failed)
     if args.command in COMPLETION_COMMANDS:
         return run_completion_command(args, parser)
+    if args.command in ADMIN_COMMANDS:  # needs no config
+        try:
+            return run_admin_command(args)
+        except ConfabError as error:
+            print(f"confab: {error}", file=sys.stderr)
+            return 2
     redactor: SecretRedactor | None = None
     json_log = False
     try:

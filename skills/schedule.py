@@ -2,7 +2,8 @@
 
 ``!schedule add "0 9 * * 1-5" summarise 24h``, ``!schedule add daily 09:00
 summarise``, ``!schedule list``, ``!schedule pause ID``, ``!schedule resume ID``,
-``!schedule remove ID``; ``!remind in 2h <text>``, ``!remind at 14:30 <text>``. Times are in the channel's timezone.
+``!schedule remove ID``; ``!remind in 2h <text>``, ``!remind at 14:30 <text>``.
+Times are in the channel's timezone.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class ScheduleSkill(Skill):
                 f'Usage: `{p}schedule add "0 9 * * 1-5" summarise 24h`, '
                 f"`{p}schedule add daily 09:00 summarise`, `{p}schedule add weekly mon 09:00 "
                 f"summarise 7d`, `{p}schedule add every 30m ping`; `{p}schedule list`; "
-                f"`{p}schedule pause ID`, `resume ID`, `remove ID`; `{p}schedule timezone Europe/Paris` (admins)."
+                f"`{p}schedule pause ID`, `resume ID`, `remove ID`; "
+                f"`{p}schedule timezone Europe/Paris` (admins)."
             )
 
 

@@ -91,9 +91,9 @@ class ConversationBrowser:
             rows = (await session.execute(query)).all()
         return [_summary(row, turns, last_at) for row, turns, last_at in rows]
 
-    async def conversation(self, conversation_id: int, *, limit: int = 200) -> tuple[
-        ConversationSummary | None, list[StoredTurn]
-    ]:
+    async def conversation(
+        self, conversation_id: int, *, limit: int = 200
+    ) -> tuple[ConversationSummary | None, list[StoredTurn]]:
         """One conversation and its latest ``limit`` turns, oldest first."""
         async with self._database.reading() as session:
             row = await session.get(ConversationRow, conversation_id)

@@ -19,6 +19,7 @@ nobody else can reach.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -57,7 +58,7 @@ class Shown:
 
     @property
     def html(self) -> Markup:
-        return Markup(rendered(self.text))  # noqa: S704 - escaped by the renderer
+        return Markup(rendered(self.text))
 
     @property
     def time(self) -> str:
@@ -77,10 +78,8 @@ class Visitor:
         self.channel = channel
 
     async def send(self, fragment: str) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the tab went away
             await self.socket.send_str(fragment)
-        except (ConnectionError, RuntimeError):  # the tab went away meanwhile
-            pass
 
 
 class WebAdapter(Adapter):
@@ -99,9 +98,7 @@ class WebAdapter(Adapter):
         self._handler: MessageHandler | None = None
         self._stopped = asyncio.Event()
         self._handling: set[asyncio.Task[None]] = set()
-        self._mention = re.compile(
-            rf"(?<![\w@])@{re.escape(context.bot_name)}\b", re.IGNORECASE
-        )
+        self._mention = re.compile(rf"(?<![\w@])@{re.escape(context.bot_name)}\b", re.IGNORECASE)
 
     # -- the platform session --------------------------------------------------------
 
@@ -280,8 +277,7 @@ class WebAdapter(Adapter):
                 self._keep(root)
                 count = f"{root.replies} {'reply' if root.replies == 1 else 'replies'}"
                 fragment += (
-                    f'<span class="replies" id="r-{root.id}" hx-swap-oob="outerHTML">'
-                    f"{count}</span>"
+                    f'<span class="replies" id="r-{root.id}" hx-swap-oob="outerHTML">{count}</span>'
                 )
         await self._broadcast(shown.channel, fragment)
 

@@ -23,7 +23,7 @@ def _highlighted(code: str, language: str, _attributes: str) -> str:
         lexer = get_lexer_by_name(language.split()[0])
     except ClassNotFound:
         return ""
-    body = highlight(code, lexer, HtmlFormatter(nowrap=True))
+    body: str = highlight(code, lexer, HtmlFormatter(nowrap=True))
     return f'<pre class="{CODE_CLASS}"><code>{body}</code></pre>'
 
 
@@ -40,7 +40,8 @@ def _parser() -> MarkdownIt:
 
 def rendered(text: str) -> str:
     """``text`` (chat Markdown) as an HTML fragment."""
-    return _parser().render(text)
+    html: str = _parser().render(text)
+    return html
 
 
 @functools.cache

@@ -67,7 +67,9 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS)
+    return web.Response(
+        text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS
+    )
 
 
 async def _page(request: web.Request) -> web.Response:

@@ -23,6 +23,8 @@ from confab.bot.cli import render_config
 from confab.bot.config import WebConfig
 from confab.bot.errors import ConfabError
 from confab.bot.webui import SECURITY_HEADERS, templates
+from confab.storage.browse import ConversationSummary
+from confab.storage.conversations import StoredTurn
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +185,8 @@ class AdminPages:
         platform = request.query.get("platform", "") or None
         query = request.query.get("q", "").strip()[:200]
         chosen = request.query.get("id", "")
-        opened, turns = None, []
+        opened: ConversationSummary | None = None
+        turns: list[StoredTurn] = []
         if chosen.isdigit():
             opened, turns = await browser.conversation(int(chosen))
         return self.page(
@@ -326,7 +329,9 @@ def _quoted(text: str) -> str:
 
 
 def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS)
+    return web.Response(
+        text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS
+    )
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -342,7 +347,11 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     pages = request.app[PAGES]
     login = request.path.rstrip("/").endswith("/login")
     if request.method == "POST" and not _same_origin(request):
-        log.warning("admin: refused a %s from another site (%s)", request.path, request.headers.get("Origin"))
+        log.warning(
+            "admin: refused a %s from another site (%s)",
+            request.path,
+            request.headers.get("Origin"),
+        )
         raise web.HTTPForbidden(text="cross-site request refused")
     if login:
         if request.method == "POST":

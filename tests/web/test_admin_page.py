@@ -65,9 +65,7 @@ async def test_a_skill_switched_off_for_a_channel_is_refused_there_in_chat(
         await other.locator(".channel textarea").press("Enter")
         await expect(other.locator("article.message.bot .body").last).to_have_text("pong")
         await admin.goto(f"{served.url}/admin/changes")
-        await expect(admin.locator("table")).to_contain_text(
-            "switched ping off in web:general"
-        )
+        await expect(admin.locator("table")).to_contain_text("switched ping off in web:general")
         await expect(admin.locator("table")).to_contain_text("web-admin:grace")
 
 
@@ -96,9 +94,7 @@ async def test_the_admin_page_is_off_without_a_credential(
         assert status == 404
 
 
-async def test_a_change_without_the_session_token_is_refused(
-    browser: Browser, db_url: str
-) -> None:
+async def test_a_change_without_the_session_token_is_refused(browser: Browser, db_url: str) -> None:
     async with serving(db_url, ScriptedBackend(), extra=WEB, overrides=ADMIN) as served:
         page = await browser.new_page()
         await _log_in(page, served)
@@ -114,10 +110,14 @@ async def test_a_change_without_the_session_token_is_refused(
         assert (await settings.get("web", "general")).enabled_skills is None
 
 
-async def test_every_admin_view(browser: Browser, db_url: str, screenshots: Path, tmp_path: Path) -> None:
+async def test_every_admin_view(
+    browser: Browser, db_url: str, screenshots: Path, tmp_path: Path
+) -> None:
     overrides = {**ADMIN, "knowledge": {"enabled": True}}
-    async with serving(db_url, ScriptedBackend(["Stand-ups are at 9:30."]), extra=WEB, overrides=overrides) as served:
-        served.keyboard.type('!schedule add every 30m summarise 1h')
+    async with serving(
+        db_url, ScriptedBackend(["Stand-ups are at 9:30."]), extra=WEB, overrides=overrides
+    ) as served:
+        served.keyboard.type("!schedule add every 30m summarise 1h")
         chat = await _chat(browser, served)
         await chat.locator(".channel textarea").fill("when is the stand-up?")
         await chat.locator(".channel textarea").press("Enter")
@@ -150,7 +150,9 @@ async def test_every_admin_view(browser: Browser, db_url: str, screenshots: Path
         await page.select_option("select[name=name]", "bundled")
         await page.fill("input[name=channel]", "web:general")
         await page.click("text=Use")
-        await expect(page.locator("[role=status]")).to_have_text("bundled now answers in web:general.")
+        await expect(page.locator("[role=status]")).to_have_text(
+            "bundled now answers in web:general."
+        )
         assert await served.app.served.own_choice("web", "general") == "bundled"  # type: ignore[union-attr]
         await page.screenshot(path=screenshots / "admin-models.png", full_page=True)
 
@@ -173,7 +175,12 @@ async def test_every_admin_view(browser: Browser, db_url: str, screenshots: Path
         await page.screenshot(path=screenshots / "admin-config.png", full_page=True)
 
         await page.goto(f"{served.url}/admin/changes")
-        for change in ("paused job", "removed job", "chose bundled in web:general", "added document handbook.md"):
+        for change in (
+            "paused job",
+            "removed job",
+            "chose bundled in web:general",
+            "added document handbook.md",
+        ):
             await expect(page.locator("table")).to_contain_text(change)
         await expect(page.locator("table")).to_contain_text("console:you")  # the job, from chat
         await page.screenshot(path=screenshots / "admin-changes.png", full_page=True)

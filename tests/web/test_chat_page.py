@@ -11,7 +11,10 @@ from confab.bot.testing import ScriptedBackend
 from tests.bot.web_helpers import Served, serving
 
 WEB = {"web": (WebAdapter, WebAdapter)}
-ANSWER = "Here is **bold** advice and some code:\n\n```python\nprint('hi')\n```\nThat is all for now, friend."
+ANSWER = (
+    "Here is **bold** advice and some code:\n\n```python\nprint('hi')\n```\n"
+    "That is all for now, friend."
+)
 
 
 async def _join(browser: Browser, served: Served, name: str, channel: str = "general") -> Page:
@@ -71,13 +74,19 @@ async def test_two_tabs_in_a_channel_see_each_other_and_share_threads(
         assert await alice.locator("article.message.bot").count() == 0
         assert await elsewhere.locator("#messages article").count() == 0
         # Bob answers alice's message in a thread, asking the bot there too.
-        await bob.locator("article", has_text="morning, bob").locator("text=reply in thread").click()
+        await (
+            bob.locator("article", has_text="morning, bob").locator("text=reply in thread").click()
+        )
         await _say(bob, "@Confab note the stand-up", ask=False, where="#thread")
         await expect(bob.locator("#thread")).to_contain_text("Noted.")
-        await expect(alice.locator("article", has_text="morning, bob").locator(".replies")).to_have_text(
-            "2 replies"
+        await expect(
+            alice.locator("article", has_text="morning, bob").locator(".replies")
+        ).to_have_text("2 replies")
+        await (
+            alice.locator("article", has_text="morning, bob")
+            .locator("text=reply in thread")
+            .click()
         )
-        await alice.locator("article", has_text="morning, bob").locator("text=reply in thread").click()
         await expect(alice.locator("#thread")).to_contain_text("note the stand-up")
         await expect(alice.locator("#thread")).to_contain_text("Noted.")
         assert "Noted." not in await alice.locator("#messages").inner_text()
@@ -85,7 +94,10 @@ async def test_two_tabs_in_a_channel_see_each_other_and_share_threads(
 
 
 async def test_a_message_of_html_and_script_shows_as_text(browser: Browser, db_url: str) -> None:
-    attack = '<img src=x onerror="window.hacked=1"><script>window.hacked=2</script> [x](javascript:window.hacked=3)'
+    attack = (
+        '<img src=x onerror="window.hacked=1"><script>window.hacked=2</script> '
+        "[x](javascript:window.hacked=3)"
+    )
     async with serving(db_url, ScriptedBackend([attack]), extra=WEB) as served:
         page = await _join(browser, served, '<i onclick="hacked=4">m</i>')
         await _say(page, attack)
@@ -94,7 +106,12 @@ async def test_a_message_of_html_and_script_shows_as_text(browser: Browser, db_u
         mine = page.locator("article.message:not(.bot)")
         await expect(mine.locator(".body")).to_contain_text('<img src=x onerror="window.hacked=1">')
         await expect(mine.locator(".meta b")).to_have_text('<i onclick="hacked=4">m</i>')
-        assert await page.locator("#messages img, #messages script, #messages a[href^=javascript]").count() == 0
+        assert (
+            await page.locator(
+                "#messages img, #messages script, #messages a[href^=javascript]"
+            ).count()
+            == 0
+        )
         await page.click("article.message .meta b")
         assert await page.evaluate("window.hacked") is None
 
