@@ -153,6 +153,9 @@ class App:
             self._enabled,
             self._catalog.failed,
         )
+        from confab.bot.admin.auth import Credential
+
+        Credential.from_config(self.config.web)  # a token too short stops the start here
         if self.config.model.backend == "transformers" and (missing := local_model_missing()):
             raise MissingExtra(
                 "The model is not installed on this server.",

@@ -8,7 +8,9 @@ The latest records are also kept in memory for the admin page.
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +48,10 @@ class Audit:
         return list(reversed(self._latest))
 
 
-def changed(who: str, via: str, what: str) -> None:
-    """Log a change made where no :class:`Audit` is at hand (a CLI command)."""
-    log.info("%s (%s): %s", who, via, what)
+def changed_from_cli(what: str) -> None:
+    """Log a change a ``confab`` command made, naming the account that ran it."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # a container's uid without a passwd entry
+        who = f"uid {os.getuid()}"
+    log.info("cli:%s (command line): %s", who, what)

@@ -285,7 +285,8 @@ def build_config_model(
             raise ConfigError(f"adapter name {name!r} clashes with a core config section")
         adapter_fields[name] = _field_for(model)
     for name in left_out:
-        adapter_fields.setdefault(name, (dict[str, Any] | None, None))
+        if name not in CORE_SECTIONS:  # the web chat's [web] is the server's, always there
+            adapter_fields.setdefault(name, (dict[str, Any] | None, None))
     built: type[Config] = create_model(
         "Config",
         __base__=Config,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from confab.bot.audit import changed_from_cli
 from confab.bot.config import Config
 from confab.bot.errors import ConfabError
 from confab.bot.lab.model_facts import ModelFacts, model_facts
@@ -223,6 +224,10 @@ async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace
             await served.set_for_channel(*channel, choice)
     finally:
         await database.close()
+    changed_from_cli(
+        f"chose {choice or 'the default model'} "
+        + (f"in {channel[0]}:{channel[1]}" if channel else "by default")
+    )
     where = f"in {args.channel}" if channel else "in every channel without a model of its own"
     if choice is None:
         what = "the default model" if channel else "the config's model"

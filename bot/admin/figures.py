@@ -24,8 +24,8 @@ class _Reading:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """The figures over ``window_s`` (shorter just after start); None where nothing
-    happened in it to measure."""
+    """The figures over ``window_s``: from the latest reading at least a minute old
+    (or the first, just after start) to now; None where nothing happened to measure."""
 
     window_s: float
     messages_per_minute: float
@@ -57,7 +57,7 @@ class LiveFigures:
         span = max(reading.at - first.at, 1e-9)
         replies = reading.reply_count - first.reply_count
         return Figures(
-            window_s=min(span, WINDOW_S) if reading.at - first.at > 0 else 0.0,
+            window_s=reading.at - first.at,
             messages_per_minute=(reading.handled - first.handled) / span * 60,
             reply_s=(reading.reply_sum - first.reply_sum) / replies if replies else None,
             tokens_per_s=(reading.tokens - first.tokens) / span,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from confab.bot.audit import changed_from_cli
 from confab.bot.config import Config
 from confab.bot.errors import ConfabError
 from confab.bot.logs import status
@@ -108,6 +109,7 @@ async def _add(
                 counts[added.outcome] += 1
                 if added.outcome != "unchanged":
                     _say(progress, f"{added.outcome} {path} ({added.document.chunks} passages)")
+                    changed_from_cli(f"{added.outcome} document {path}")
                 elif len(files) < 20:
                     _say(progress, f"unchanged {path}")
             done += 1
@@ -180,6 +182,7 @@ async def _remove(base: Any, name: str) -> int:
         return 1
     for doc in removed:
         print(f"removed {doc.name} ({doc.source})")
+        changed_from_cli(f"removed document {doc.source}")
     return 0
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from confab.adapters.console import ConsoleAdapter, ConsoleConfig
 from confab.bot.adapter import AdapterContext
+from confab.bot.audit import Audit
 from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import RouterConfig, SchedulerConfig
 from confab.bot.messages import Author, Message
@@ -90,6 +91,29 @@ async def test_channel_jobs_are_for_admins_and_jobs_for_their_owners(tmp_path: P
         assert await chat.ask(f"!schedule remove {job_id}", author="ada", channel="c") == (
             f"Removed `{job_id}`: reminder: stand-up notes."
         )
+
+
+async def test_a_paused_job_runs_again_once_resumed_and_each_change_is_audited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="confab.audit")
+    async with harness(tmp_path) as chat:
+        assert chat.scheduler is not None
+        job = chat.scheduler.add(*ping_every(0.3), "every 0.3 s")
+        assert await chat.ask(f"!schedule pause {job.id}", author="ada", channel="general") == (
+            "Only its owner or an admin can pause that job."
+        )
+        paused = await chat.ask(f"!schedule pause {job.id}", author="boss", channel="general")
+        assert paused == f"Paused `{job.id}`: `ping`; paused."
+        chat.adapter.posted.clear()
+        await asyncio.sleep(1.0)
+        assert [p.text for p in chat.adapter.posted] == []
+        assert f"- `{job.id}` paused: `ping`" in await chat.ask("!schedule list", channel="general")
+        resumed = await chat.ask(f"!schedule resume {job.id}", author="boss", channel="general")
+        assert resumed.startswith(f"Resumed `{job.id}`: `ping`; next ")
+        await wait_until(lambda: [p for p in chat.adapter.posted if p.text == "pong"])
+        assert f"test:boss (chat): paused job {job.id} in test:general" in caplog.text
+        assert f"test:boss (chat): resumed job {job.id} in test:general" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -322,6 +346,7 @@ async def test_adding_and_removing_a_job_waits_out_a_write_of_this_process(
             boss,
             chat.settings,
             admin=True,
+            audit=Audit(),
             default_timezone="UTC",
             is_skill=lambda name: name == "ping",
         )

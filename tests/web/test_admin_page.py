@@ -9,6 +9,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from confab.adapters.web import WebAdapter
+from confab.bot.lab.eval_store import record
+from confab.bot.lab.evaluate import Evaluation, LossScore, TaskScore
+from confab.bot.llm.registry import ModelRegistry
 from confab.bot.testing import ScriptedBackend
 from tests.bot.web_helpers import Served, serving
 from tests.web.conftest import ADMIN_TOKEN
@@ -113,7 +116,16 @@ async def test_a_change_without_the_session_token_is_refused(browser: Browser, d
 async def test_every_admin_view(
     browser: Browser, db_url: str, screenshots: Path, tmp_path: Path
 ) -> None:
-    overrides = {**ADMIN, "knowledge": {"enabled": True}}
+    overrides = {
+        **ADMIN,
+        "knowledge": {"enabled": True},
+        "model": {"loras_dir": str(tmp_path / "loras")},
+    }
+    data = tmp_path / "eval.jsonl"
+    data.write_text("{}\n")
+    bundled = ModelRegistry(named={}, loras_dir=tmp_path / "loras").find("bundled")
+    score = Evaluation("bundled", LossScore(2.4563, 11.66, 812), TaskScore(7, 12, ()))
+    record(bundled.results_file, score, data)
     async with serving(
         db_url, ScriptedBackend(["Stand-ups are at 9:30."]), extra=WEB, overrides=overrides
     ) as served:
@@ -146,14 +158,20 @@ async def test_every_admin_view(
         await expect(page.locator("table")).to_contain_text("No jobs are scheduled.")
 
         await page.goto(f"{served.url}/admin/models")
-        await expect(page.locator("table")).to_contain_text("bundled")
+        await expect(page.locator("table").first).to_contain_text("task 7/12, loss 2.456")
         await page.select_option("select[name=name]", "bundled")
         await page.fill("input[name=channel]", "web:general")
         await page.click("text=Use")
         await expect(page.locator("[role=status]")).to_have_text(
             "bundled now answers in web:general."
         )
-        assert await served.app.served.own_choice("web", "general") == "bundled"  # type: ignore[union-attr]
+        assert served.app.served is not None
+        assert await served.app.served.own_choice("web", "general") == "bundled"
+        choices = page.locator("h3:has-text('Per-channel choices') + table")
+        await expect(choices).to_contain_text("web:general")
+        evaluations = page.locator("h3:has-text('Evaluations') + table")
+        await expect(evaluations).to_contain_text("2.4563")
+        await expect(evaluations).to_contain_text("7/12")
         await page.screenshot(path=screenshots / "admin-models.png", full_page=True)
 
         handbook = tmp_path / "handbook.md"
