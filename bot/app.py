@@ -39,6 +39,8 @@ from confab.storage.events import EventLog
 from confab.storage.served_models import ServedModels
 
 if TYPE_CHECKING:  # aiohttp is imported only where [web] is on: 0.13 s of a console start
+    from aiohttp import web
+
     from confab.bot.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -376,17 +378,17 @@ class App:
         pages = dict(
             mounted for adapter in self.adapters if (mounted := adapter.http_application())
         )
+        if not (self.config.web.enabled or pages):
+            return
         admin = self._admin_pages()
         if admin is not None:
             pages["/admin"] = admin
-        if not (self.config.web.enabled or pages):
-            return
         from confab.bot.web import WebServer
 
         self.web = WebServer(self.config.web, self.health, self.metrics, pages)
         await self.web.start()
 
-    def _admin_pages(self) -> Any:
+    def _admin_pages(self) -> web.Application | None:
         from confab.bot.admin.auth import Credential
 
         credential = Credential.from_config(self.config.web)

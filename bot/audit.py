@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from confab.bot.messages import Message
+
 log = logging.getLogger("confab.audit")
 
 KEPT = 200
@@ -42,6 +44,14 @@ class Audit:
         self._latest.append(change)
         log.info("%s (%s): %s", who, via, what)
         return change
+
+    def changed_in_chat(self, message: Message, what: str) -> Change:
+        """A change asked for by ``message``: by its author, in its channel."""
+        return self.changed(
+            f"{message.platform}:{message.author.id}",
+            "chat",
+            f"{what} in {message.platform}:{message.channel}",
+        )
 
     def latest(self) -> list[Change]:
         """The changes kept, newest first."""

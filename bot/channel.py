@@ -60,12 +60,7 @@ class StoredChannelControls:
         self._audit = audit
 
     def _changed(self, what: str) -> None:
-        message = self._message
-        self._audit.changed(
-            f"{message.platform}:{message.author.id}",
-            "chat",
-            f"{what} in {message.platform}:{message.channel}",
-        )
+        self._audit.changed_in_chat(self._message, what)
 
     async def settings(self) -> ChannelSettings:
         return await self._store.get(self._message.platform, self._message.channel)

@@ -122,6 +122,18 @@ async def _serving(config: Config, registry: ModelRegistry) -> Serving:
         await database.close()
 
 
+def listed_models(registry: ModelRegistry, serving: Serving) -> list[ModelEntry]:
+    """The registry's models, and those known only by a path (the config's, or one
+    chosen by path)."""
+    entries = registry.entries()
+    listed = {entry.key for entry in entries}
+    for extra in [serving.configured, *serving.chosen()]:
+        if extra is not None and extra.key not in listed:
+            entries.append(extra)
+            listed.add(extra.key)
+    return entries
+
+
 async def serving_of(served: ServedModels, config: Config, registry: ModelRegistry) -> Serving:
     """What ``served`` says is served, each choice looked up in ``registry``."""
     default, overrides = await served.default(), await served.overrides()
@@ -134,13 +146,7 @@ async def serving_of(served: ServedModels, config: Config, registry: ModelRegist
 
 async def _list(config: Config, registry: ModelRegistry) -> int:
     serving = await _serving(config, registry)
-    entries = registry.entries()
-    # Models known only by a path (the config's, or chosen by path) are listed too.
-    listed = {entry.key for entry in entries}
-    for extra in [serving.configured, *serving.chosen()]:
-        if extra is not None and extra.key not in listed:
-            entries.append(extra)
-            listed.add(extra.key)
+    entries = listed_models(registry, serving)
     facts = await asyncio.gather(*(asyncio.to_thread(model_facts, entry) for entry in entries))
     rows = [
         (

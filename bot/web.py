@@ -51,8 +51,11 @@ class WebServer:
         self.port: int | None = None  # the port listened on, once started (for port 0)
 
     def application(self) -> web.Application:
+        middlewares = [_one_line_errors]
+        if self._pages:  # /chat and /admin lead to /chat/ and /admin/
+            middlewares.append(web.normalize_path_middleware(append_slash=True))
         app = web.Application(
-            middlewares=[_one_line_errors], handler_args={"logger": OneLineServerLog(_emit)}
+            middlewares=middlewares, handler_args={"logger": OneLineServerLog(_emit)}
         )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)

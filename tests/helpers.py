@@ -80,3 +80,13 @@ def fresh_venv(venv: Path) -> tuple[Path, Path]:
         check=True,
     ).stdout.strip()
     return python, Path(site)
+
+
+class Clock:
+    """A monotonic clock a test moves by hand (``clock.now += 30``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

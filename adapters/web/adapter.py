@@ -34,6 +34,7 @@ from markupsafe import Markup
 from confab.adapters.web.markdown import rendered
 from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from confab.bot.config import WebConfig
+from confab.bot.errors import MessageTooLong
 from confab.bot.messages import Author, Message, SentMessage
 from confab.bot.webui import templates
 
@@ -198,6 +199,7 @@ class WebAdapter(Adapter):
     async def send(
         self, channel: str, text: str, *, thread: str | None = None, reply_to: str | None = None
     ) -> SentMessage:
+        _check_length(text)
         shown = Shown(
             id=f"b-{secrets.token_hex(6)}",
             channel=channel,
@@ -211,6 +213,7 @@ class WebAdapter(Adapter):
         return SentMessage(id=shown.id, channel=channel, thread=thread)
 
     async def edit(self, sent: SentMessage, text: str) -> None:
+        _check_length(text)
         shown = self._shown.get(sent.id)
         if shown is None:
             raise KeyError(f"unknown message {sent.id}")
@@ -291,5 +294,16 @@ class WebAdapter(Adapter):
         room = list(self._rooms.get(channel, ()))
         await asyncio.gather(*(visitor.send(fragment) for visitor in room))
 
+    def shown(self, sent: SentMessage) -> str:
+        """The text the page now shows for ``sent``."""
+        return self._shown[sent.id].text
+
     def page_context(self, **values: Any) -> dict[str, Any]:
         return {"bot_name": self.context.bot_name, "max_chars": MAX_MESSAGE_CHARS, **values}
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise MessageTooLong(
+            "That answer is too long.", f"{len(text)} > {MAX_MESSAGE_CHARS} characters"
+        )

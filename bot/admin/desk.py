@@ -18,7 +18,7 @@ from confab.bot.knowledge.base import Added, KnowledgeBase
 from confab.bot.knowledge.documents import kind_of, read_document_bytes
 from confab.bot.lab.model_facts import ModelFacts, model_facts
 from confab.bot.llm.registry import ModelRegistry, RegistryError
-from confab.bot.model_commands import Serving, serving_of
+from confab.bot.model_commands import Serving, listed_models, serving_of
 from confab.bot.scheduling.jobs import ScheduledJob
 from confab.bot.scheduling.runner import JobScheduler
 from confab.bot.skill import ALWAYS_ON, SkillInfo
@@ -142,12 +142,7 @@ class AdminDesk:
     async def models(self) -> Models:
         registry = ModelRegistry.from_config(self.config)
         serving = await serving_of(self.served, self.config, registry)
-        entries = registry.entries()
-        listed = {entry.key for entry in entries}
-        for extra in [serving.configured, *serving.chosen()]:
-            if extra is not None and extra.key not in listed:
-                entries.append(extra)
-                listed.add(extra.key)
+        entries = listed_models(registry, serving)
         facts = await asyncio.gather(*(asyncio.to_thread(model_facts, e) for e in entries))
         return Models(list(facts), serving)
 

@@ -120,12 +120,7 @@ class ChannelSchedule:
         return job
 
     def _changed(self, what: str) -> None:
-        message = self._message
-        self._audit.changed(
-            f"{message.platform}:{message.author.id}",
-            "chat",
-            f"{what} in {message.platform}:{message.channel}",
-        )
+        self._audit.changed_in_chat(self._message, what)
 
     def _spec(self, **what: str) -> JobSpec:
         message = self._message

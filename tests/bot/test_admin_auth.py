@@ -7,14 +7,7 @@ import pytest
 from confab.bot.admin.auth import Credential, LoginLimit, Sessions, hash_password, password_matches
 from confab.bot.config import WebConfig
 from confab.bot.errors import ConfigError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def test_a_password_matches_its_hash_only() -> None:

@@ -6,14 +6,7 @@ import pytest
 
 from confab.bot.admin.figures import LiveFigures
 from confab.bot.metrics import PrometheusMetrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def test_the_figures_count_the_last_minute() -> None:
