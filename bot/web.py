@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from confab.bot.config import WebConfig
@@ -51,7 +52,7 @@ class WebServer:
         self.port: int | None = None  # the port listened on, once started (for port 0)
 
     def application(self) -> web.Application:
-        middlewares = [_one_line_errors]
+        middlewares: list[Middleware] = [_one_line_errors]
         if self._pages:  # /chat and /admin lead to /chat/ and /admin/
             middlewares.append(web.normalize_path_middleware(append_slash=True))
         app = web.Application(
