@@ -63,7 +63,8 @@ class Shown:
 
     @property
     def time(self) -> str:
-        return self.at.astimezone().strftime("%H:%M")
+        """HH:MM in UTC; the page shows it in the reader's timezone."""
+        return self.at.astimezone(UTC).strftime("%H:%M")
 
     @property
     def iso(self) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from playwright.async_api import Browser, Page, expect
 
@@ -17,8 +20,10 @@ ANSWER = (
 )
 
 
-async def _join(browser: Browser, served: Served, name: str, channel: str = "general") -> Page:
-    page = await browser.new_page()
+async def _join(
+    browser: Browser, served: Served, name: str, channel: str = "general", **options: Any
+) -> Page:
+    page = await browser.new_page(**options)
     await page.goto(f"{served.url}/chat/")
     await page.fill("#name", name)
     await page.fill("#channel", channel)
@@ -53,9 +58,13 @@ async def test_an_answer_streams_in_and_renders_its_markdown(
         await expect(answer.locator("strong")).to_have_text("bold")
         await expect(answer.locator("pre.code")).to_contain_text("print('hi')")
         await page.screenshot(path=screenshots / "chat.png", full_page=True)
-        # The answer is stored once: a new tab shows the same conversation.
-        again = await _join(browser, served, "ada")
+        # The answer is stored once: a new tab shows the same conversation, and its
+        # times in the tab's own timezone.
+        again = await _join(browser, served, "ada", timezone_id="Asia/Kolkata")
         await expect(again.locator("article.message.bot .body strong")).to_have_text("bold")
+        time = again.locator("article.message.bot time")
+        sent = datetime.fromisoformat(await time.get_attribute("datetime") or "")
+        await expect(time).to_have_text(f"{sent.astimezone(ZoneInfo('Asia/Kolkata')):%H:%M}")
 
 
 async def test_two_tabs_in_a_channel_see_each_other_and_share_threads(

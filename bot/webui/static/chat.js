@@ -1,5 +1,6 @@
 // The web chat's glue around htmx: Enter sends, a sent message clears its box, new
-// messages scroll into view, the connection's state shows, a thread opens beside.
+// messages scroll into view, the connection's state shows, a thread opens beside,
+// times show in the tab's own timezone.
 (function () {
   function atBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 80; }
   document.addEventListener("keydown", function (event) {
@@ -32,6 +33,16 @@
   document.addEventListener("htmx:afterSwap", function () {
     var thread = document.getElementById("thread"), chat = document.getElementById("chat");
     if (thread && chat) { chat.classList.toggle("with-thread", !thread.hidden); }
+  });
+  // Times come as UTC; each tab shows them in its own timezone.
+  function localTime(time) {
+    var moment = new Date(time.getAttribute("datetime"));
+    if (!isNaN(moment)) {
+      time.textContent = moment.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    }
+  }
+  htmx.onLoad(function (element) {
+    if (element.querySelectorAll) { element.querySelectorAll("time[datetime]").forEach(localTime); }
   });
   window.addEventListener("load", function () {
     var box = document.getElementById("messages");
