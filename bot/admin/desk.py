@@ -54,8 +54,9 @@ class Models:
 def channel_named(text: str) -> tuple[str, str]:
     """``platform:channel`` as a pair, or :class:`AdminRefused`."""
     platform, _, channel = text.strip().partition(":")
-    if not platform or not channel:
-        raise AdminRefused(f"{text!r} is not a channel: write platform:channel, e.g. web:general.")
+    if not platform or not channel or len(platform) > 32 or len(channel) > 255:
+        shown = text if len(text) <= 64 else text[:63] + "…"
+        raise AdminRefused(f"{shown!r} is not a channel: write platform:channel, e.g. web:general.")
     return platform, channel
 
 
@@ -116,8 +117,11 @@ class AdminDesk:
 
     # -- scheduled jobs --------------------------------------------------------------
 
-    def jobs(self) -> list[ScheduledJob]:
-        return self.scheduler.jobs() if self.scheduler is not None else []
+    async def jobs(self) -> list[ScheduledJob]:
+        """Every channel's jobs, read from APScheduler's (synchronous) store on a thread."""
+        if self.scheduler is None:
+            return []
+        return await asyncio.to_thread(self.scheduler.jobs)
 
     async def pause_job(self, who: str, job_id: str, *, paused: bool) -> None:
         scheduler = self._scheduler()

@@ -187,7 +187,7 @@ class AdminPages:
         chosen = request.query.get("id", "")
         opened: ConversationSummary | None = None
         turns: list[StoredTurn] = []
-        if chosen.isdigit():
+        if chosen.isdigit() and len(chosen) < 10:  # an id the database's integer can hold
             opened, turns = await browser.conversation(int(chosen))
         return self.page(
             request,
@@ -236,7 +236,7 @@ class AdminPages:
         return self.back(request, where, f"{skill} is {'on' if on else 'off'} in {channel}.")
 
     async def jobs(self, request: web.Request) -> web.Response:
-        return self.page(request, "jobs.html", "jobs", jobs=self.desk.jobs())
+        return self.page(request, "jobs.html", "jobs", jobs=await self.desk.jobs())
 
     async def change_job(self, request: web.Request) -> web.Response:
         form = await request.post()

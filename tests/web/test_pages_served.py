@@ -6,11 +6,13 @@ import hashlib
 import json
 
 import aiohttp
+import pytest
 
 from confab.adapters.web import WebAdapter
 from confab.bot.testing import ScriptedBackend
 from confab.bot.webui import STATIC
 from tests.bot.web_helpers import serving
+from tests.web.conftest import ADMIN_TOKEN
 
 WEB = {"web": (WebAdapter, WebAdapter)}
 
@@ -63,3 +65,39 @@ async def test_sockets_refuse_other_sites_and_frames_that_are_not_messages(db_ur
             shown = [await socket.receive_str(timeout=5) for _ in range(2)]
             assert "hello" in shown[0] and "ok" in shown[1]
         assert model.prompts and model.prompts[-1][-1].content == "hello"
+
+
+async def _logged_in(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.get(f"{url}/admin/login") as response:
+        page = await response.text()
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {"csrf": token, "who": "grace", "secret": ADMIN_TOKEN}
+    async with session.post(f"{url}/admin/login", data=form, headers={"Origin": url}) as response:
+        assert response.status == 200 and str(response.url).endswith("/admin/activity")
+
+
+async def test_odd_admin_queries_are_answered_not_failed(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONFAB_ADMIN_TOKEN", ADMIN_TOKEN)
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies of an IP address's server
+    async with (
+        serving(db_url, ScriptedBackend(), extra=WEB) as served,
+        aiohttp.ClientSession(cookie_jar=jar) as session,
+    ):
+        await _logged_in(session, served.url)
+        for path, expected in [
+            ("/admin/skills?channel=nocolon", "is not a channel"),
+            ("/admin/skills?channel=web:" + "x" * 300, "is not a channel"),
+            ("/admin/conversations?id=99999999999999999999", "By platform and channel"),
+            ("/admin/conversations?id=12&q=%25%25", "0 turns with"),
+            ("/admin/jobs", "No jobs are scheduled."),
+        ]:
+            async with session.get(served.url + path) as response:
+                assert response.status == 200, path
+                assert expected in await response.text(), path
+        form = {"channel": "web:general", "skill": "nosuch", "on": "0"}
+        async with session.post(
+            f"{served.url}/admin/skills", data=form, headers={"Origin": served.url}
+        ) as response:
+            assert response.status == 403  # no CSRF token: refused before anything
