@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SHOWN_KEPT = 2000  # messages whose text is kept for edits and thread roots
 MAX_MESSAGE_CHARS = 8000
+SEND_TIMEOUT_S = 10.0  # a tab that takes longer to accept a fragment is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +81,15 @@ class Visitor:
         self.channel = channel
 
     async def send(self, fragment: str) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):  # the tab went away
-            await self.socket.send_str(fragment)
+        """Send, or give up on a tab that stopped reading (the others are not held up)."""
+        try:
+            await asyncio.wait_for(self.socket.send_str(fragment), SEND_TIMEOUT_S)
+        except TimeoutError:
+            log.info("web chat: %s in #%s stopped reading; closing it", self.name, self.channel)
+            with contextlib.suppress(Exception):
+                await self.socket.close()
+        except (ConnectionError, RuntimeError):  # the tab went away meanwhile
+            pass
 
 
 class WebAdapter(Adapter):
