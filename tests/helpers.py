@@ -15,6 +15,7 @@ from confab.bot.app import App
 from confab.bot.config import Config, build_config_model, load_config
 from confab.bot.llm.backend import ModelBackend
 from confab.bot.plugins import SkillCatalog, discover_adapters, discover_skills
+from confab.storage.conversations import ConversationKey, ConversationStore
 
 
 def console_config(
@@ -90,3 +91,19 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+async def seed_stored_history(
+    store: ConversationStore, platform: str, channel: str, entries: list[tuple[str, str]]
+) -> None:
+    """Store ``(author, text)`` chatter in a channel, oldest first: the history of an
+    adapter whose platform keeps none (the console, the web chat)."""
+    for author, text in entries:
+        await store.append(
+            ConversationKey(platform, channel),
+            role="user",
+            author_id=author,
+            author_name=author,
+            text=text,
+            addressed=False,
+        )

@@ -18,7 +18,7 @@ from confab.bot.testing import EmptyChannelLog, ScriptedBackend
 from confab.contract import AdapterContract
 from confab.storage.conversations import ConversationKey, ConversationStore
 from confab.storage.database import Database
-from tests.helpers import run_console
+from tests.helpers import run_console, seed_stored_history
 
 
 @dataclass
@@ -32,15 +32,7 @@ class ConsoleUnderTest:
         return self.adapter.shown(sent)
 
     async def seed_history(self, channel: str, entries: list[tuple[str, str]]) -> None:
-        for author, text in entries:
-            await self.store.append(
-                ConversationKey("console", channel),
-                role="user",
-                author_id=author,
-                author_name=author,
-                text=text,
-                addressed=False,
-            )
+        await seed_stored_history(self.store, "console", channel, entries)
 
 
 class TestConsoleContract(AdapterContract):

@@ -13,8 +13,9 @@ from confab.bot.channel_log import StoredChannelLog
 from confab.bot.config import WebConfig
 from confab.bot.messages import SentMessage
 from confab.contract import AdapterContract
-from confab.storage.conversations import ConversationKey, ConversationStore
+from confab.storage.conversations import ConversationStore
 from confab.storage.database import Database
+from tests.helpers import seed_stored_history
 
 
 @dataclass
@@ -27,15 +28,7 @@ class WebUnderTest:
         return self.adapter.shown(sent)
 
     async def seed_history(self, channel: str, entries: list[tuple[str, str]]) -> None:
-        for author, text in entries:
-            await self.store.append(
-                ConversationKey("web", channel),
-                role="user",
-                author_id=author,
-                author_name=author,
-                text=text,
-                addressed=False,
-            )
+        await seed_stored_history(self.store, "web", channel, entries)
 
 
 class TestWebContract(AdapterContract):
