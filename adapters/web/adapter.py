@@ -137,9 +137,6 @@ class WebAdapter(Adapter):
     def status(self) -> str:
         return "stopped" if self._stopped.is_set() else "ok"
 
-    def visitors(self, channel: str) -> int:
-        return len(self._rooms.get(channel, ()))
-
     # -- from the page ---------------------------------------------------------------
 
     def join(self, visitor: Visitor) -> None:
@@ -159,8 +156,8 @@ class WebAdapter(Adapter):
         if handler is None:
             await visitor.send(self.notice("The bot is starting or stopping; try again soon."))
             return
-        if thread is not None and thread not in self._shown:
-            thread = thread if await self._known_root(visitor.channel, thread) else None
+        if thread is not None:
+            thread = await self._thread_root(visitor.channel, thread)
         shown = Shown(
             id=f"w-{secrets.token_hex(6)}",
             channel=visitor.channel,
@@ -199,9 +196,11 @@ class WebAdapter(Adapter):
         except Exception:  # the router answers its own failures; this is a bug
             log.exception("web: handling %s in %s failed", message.id, message.channel)
 
-    async def _known_root(self, channel: str, root: str) -> bool:
-        stored = await self.context.channel_log.messages(self.platform, channel, limit=500)
-        return any(message.id == root for message in stored)
+    async def _thread_root(self, channel: str, message_id: str) -> str | None:
+        """The thread a reply to ``message_id`` goes to: that message's own thread, or the
+        one it starts; None (the channel itself) for a message not of this channel."""
+        found = await self.root(channel, message_id)
+        return None if found is None else found.thread or found.id
 
     # -- output primitives -------------------------------------------------------------
 
@@ -250,10 +249,11 @@ class WebAdapter(Adapter):
         stored = await self.history(channel, thread=thread, limit=100)
         return [self._shown.get(m.id or "") or self._as_shown(m) for m in stored]
 
-    async def root(self, channel: str, root: str) -> Shown | None:
-        if (shown := self._shown.get(root)) is not None:
+    async def root(self, channel: str, message_id: str) -> Shown | None:
+        """A message of ``channel`` as shown: kept since it was sent, else stored."""
+        if (shown := self._shown.get(message_id)) is not None:
             return shown if shown.channel == channel else None
-        found = [s for s in await self.shown_in(channel) if s.id == root]
+        found = [s for s in await self.shown_in(channel) if s.id == message_id]
         return found[0] if found else None
 
     def _as_shown(self, message: Message) -> Shown:
