@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import sys
 import threading
 from collections import OrderedDict
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from confab.bot.errors import Unsupported
-from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.messages import Author, Message, SentMessage, typed_mention
 from confab.bot.paths import data_dir
 from confab.bot.textsplit import FENCE_LINE
 
@@ -101,7 +100,7 @@ class ConsoleAdapter(Adapter):
         self.interactive = (
             interactive if interactive is not None else self._in.isatty() and self._out.isatty()
         )
-        self._mention = re.compile(rf"(?<![\w@])@{re.escape(context.bot_name)}\b", re.IGNORECASE)
+        self._mention = typed_mention(context.bot_name)
         self._shown: OrderedDict[str, str] = OrderedDict()  # the latest few, for edits
         self._sent_count = 0
         self._last_id: str | None = None

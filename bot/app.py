@@ -157,7 +157,8 @@ class App:
         )
         from confab.bot.admin.auth import Credential
 
-        Credential.from_config(self.config.web)  # a token too short stops the start here
+        # Read once; a token too short stops the start here.
+        self._admin_credential = Credential.from_config(self.config.web)
         if self.config.model.backend == "transformers" and (missing := local_model_missing()):
             raise MissingExtra(
                 "The model is not installed on this server.",
@@ -389,9 +390,7 @@ class App:
         await self.web.start()
 
     def _admin_pages(self) -> web.Application | None:
-        from confab.bot.admin.auth import Credential
-
-        credential = Credential.from_config(self.config.web)
+        credential = self._admin_credential
         if credential is None:
             return None
         from confab.bot.admin.desk import AdminDesk

@@ -42,7 +42,7 @@ class Audit:
     def changed(self, who: str, via: str, what: str) -> Change:
         change = Change(who, via, what)
         self._latest.append(change)
-        log.info("%s (%s): %s", who, via, what)
+        _logged(change)
         return change
 
     def changed_in_chat(self, message: Message, what: str) -> Change:
@@ -64,4 +64,8 @@ def changed_from_cli(what: str) -> None:
         who = getpass.getuser()
     except (OSError, KeyError):  # a container's uid without a passwd entry
         who = f"uid {os.getuid()}"
-    log.info("cli:%s (command line): %s", who, what)
+    _logged(Change(f"cli:{who}", "command line", what))
+
+
+def _logged(change: Change) -> None:
+    log.info("%s (%s): %s", change.who, change.via, change.what)

@@ -22,6 +22,7 @@ from confab.bot.completion import (
     run_completion_command,
 )
 from confab.bot.config import Config, build_config_model, check_plugins, load_config
+from confab.bot.config_view import render_config
 from confab.bot.errors import ConfabError
 from confab.bot.extras import missing_extra
 from confab.bot.init_command import INIT_COMMANDS, add_init_commands, run_init_command
@@ -267,39 +268,3 @@ def _write_export(data: dict[str, Any], out: str | None) -> int:
     who = f"{data['platform']}:{data['user_id']}"
     print(f"wrote {len(data['turns'])} turns of {who} to {out}", file=sys.stderr)
     return 0
-
-
-def render_config(config: Config) -> str:
-    """The effective settings as TOML, secrets masked, env-named secrets marked set or unset."""
-    data = config.model_dump(mode="json")
-    data["bot"]["database_url"] = masked_url(config.bot.database_url)
-    lines: list[str] = []
-    _render_tables(data, [], lines)
-    # Any other secret a setting holds (a password in another URL, say) is hidden too.
-    return SecretRedactor(configured_secrets(config)).redact("\n".join(lines).strip() + "\n")
-
-
-def _render_tables(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    if path and (scalars or not table):
-        lines.append(f"\n[{'.'.join(path)}]")
-    for key, value in scalars.items():
-        line = f"{key} = {_toml_value(value)}"
-        if key.endswith("_env") and isinstance(value, str) and value:
-            line += f"  # {'set' if os.environ.get(value) else 'NOT SET'}"
-        lines.append(line)
-    for key, value in table.items():
-        if isinstance(value, dict):
-            _render_tables(value, [*path, key], lines)
-
-
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '""  # unset'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)

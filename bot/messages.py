@@ -127,6 +127,12 @@ class Message:
         return replace(self, command=command, args=args)
 
 
+def typed_mention(bot_name: str) -> re.Pattern[str]:
+    """``@<bot name>`` typed as text (the console, the web chat), any case, not inside
+    a word or an e-mail address."""
+    return re.compile(rf"(?<![\w@])@{re.escape(bot_name)}\b", re.IGNORECASE)
+
+
 def args_after_command(text: str) -> str:
     """What follows the command word of a command message's text."""
     parts = text.split(maxsplit=1)

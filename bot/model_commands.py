@@ -223,17 +223,9 @@ async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace
     database = Database(config.bot.database_url)
     try:
         await database.upgrade()
-        served = ServedModels(database)
-        if channel is None:
-            await served.set_default(choice)
-        else:
-            await served.set_for_channel(*channel, choice)
+        changed_from_cli(await choose_model(ServedModels(database), choice, channel))
     finally:
         await database.close()
-    changed_from_cli(
-        f"chose {choice or 'the default model'} "
-        + (f"in {channel[0]}:{channel[1]}" if channel else "by default")
-    )
     where = f"in {args.channel}" if channel else "in every channel without a model of its own"
     if choice is None:
         what = "the default model" if channel else "the config's model"
@@ -242,6 +234,20 @@ async def _use(config: Config, registry: ModelRegistry, args: argparse.Namespace
         print(f"{choice} now answers {where}.")
     print("A running bot follows within 5 s and loads the model at the first message needing it.")
     return 0
+
+
+async def choose_model(
+    served: ServedModels, choice: str | None, place: tuple[str, str] | None
+) -> str:
+    """Serve ``choice`` (None: back to the default) everywhere, or in ``place``
+    (platform, channel); what was done, in the words of the audit log."""
+    if place is None:
+        await served.set_default(choice)
+        where = "by default"
+    else:
+        await served.set_for_channel(*place, choice)
+        where = f"in {place[0]}:{place[1]}"
+    return f"chose {choice or 'the default model'} {where}"
 
 
 def find_model(registry: ModelRegistry, name: str) -> ModelEntry:

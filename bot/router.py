@@ -34,12 +34,12 @@ from confab.bot.privacy import StoredPrivacy, is_admin
 from confab.bot.scheduling.channel_schedule import ChannelSchedule
 from confab.bot.scheduling.runner import JobScheduler
 from confab.bot.skill import (
-    ALWAYS_ON,
     ConversationMemory,
     NoKnowledge,
     Skill,
     SkillContext,
     SkillInfo,
+    switched_off_of,
 )
 from confab.bot.skill_state import SkillState
 from confab.bot.skillset import SkillSet
@@ -547,13 +547,7 @@ class Router:
     async def _switched_off(self, message: Message) -> frozenset[str]:
         """The skills an admin switched off in the message's channel (``!skills``)."""
         enabled = (await self.settings.get(message.platform, message.channel)).enabled_skills
-        if enabled is None:
-            return frozenset()
-        return frozenset(
-            info.name
-            for info in self.skills.infos
-            if info.name not in enabled and info.name not in ALWAYS_ON
-        )
+        return switched_off_of(enabled, (info.name for info in self.skills.infos))
 
     def _prefix(self, message: Message) -> str:
         """How the asker types a command: as they just did (a slash command), or ``!``."""

@@ -21,7 +21,15 @@ Register it in your package's ``pyproject.toml``::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -75,6 +83,27 @@ __all__ = [
 
 # Never switched off in a channel (``!skills``), so an admin can always undo the switches.
 ALWAYS_ON = frozenset({"help", "skills"})
+
+
+def switched_off_of(enabled: Sequence[str] | None, installed: Iterable[str]) -> frozenset[str]:
+    """The installed skills a channel's ``enabled_skills`` setting leaves out (None:
+    none), :data:`ALWAYS_ON` excepted."""
+    if enabled is None:
+        return frozenset()
+    return frozenset(name for name in installed if name not in enabled and name not in ALWAYS_ON)
+
+
+def enabled_after(
+    installed: Sequence[str], switched_off: Collection[str], names: Sequence[str], *, on: bool
+) -> list[str] | None:
+    """A channel's ``enabled_skills`` once ``names`` are switched on (or off): None when
+    that leaves every installed skill on."""
+    now_on = [name for name in installed if name not in switched_off]
+    if on:
+        now_on += [name for name in names if name not in now_on]
+    else:
+        now_on = [name for name in now_on if name not in names]
+    return None if len(now_on) == len(installed) else now_on
 
 
 class Skill(ABC):

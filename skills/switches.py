@@ -7,7 +7,7 @@ and ``skills`` itself are never switched off, so an admin can always undo it.
 from __future__ import annotations
 
 from confab.bot.arguments import Arg
-from confab.bot.skill import ALWAYS_ON, Skill, SkillContext
+from confab.bot.skill import ALWAYS_ON, Skill, SkillContext, enabled_after
 
 
 class SkillsSkill(Skill):
@@ -43,12 +43,9 @@ class SkillsSkill(Skill):
         if action == "disable" and (kept := [name for name in names if name in ALWAYS_ON]):
             await ctx.reply(f"{_listed(kept)} always stay on, so the switches can be undone.")
             return
-        on = [name for name in installed if name not in ctx.switched_off]
-        if action == "enable":
-            on += [name for name in names if name not in on]
-        else:
-            on = [name for name in on if name not in names]
-        await ctx.channel.set_enabled_skills(None if len(on) == len(installed) else on)
+        await ctx.channel.set_enabled_skills(
+            enabled_after(installed, ctx.switched_off, names, on=action == "enable")
+        )
         state = "on" if action == "enable" else "off"
         await ctx.reply(f"Done: {_listed(names)} switched {state} in this channel.")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from confab.adapters.web.markdown import rendered
 from confab.bot.adapter import Adapter, AdapterContext, Capabilities, Limits, MessageHandler
 from confab.bot.config import WebConfig
 from confab.bot.errors import MessageTooLong
-from confab.bot.messages import Author, Message, SentMessage
+from confab.bot.messages import Author, Message, SentMessage, parse_command, typed_mention
 from confab.bot.webui import templates
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ class WebAdapter(Adapter):
         self._handler: MessageHandler | None = None
         self._stopped = asyncio.Event()
         self._handling: set[asyncio.Task[None]] = set()
-        self._mention = re.compile(rf"(?<![\w@])@{re.escape(context.bot_name)}\b", re.IGNORECASE)
+        self._mention = typed_mention(context.bot_name)
 
     # -- the platform session --------------------------------------------------------
 
@@ -168,10 +167,7 @@ class WebAdapter(Adapter):
             at=datetime.now(UTC),
         )
         await self._show(shown)
-        command, args, prefix = None, "", ""
-        if text.startswith("/") and len(text) > 1 and not text[1].isspace():
-            parts = text[1:].split(maxsplit=1)
-            command, args, prefix = parts[0].lower(), parts[1] if len(parts) > 1 else "", "/"
+        command, args = parse_command(text, ["/"]) or (None, "")
         mentioned = bool(self._mention.search(text))
         message = Message(
             platform=self.platform,
@@ -182,8 +178,8 @@ class WebAdapter(Adapter):
             addressed=ask or mentioned,
             id=shown.id,
             command=command,
-            args=args.strip(),
-            command_prefix=prefix,
+            args=args,
+            command_prefix="/" if command else "",
             created_at=shown.at,
         )
         task = asyncio.create_task(self._handle(handler, message), name=f"web {shown.id}")
@@ -271,10 +267,11 @@ class WebAdapter(Adapter):
         return self.templates.get_template("message.html").render(m=shown, oob=oob)
 
     def notice(self, text: str) -> str:
-        return self.templates.from_string(
+        """A line for one tab only, below the channel's messages."""
+        return Markup(
             '<div id="messages" hx-swap-oob="beforeend">'
-            '<p class="notice muted" role="status">{{ text }}</p></div>'
-        ).render(text=text)
+            '<p class="notice muted" role="status">{}</p></div>'
+        ).format(text)
 
     async def _show(self, shown: Shown) -> None:
         self._keep(shown)

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from confab.adapters.web.markdown import code_styles
 from confab.bot.messages import clean_text
-from confab.bot.webui import SECURITY_HEADERS
+from confab.bot.webui import html_response, same_origin
 
 if TYPE_CHECKING:
     from confab.adapters.web.adapter import WebAdapter
@@ -66,12 +66,6 @@ async def _close_sockets(app: web.Application) -> None:
     await app[ADAPTER].close_sockets()
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(
-        text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS
-    )
-
-
 async def _page(request: web.Request) -> web.Response:
     adapter = request.app[ADAPTER]
     if "name" not in request.query:
@@ -89,7 +83,7 @@ async def _page(request: web.Request) -> web.Response:
             prefix="!",
         )
     )
-    return _html(page)
+    return html_response(page)
 
 
 def _join(
@@ -98,7 +92,7 @@ def _join(
     page = adapter.templates.get_template("join.html").render(
         adapter.page_context(name=name, channel=channel or DEFAULT_CHANNEL, problem=problem)
     )
-    return _html(page, status)
+    return html_response(page, status)
 
 
 async def _thread(request: web.Request) -> web.Response:
@@ -106,29 +100,20 @@ async def _thread(request: web.Request) -> web.Response:
     template = adapter.templates.get_template("thread.html")
     channel, root_id = request.query.get("channel", ""), request.query.get("root", "")
     if not channel or not root_id:  # closing the panel
-        return _html(template.render(adapter.page_context(root=None)))
+        return html_response(template.render(adapter.page_context(root=None)))
     if not CHANNEL.match(channel):
         raise web.HTTPBadRequest(text="no such channel")
     root = await adapter.root(channel, root_id)
     if root is None or root.thread is not None:
         raise web.HTTPNotFound(text="no such message")
     messages = await adapter.shown_in(channel, thread=root.id)
-    return _html(template.render(adapter.page_context(root=root, messages=messages)))
+    return html_response(template.render(adapter.page_context(root=root, messages=messages)))
 
 
 async def _code_css(_request: web.Request) -> web.Response:
     return web.Response(
         text=code_styles(), content_type="text/css", headers={"Cache-Control": "max-age=3600"}
     )
-
-
-def same_origin(request: web.Request) -> bool:
-    """Whether the request comes from a page of this server (or from no page at all):
-    another site's page cannot open a socket here as one of our visitors."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    return origin.split("://", 1)[-1] == request.host
 
 
 async def _socket(request: web.Request) -> web.StreamResponse:

@@ -18,10 +18,10 @@ from confab.bot.knowledge.base import Added, KnowledgeBase
 from confab.bot.knowledge.documents import kind_of, read_document_bytes
 from confab.bot.lab.model_facts import ModelFacts, model_facts
 from confab.bot.llm.registry import ModelRegistry, RegistryError
-from confab.bot.model_commands import Serving, listed_models, serving_of
+from confab.bot.model_commands import Serving, choose_model, listed_models, serving_of
 from confab.bot.scheduling.jobs import ScheduledJob
 from confab.bot.scheduling.runner import JobScheduler
-from confab.bot.skill import ALWAYS_ON, SkillInfo
+from confab.bot.skill import ALWAYS_ON, SkillInfo, enabled_after, switched_off_of
 from confab.storage.browse import ConversationBrowser
 from confab.storage.channels import ChannelSettingsStore
 from confab.storage.records import StoredDocument
@@ -90,13 +90,9 @@ class AdminDesk:
     # -- skills --------------------------------------------------------------------
 
     async def switches(self, platform: str, channel: str) -> list[SkillSwitch]:
-        enabled = (await self.settings.get(platform, channel)).enabled_skills
+        off = await self._switched_off(platform, channel)
         return [
-            SkillSwitch(
-                info,
-                on=enabled is None or info.name in enabled or info.name in ALWAYS_ON,
-                locked=info.name in ALWAYS_ON,
-            )
+            SkillSwitch(info, on=info.name not in off, locked=info.name in ALWAYS_ON)
             for info in self.skills
         ]
 
@@ -107,13 +103,14 @@ class AdminDesk:
             raise AdminRefused(f"There is no skill called {skill!r}.")
         if not on and skill in ALWAYS_ON:
             raise AdminRefused(f"{skill} always stays on, so the switches can be undone.")
-        current = await self.switches(platform, channel)
-        names = [s.info.name for s in current if s.on and s.info.name != skill]
-        if on:
-            names.append(skill)
-        enabled = None if len(set(names)) == len(installed) else names
+        off = await self._switched_off(platform, channel)
+        enabled = enabled_after(installed, off, [skill], on=on)
         await self.settings.update(platform, channel, enabled_skills=enabled)
         self._changed(who, f"switched {skill} {'on' if on else 'off'} in {platform}:{channel}")
+
+    async def _switched_off(self, platform: str, channel: str) -> frozenset[str]:
+        enabled = (await self.settings.get(platform, channel)).enabled_skills
+        return switched_off_of(enabled, (info.name for info in self.skills))
 
     # -- scheduled jobs --------------------------------------------------------------
 
@@ -158,14 +155,8 @@ class AdminDesk:
                 choice = ModelRegistry.from_config(self.config).find(name).name
             except RegistryError as error:
                 raise AdminRefused(error.user_message) from None
-        if channel:
-            platform, place = channel_named(channel)
-            await self.served.set_for_channel(platform, place, choice)
-            where = f"in {platform}:{place}"
-        else:
-            await self.served.set_default(choice)
-            where = "by default"
-        self._changed(who, f"chose {choice or 'the default model'} {where}")
+        place = channel_named(channel) if channel else None
+        self._changed(who, await choose_model(self.served, choice, place))
 
     # -- knowledge -------------------------------------------------------------------
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from confab.bot.admin.auth import Credential, LoginLimit, Session, Sessions, csrf_matches
 from confab.bot.admin.desk import AdminDesk, AdminRefused, channel_named
 from confab.bot.admin.figures import LiveFigures
-from confab.bot.cli import render_config
 from confab.bot.config import WebConfig
+from confab.bot.config_view import render_config
 from confab.bot.errors import ConfabError
-from confab.bot.webui import SECURITY_HEADERS, templates
+from confab.bot.webui import html_response, same_origin, templates
 from confab.storage.browse import ConversationSummary
 from confab.storage.conversations import StoredTurn
 
@@ -107,9 +107,10 @@ class AdminPages:
             said=said,
             **values,
         )
-        return _html(text)
+        return html_response(text)
 
-    def back(self, request: web.Request, where: str, said: str, ok: bool = True) -> web.Response:
+    def back(self, request: web.Request, where: str, said: str, ok: bool = True) -> NoReturn:
+        """Send the browser back to ``where``, which then says ``said``."""
         self._flash[request[SESSION].id] = (said, ok)
         raise web.HTTPSeeOther(where)
 
@@ -125,7 +126,7 @@ class AdminPages:
         text = self.templates.get_template("login.html").render(
             bot_name=self.bot_name, problem=problem, csrf=token
         )
-        response = _html(text, status)
+        response = html_response(text, status)
         response.set_cookie(
             LOGIN_COOKIE, token, path="/admin", httponly=True, samesite="Strict",
             secure=self.config.secure_cookies,
@@ -178,7 +179,7 @@ class AdminPages:
 
     async def figures_now(self, request: web.Request) -> web.Response:
         text = self.templates.get_template("figures.html").render(figures=self.figures.now())
-        return _html(text)
+        return html_response(text)
 
     async def conversations(self, request: web.Request) -> web.Response:
         browser = self.desk.browser
@@ -230,10 +231,10 @@ class AdminPages:
         where = f"/admin/skills?channel={_quoted(channel)}"
         try:
             platform, place = channel_named(channel)
-            await self.desk.switch(_who(request), platform, place, skill, on)
+            await self.desk.switch(request[SESSION].who, platform, place, skill, on)
         except AdminRefused as refused:
-            return self.back(request, where, refused.user_message, ok=False)
-        return self.back(request, where, f"{skill} is {'on' if on else 'off'} in {channel}.")
+            self.back(request, where, refused.user_message, ok=False)
+        self.back(request, where, f"{skill} is {'on' if on else 'off'} in {channel}.")
 
     async def jobs(self, request: web.Request) -> web.Response:
         return self.page(request, "jobs.html", "jobs", jobs=await self.desk.jobs())
@@ -243,14 +244,14 @@ class AdminPages:
         job, action = str(form.get("job", "")), str(form.get("action", ""))
         try:
             if action == "remove":
-                await self.desk.remove_job(_who(request), job)
+                await self.desk.remove_job(request[SESSION].who, job)
             elif action in ("pause", "resume"):
-                await self.desk.pause_job(_who(request), job, paused=action == "pause")
+                await self.desk.pause_job(request[SESSION].who, job, paused=action == "pause")
             else:
                 raise AdminRefused(f"{action!r} is not something a job can do.")
         except AdminRefused as refused:
-            return self.back(request, "/admin/jobs", refused.user_message, ok=False)
-        return self.back(request, "/admin/jobs", f"Job {job}: {action}d.")
+            self.back(request, "/admin/jobs", refused.user_message, ok=False)
+        self.back(request, "/admin/jobs", f"Job {job}: {action}d.")
 
     async def models(self, request: web.Request) -> web.Response:
         from confab.bot.model_commands import kind_label, last_scores, parameters_label
@@ -271,11 +272,11 @@ class AdminPages:
         name = str(form.get("name", "")).strip() or None
         channel = str(form.get("channel", "")).strip() or None
         try:
-            await self.desk.use_model(_who(request), name, channel)
+            await self.desk.use_model(request[SESSION].who, name, channel)
         except AdminRefused as refused:
-            return self.back(request, "/admin/models", refused.user_message, ok=False)
+            self.back(request, "/admin/models", refused.user_message, ok=False)
         where = f"in {channel}" if channel else "by default"
-        return self.back(request, "/admin/models", f"{name or 'The default'} now answers {where}.")
+        self.back(request, "/admin/models", f"{name or 'The default'} now answers {where}.")
 
     async def knowledge(self, request: web.Request) -> web.Response:
         try:
@@ -289,15 +290,15 @@ class AdminPages:
         upload = form.get("file")
         channels = str(form.get("channels", "")).replace(",", " ").split()
         if not isinstance(upload, web.FileField) or not upload.filename:
-            return self.back(request, "/admin/knowledge", "Choose a file to add.", ok=False)
+            self.back(request, "/admin/knowledge", "Choose a file to add.", ok=False)
         try:
             added = await self.desk.add_document(
-                _who(request), upload.filename, upload.file.read(), channels
+                request[SESSION].who, upload.filename, upload.file.read(), channels
             )
         except ConfabError as refused:  # refused by the desk or by the document reader
-            return self.back(request, "/admin/knowledge", refused.user_message, ok=False)
+            self.back(request, "/admin/knowledge", refused.user_message, ok=False)
         doc = added.document
-        return self.back(
+        self.back(
             request, "/admin/knowledge", f"{doc.name}: {added.outcome}, {doc.chunks} passages."
         )
 
@@ -305,10 +306,10 @@ class AdminPages:
         form = await request.post()
         name = str(form.get("name", ""))
         try:
-            await self.desk.remove_document(_who(request), name)
+            await self.desk.remove_document(request[SESSION].who, name)
         except AdminRefused as refused:
-            return self.back(request, "/admin/knowledge", refused.user_message, ok=False)
-        return self.back(request, "/admin/knowledge", f"Removed {name}.")
+            self.back(request, "/admin/knowledge", refused.user_message, ok=False)
+        self.back(request, "/admin/knowledge", f"Removed {name}.")
 
     async def config_view(self, request: web.Request) -> web.Response:
         return self.page(request, "config.html", "config", text=render_config(self.desk.config))
@@ -317,36 +318,17 @@ class AdminPages:
         return self.page(request, "changes.html", "changes", changes=self.desk.audit.latest())
 
 
-def _who(request: web.Request) -> str:
-    session: Session = request[SESSION]
-    return session.who
-
-
 def _quoted(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text, safe=":")
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(
-        text=text, status=status, content_type="text/html", headers=SECURITY_HEADERS
-    )
-
-
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        referer = request.headers.get("Referer", "")
-        return not referer or referer.split("://", 1)[-1].split("/", 1)[0] == request.host
-    return origin.split("://", 1)[-1] == request.host
-
-
 @web.middleware
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     pages = request.app[PAGES]
     login = request.path.rstrip("/").endswith("/login")
-    if request.method == "POST" and not _same_origin(request):
+    if request.method == "POST" and not same_origin(request):
         log.warning(
             "admin: refused a %s from another site (%s)",
             request.path,

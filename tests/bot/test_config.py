@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from confab.bot.cli import render_config
 from confab.bot.config import build_config_model, load_config
+from confab.bot.config_view import render_config
 from confab.bot.errors import ConfigError
 
 
